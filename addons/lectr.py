@@ -1,0 +1,25 @@
+"""Lectr, as a mitmproxy addon:  mitmdump -s addons/lectr.py
+
+This file only composes. Order matters: each request passes the addons in this order,
+and each one leaves what it learnt on the flow's record for the next.
+"""
+
+import os
+import sys
+
+# Let `mitmdump -s addons/lectr.py` find the lectr package from a plain checkout too.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lectr.addons.auth import Auth  # noqa: E402
+from lectr.addons.gateway import Gateway  # noqa: E402
+from lectr.addons.router import Router  # noqa: E402
+from lectr.addons.streamtap import StreamTap  # noqa: E402
+from lectr.addons.upstream import UpstreamGuard  # noqa: E402
+
+addons = [
+    Gateway(),  # which traffic is Lectr's; X-Lectr-* headers read and removed
+    Auth(),  # X-Lectr-Key -> org, or 401
+    Router(),  # provider detection, rules, auth normalisation, upstream address
+    UpstreamGuard(),  # upstream time limit; JSON errors when the provider cannot be reached
+    StreamTap(),  # SSE passed through chunk by chunk, with a copy for the cold path
+]

@@ -1,0 +1,78 @@
+"""Gateway: decides which traffic is Lectr's, and reads the X-Lectr-* headers off it.
+
+Two ways in, one listener:
+- base_url: the client addresses Lectr itself (`http://127.0.0.1:8080/v1/...`);
+- HTTPS_PROXY: the client tunnels to a provider host; only provider hosts are
+  intercepted, every other host is tunnelled untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mitmproxy import ctx, http, tls
+
+from lectr.addons import PRESENTED_KEY, RECORD, respond_error
+from lectr.endpoints import parse_path
+from lectr.flowrecord import FlowRecord
+from lectr.headers import pop_lectr_headers
+from lectr.providers import provider_for_host
+
+log = logging.getLogger(__name__)
+
+HEALTH_PATH = "/healthz"
+_LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+
+class Gateway:
+    def configure(self, updated: set[str]) -> None:
+        # mitmproxy listens on every interface by default; Lectr serves loopback unless told otherwise.
+        if "listen_host" in updated and not ctx.options.listen_host:
+            ctx.options.listen_host = "127.0.0.1"
+        # "eager" would dial the real provider when a client CONNECTs, before Lectr has
+        # seen the request and chosen where it really goes.
+        if "connection_strategy" in updated and ctx.options.connection_strategy != "lazy":
+            ctx.options.connection_strategy = "lazy"
+
+    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        host = data.client_hello.sni or (data.context.server.address or ("",))[0]
+        if not provider_for_host(host or ""):
+            data.ignore_connection = True
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or RECORD in flow.metadata:
+            return
+        self._admit(flow)
+
+    def _admit(self, flow: http.HTTPFlow) -> None:
+        request = flow.request
+        host_provider = provider_for_host(request.host)
+        if host_provider:
+            record = FlowRecord("proxy", provider=host_provider)
+        elif not flow.client_conn.tls and (parse_path(request.path) or _addressed_to_lectr(flow)):
+            if request.path == HEALTH_PATH:
+                flow.response = http.Response.make(200, b'{"status":"ok"}', {"content-type": "application/json"})
+                return
+            if parse_path(request.path) is None:
+                respond_error(
+                    flow,
+                    404,
+                    "unknown_path",
+                    f"{request.path!r} is not an LLM API path. Point your SDK's base_url at "
+                    "http://HOST:PORT/v1 (OpenAI-style) or http://HOST:PORT (Anthropic).",
+                )
+                return
+            record = FlowRecord("base_url")
+        else:
+            return  # plain proxy traffic to some other host: not Lectr's business
+        meta = pop_lectr_headers(request.headers)
+        record.feature, record.task, record.provider_declared = meta.feature, meta.task, meta.provider
+        flow.metadata[RECORD] = record
+        flow.metadata[PRESENTED_KEY] = meta.key
+
+
+def _addressed_to_lectr(flow: http.HTTPFlow) -> bool:
+    sockname = flow.client_conn.sockname
+    return flow.request.port == sockname[1] and (
+        flow.request.host in _LOCAL_NAMES or flow.request.host == sockname[0]
+    )

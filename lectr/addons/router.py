@@ -1,0 +1,237 @@
+"""Router: detect the provider, apply the first matching rule, normalise auth, address upstream.
+
+The rules file and the secrets file are compiled off the hot path and swapped in whole;
+a request only reads them. Whatever goes wrong while routing, the request is forwarded
+unchanged: routing can never block or break a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import stat
+from dataclasses import dataclass
+
+from mitmproxy import ctx, http
+
+from lectr import providers
+from lectr.addons import pending_record, respond_error
+from lectr.credentials import DEFAULT_AZURE_API_VERSION, Credentials, parse_credentials
+from lectr.endpoints import Endpoint, parse_path, split_url, upstream_url
+from lectr.flowrecord import FlowRecord
+from lectr.headers import client_credential, set_provider_auth
+from lectr.routing import Route, choose_route
+from lectr.rules import RuleSet, load_rules_file
+from lectr.watch import WatchedFile
+
+log = logging.getLogger(__name__)
+
+RELOAD_SECONDS = 0.25  # a saved rules file applies to the next request within a second
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything routing decided for one request, computed before anything is changed."""
+
+    url: str  # the upstream URL
+    provider: str
+    content: bytes | None = None  # None: body unchanged
+    key: str | None = None  # the provider key to send, in the provider's own auth header
+    normalise_auth: bool = True  # False: auth headers go exactly as the client sent them
+
+
+class Router:
+    def __init__(self) -> None:
+        self.rules: WatchedFile[RuleSet] = WatchedFile("", load_rules_file, RuleSet())
+        self.credentials: WatchedFile[Credentials] = WatchedFile("", _load_credentials, Credentials())
+        self.base_urls = providers.base_urls()
+        self._task: asyncio.Task | None = None
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "lectr_rules",
+            str,
+            "rules.yaml",
+            "Routing rules file (YAML; see rules.example.yaml). Reloaded within a second of a save; "
+            "an invalid file is rejected and the last good rules stay in force.",
+        )
+        loader.add_option(
+            "lectr_secrets",
+            str,
+            "secrets.yaml",
+            "Provider keys and Azure settings Lectr uses when a rule switches provider "
+            "(YAML; see lectr/credentials.py). LECTR_<PROVIDER>_API_KEY in the environment also works.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "lectr_rules" in updated:
+            self.rules = WatchedFile(ctx.options.lectr_rules, load_rules_file, RuleSet(), log.error)
+            self.rules.poll()
+            if not os.path.exists(ctx.options.lectr_rules):
+                log.info("No rules file at %s: every request passes through unrouted.", ctx.options.lectr_rules)
+            for warning in self.rules.value.warnings:
+                log.warning(warning)
+        if "lectr_secrets" in updated:
+            self.credentials = WatchedFile(ctx.options.lectr_secrets, _load_credentials, parse_credentials(None), log.error)
+            self.credentials.poll()
+            _warn_if_readable_by_others(ctx.options.lectr_secrets)
+
+    def running(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._reload_forever())
+
+    def done(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        record = pending_record(flow)
+        if record is None or record.org_id is None:
+            return
+        try:
+            plan = self._plan(flow, record)
+        except Exception as e:  # routing must never break a request
+            log.exception("routing failed; forwarding unchanged")
+            record.passthrough_reason = f"routing error: {e!r}"
+            plan = self._passthrough_plan(flow, record)
+        if plan is None:
+            return
+        self._apply(flow, plan)
+
+    def _plan(self, flow: http.HTTPFlow, record: FlowRecord) -> Plan | None:
+        request = flow.request
+        endpoint = parse_path(request.path)
+        record.endpoint = endpoint.suffix if endpoint else None
+        body = _json_body(request.content) if endpoint else None
+        model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else None
+        record.model_requested = record.model_actual = model
+        record.streaming = isinstance(body, dict) and body.get("stream") is True
+        provider = self._provider(record, endpoint, model)
+        if endpoint is None:  # a provider path Lectr does not know: leave it exactly as it is
+            return None
+
+        credentials = self.credentials.value
+        route = choose_route(
+            self.rules.value,
+            org=record.org_id,
+            feature=record.feature,
+            task=record.task,
+            provider=provider,
+            model=model,
+            endpoint=endpoint,
+            can_serve=lambda p: credentials.can_serve(record.org_id, p),
+        )
+        _note_route(record, route)
+        if route.switches_from(provider):
+            key = credentials.api_key(record.org_id, route.provider)
+        else:
+            key = client_credential(request.headers) or credentials.api_key(record.org_id, route.provider)
+        content = None
+        if route.model != model:
+            body["model"] = route.model
+            content = json.dumps(body, ensure_ascii=False).encode()
+        return Plan(self._url(flow, record, endpoint, route), route.provider, content, key)
+
+    def _provider(self, record: FlowRecord, endpoint: Endpoint | None, model: str | None) -> str:
+        if record.provider_declared:
+            if providers.is_provider(record.provider_declared):
+                return self._set_provider(record, record.provider_declared)
+            log.warning("X-Lectr-Provider %r is unknown; detecting from the model", record.provider_declared)
+        if record.mode == "proxy" and record.provider:
+            return record.provider  # the intercepted host says it
+        if endpoint and endpoint.native:
+            return self._set_provider(record, endpoint.native)
+        detected = providers.detect_provider(model) if model else None
+        if detected is None:
+            record.provider_unknown = True
+        return self._set_provider(record, detected or providers.DEFAULT_PROVIDER)
+
+    @staticmethod
+    def _set_provider(record: FlowRecord, provider: str) -> str:
+        record.provider = provider
+        return provider
+
+    def _url(self, flow: http.HTTPFlow, record: FlowRecord, endpoint: Endpoint, route: Route) -> str:
+        if route.provider != "azure":
+            return upstream_url(self.base_urls[route.provider], route.provider, endpoint)
+        settings = self.credentials.value.settings(record.org_id, "azure")
+        base = settings.endpoint or self.base_urls["azure"]
+        if not base:
+            if record.mode == "proxy":
+                base = f"{flow.request.scheme}://{flow.request.host}:{flow.request.port}"
+            else:
+                raise LookupError(f"no Azure endpoint configured for org {record.org_id!r}")
+        deployment = None
+        if route.model is not None and (route.rule is not None or endpoint.deployment is None):
+            deployment = settings.deployments.get(route.model, route.model)
+        return upstream_url(
+            base, "azure", endpoint, settings.api_version or DEFAULT_AZURE_API_VERSION, deployment
+        )
+
+    def _passthrough_plan(self, flow: http.HTTPFlow, record: FlowRecord) -> Plan | None:
+        """Forward unchanged. A client that addressed Lectr itself still needs an upstream."""
+        if record.mode == "proxy":
+            return None
+        endpoint = parse_path(flow.request.path)
+        provider = record.provider or providers.DEFAULT_PROVIDER
+        base = self.base_urls.get(provider)
+        if endpoint is None or not base:
+            respond_error(flow, 502, "routing_failed", f"could not route this request ({record.passthrough_reason})")
+            return None
+        return Plan(upstream_url(base, provider, endpoint), provider, normalise_auth=False)
+
+    @staticmethod
+    def _apply(flow: http.HTTPFlow, plan: Plan) -> None:
+        request = flow.request
+        upstream = split_url(plan.url)  # parse before changing anything
+        if plan.content is not None:
+            request.content = plan.content
+        if plan.normalise_auth:
+            set_provider_auth(request.headers, plan.provider, plan.key)
+        request.scheme, request.host, request.port, request.path = (
+            upstream.scheme,
+            upstream.host,
+            upstream.port,
+            upstream.path,
+        )
+
+    async def _reload_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_SECONDS)
+            if await asyncio.to_thread(self.rules.poll):
+                log.info("rules reloaded from %s: %d rules", self.rules.path, len(self.rules.value.rules))
+                for warning in self.rules.value.warnings:
+                    log.warning(warning)
+            await asyncio.to_thread(self.credentials.poll)
+
+
+def _note_route(record: FlowRecord, route: Route) -> None:
+    record.provider = route.provider
+    record.model_actual = route.model
+    record.route_skip_reason = route.skip_reason
+    if route.rule is not None:
+        record.rule_id, record.rule_name = route.rule.id, route.rule.name
+
+
+def _json_body(content: bytes | None) -> object:
+    if not content:
+        return None
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _load_credentials(path: str) -> Credentials:
+    with open(path, encoding="utf-8") as f:
+        return parse_credentials(f.read(), source=path)
+
+
+def _warn_if_readable_by_others(path: str) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("%s holds provider keys and is readable by other users: chmod 600 %s", path, path)

@@ -1,0 +1,49 @@
+"""StreamTap: server-sent event streams flow to the client chunk by chunk, unbuffered.
+
+Each chunk is forwarded as it arrives, byte for byte; on the way a bounded copy is kept
+for the cold path (token counting), with the time of the first and last chunk.
+Non-streaming responses are left to mitmproxy, which forwards them whole.
+"""
+
+from __future__ import annotations
+
+import time
+
+from mitmproxy import http
+
+from lectr.addons import record_of
+from lectr.flowrecord import STREAM_COPY_LIMIT, FlowRecord
+
+
+class StreamTap:
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        record = record_of(flow)
+        if record is None or flow.response is None:
+            return
+        record.t_response_headers = time.perf_counter()
+        if flow.response.headers.get("content-type", "").startswith("text/event-stream"):
+            record.streaming = True
+            flow.response.stream = _Tap(record)
+
+
+class _Tap:
+    """The stream callable: sees each chunk on its way to the client and returns it unchanged."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, record: FlowRecord) -> None:
+        self.record = record
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if chunk:  # b"" marks the end of the stream
+            record = self.record
+            now = time.perf_counter()
+            if record.t_first_chunk is None:
+                record.t_first_chunk = now
+            record.t_last_chunk = now
+            record.chunk_count += 1
+            if len(record.stream_copy) + len(chunk) <= STREAM_COPY_LIMIT:
+                record.stream_copy += chunk
+            else:
+                record.stream_copy_truncated = True
+        return chunk

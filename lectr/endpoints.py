@@ -1,0 +1,89 @@
+"""Request paths in, upstream URLs out.
+
+A client reaches Lectr with an OpenAI-style path (`/v1/chat/completions`, Groq's
+`/openai/v1/...`, Gemini's `/v1beta/openai/...`), Anthropic's native `/v1/messages`, or
+Azure's `/openai/deployments/{deployment}/...`. `parse_path` reduces each to the part
+every provider shares (`/chat/completions`), so a request can be re-addressed to any
+provider by `upstream_url`. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from lectr.providers import PROVIDERS
+
+CHAT = "/chat/completions"
+MESSAGES = "/messages"
+
+# Longest first: "/openai/v1" must win over "/v1".
+_OPENAI_ROOTS = ("/v1beta/openai", "/openai/v1", "/v1")
+_AZURE = re.compile(r"^/openai/deployments/([^/]+)(/.*)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    suffix: str  # the provider-independent part: "/chat/completions", "/messages", "/embeddings", ...
+    query: str = ""  # the query string, without "?"
+    native: str | None = None  # "anthropic" or "azure" when the path is that provider's own format
+    deployment: str | None = None  # Azure deployment named in the path
+
+    @property
+    def routable(self) -> bool:
+        """Whether routing rules apply: chat completions anywhere, native messages within Anthropic."""
+        return self.suffix == CHAT or (self.native == "anthropic" and self.suffix == MESSAGES)
+
+
+def parse_path(path: str) -> Endpoint | None:
+    """The endpoint a request path addresses, or None when it is not an LLM API path."""
+    path_only, _, query = path.partition("?")
+    azure = _AZURE.match(path_only)
+    if azure:
+        return Endpoint(azure[2], query, native="azure", deployment=azure[1])
+    if path_only == "/v1/messages" or path_only.startswith("/v1/messages/"):
+        return Endpoint(path_only[len("/v1") :], query, native="anthropic")
+    for root in _OPENAI_ROOTS:
+        if path_only.startswith(root + "/"):
+            return Endpoint(path_only[len(root) :], query)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    scheme: str
+    host: str
+    port: int
+    path: str  # with query string
+
+
+def upstream_url(base_url: str, provider: str, endpoint: Endpoint, azure_api_version: str | None = None,
+                 azure_deployment: str | None = None) -> str:
+    """The full upstream URL for `endpoint` at `provider`, whose base URL is `base_url`."""
+    if provider == "azure":
+        deployment = azure_deployment or endpoint.deployment
+        if not deployment:
+            raise ValueError("an Azure request needs a deployment: configure deployments for the model")
+        query = endpoint.query if endpoint.native == "azure" and endpoint.query else ""
+        if not query and azure_api_version:
+            query = f"api-version={quote(azure_api_version)}"
+        url = f"{base_url}/openai/deployments/{quote(deployment, safe='')}{endpoint.suffix}"
+    else:
+        url = base_url + PROVIDERS[provider].openai_path + endpoint.suffix
+        query = endpoint.query if endpoint.native != "azure" else ""
+    return f"{url}?{query}" if query else url
+
+
+def split_url(url: str) -> Upstream:
+    """Break an absolute http(s) URL into what mitmproxy needs to address a request."""
+    match = re.match(r"^(https?)://(\[[^\]]+\]|[^/:]+)(?::(\d+))?(/.*)?$", url)
+    if not match:
+        raise ValueError(f"not an absolute http(s) URL: {url!r}")
+    scheme, host, port, path = match.groups()
+    return Upstream(
+        scheme,
+        host.strip("[]"),
+        int(port) if port else (443 if scheme == "https" else 80),
+        path or "/",
+    )

@@ -1,0 +1,47 @@
+"""What Lectr learns about one request while it is in flight.
+
+The hot-path addons fill a `FlowRecord` (kept in `flow.metadata`) step by step; the cold
+path turns it into the stored event once the response is delivered. It never holds a
+provider key or the Lectr key.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+# A streamed response is copied for the cold path up to this size; past it the copy
+# stops (and says so) rather than let one huge stream hold memory.
+STREAM_COPY_LIMIT = 8 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class FlowRecord:
+    mode: str  # "base_url" (client addressed Lectr) or "proxy" (HTTPS_PROXY, intercepted host)
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    t_start: float = field(default_factory=time.perf_counter)
+    org_id: str | None = None
+    feature: str | None = None
+    task: str | None = None
+    endpoint: str | None = None  # "/chat/completions", "/messages", ...
+    provider_declared: str | None = None  # X-Lectr-Provider, as sent
+    provider: str | None = None  # where the request went (in proxy mode, first: the intercepted host's)
+    provider_unknown: bool = False  # detection failed and the default was used
+    model_requested: str | None = None
+    model_actual: str | None = None
+    rule_id: str | None = None
+    rule_name: str | None = None
+    route_skip_reason: str | None = None
+    passthrough_reason: str | None = None  # set when Lectr's own code failed and the request went unchanged
+    streaming: bool = False
+    t_response_headers: float | None = None
+    t_first_chunk: float | None = None
+    t_last_chunk: float | None = None
+    chunk_count: int = 0
+    stream_copy: bytearray = field(default_factory=bytearray)
+    stream_copy_truncated: bool = False
+    timed_out: bool = False
+
+    def ms_since_start(self, t: float | None) -> float | None:
+        return None if t is None else (t - self.t_start) * 1000.0

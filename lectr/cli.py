@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     revoke = keys_commands.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id", metavar="KEY_ID")
     for sub in (create, list_, revoke):
-        sub.add_argument("--db", default=storage.default_db_path(), help="DuckDB file (default: $LECTR_DB or lectr.duckdb)")
+        sub.add_argument(
+            "--db", default=storage.default_db_path(), help="DuckDB file (default: $LECTR_DB or lectr.duckdb)"
+        )
 
     args = parser.parse_args(argv)
     try:

@@ -74,7 +74,9 @@ class Credentials:
         return bool(settings.api_key) and (provider != "azure" or bool(settings.endpoint))
 
 
-def parse_credentials(text: str | None, env: Mapping[str, str] = os.environ, source: str = "secrets file") -> Credentials:
+def parse_credentials(
+    text: str | None, env: Mapping[str, str] = os.environ, source: str = "secrets file"
+) -> Credentials:
     doc = yaml.safe_load(text) if text else None
     doc = doc or {}
     if not isinstance(doc, dict) or set(doc) - {"providers", "orgs"}:

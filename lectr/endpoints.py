@@ -58,8 +58,13 @@ class Upstream:
     path: str  # with query string
 
 
-def upstream_url(base_url: str, provider: str, endpoint: Endpoint, azure_api_version: str | None = None,
-                 azure_deployment: str | None = None) -> str:
+def upstream_url(
+    base_url: str,
+    provider: str,
+    endpoint: Endpoint,
+    azure_api_version: str | None = None,
+    azure_deployment: str | None = None,
+) -> str:
     """The full upstream URL for `endpoint` at `provider`, whose base URL is `base_url`."""
     if provider == "azure":
         deployment = azure_deployment or endpoint.deployment

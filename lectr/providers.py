@@ -103,7 +103,4 @@ def base_urls(env: Mapping[str, str] = os.environ) -> dict[str, str]:
 
     Read once at start-up so the hot path never touches the environment.
     """
-    return {
-        name: env.get(f"LECTR_{name.upper()}_BASE_URL", p.base_url).rstrip("/")
-        for name, p in PROVIDERS.items()
-    }
+    return {name: env.get(f"LECTR_{name.upper()}_BASE_URL", p.base_url).rstrip("/") for name, p in PROVIDERS.items()}

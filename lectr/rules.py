@@ -173,7 +173,9 @@ def _parse_rule(item: object, source: str, index: int, warnings: list[str]) -> R
 def _no_unknown(mapping: dict, allowed: set[str], where: str, what: str) -> None:
     unknown = sorted(set(map(str, mapping)) - allowed)
     if unknown:
-        raise RuleError(f"{where}: unknown {what} {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}")
+        raise RuleError(
+            f"{where}: unknown {what} {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}"
+        )
 
 
 def _optional_str(mapping: dict, key: str, where: str) -> str | None:

@@ -63,8 +63,8 @@ def m001_org_keys(con: duckdb.DuckDBPyConnection) -> None:
             key_id VARCHAR PRIMARY KEY,
             org_id VARCHAR NOT NULL,
             key_hash VARCHAR NOT NULL,   -- sha256 of the key; the key itself is never stored
-            created_at TIMESTAMPTZ NOT NULL,
-            revoked_at TIMESTAMPTZ
+            created_at TIMESTAMP NOT NULL,  -- UTC
+            revoked_at TIMESTAMP  -- UTC
         )
         """
     )
@@ -75,7 +75,7 @@ MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [m001_org_keys]
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Apply the migrations this database has not seen; return their names."""
-    con.execute("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ)")
+    con.execute("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
     done = {row[0] for row in con.execute("SELECT name FROM _migrations").fetchall()}
     applied = []
     for migration in MIGRATIONS:
@@ -116,9 +116,7 @@ def list_keys(path: str | Path) -> list[tuple[str, str, datetime, datetime | Non
     with connect(path, read_only=True) as con:
         if not _has_table(con, "org_keys"):
             return []
-        return con.execute(
-            "SELECT key_id, org_id, created_at, revoked_at FROM org_keys ORDER BY created_at"
-        ).fetchall()
+        return con.execute("SELECT key_id, org_id, created_at, revoked_at FROM org_keys ORDER BY created_at").fetchall()
 
 
 def active_keys(path: str | Path) -> list[StoredKey]:
@@ -130,10 +128,9 @@ def active_keys(path: str | Path) -> list[StoredKey]:
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(
-        con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [name]).fetchall()
-    )
+    return bool(con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [name]).fetchall())
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    """UTC, without tzinfo: DuckDB's TIMESTAMPTZ would need pytz to read back."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)

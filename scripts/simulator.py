@@ -191,7 +191,9 @@ class Simulator:
     async def models(self, request: Request) -> Response:
         await self._receive(request)
         names = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5", "llama-3.1-8b-instant", "gemini-2.0-flash")
-        return JSONResponse({"object": "list", "data": [{"id": n, "object": "model", "owned_by": "sim"} for n in names]})
+        return JSONResponse(
+            {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "sim"} for n in names]}
+        )
 
     # --- Anthropic ----------------------------------------------------------------------
 
@@ -202,10 +204,17 @@ class Simulator:
         if not isinstance(body.get("messages"), list) or "max_tokens" not in body:
             return _anthropic_error(400, "messages and max_tokens are required")
         model = str(body.get("model"))
-        input_tokens = _count_prompt(body["messages"]) + (len(str(body.get("system", "")).split()) if body.get("system") else 0)
+        input_tokens = _count_prompt(body["messages"]) + (
+            len(str(body.get("system", "")).split()) if body.get("system") else 0
+        )
         words = _answer(b.chunks)
         mid = f"msg_{uuid.uuid4().hex[:24]}"
-        usage_in = {"input_tokens": input_tokens, "output_tokens": 1, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+        usage_in = {
+            "input_tokens": input_tokens,
+            "output_tokens": 1,
+            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": 0,
+        }
         if not body.get("stream"):
             await asyncio.sleep(b.first_token_ms / 1000)
             return JSONResponse(
@@ -231,20 +240,36 @@ class Simulator:
                 {
                     "type": "message_start",
                     "message": {
-                        "id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
-                        "stop_reason": None, "stop_sequence": None, "usage": usage_in,
+                        "id": mid,
+                        "type": "message",
+                        "role": "assistant",
+                        "model": model,
+                        "content": [],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": usage_in,
                     },
                 },
             )
-            yield event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+            yield event(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            )
             for i, word in enumerate(words):
                 if i and b.chunk_gap_ms:
                     await asyncio.sleep(b.chunk_gap_ms / 1000)
-                yield event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}})
+                yield event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}},
+                )
             yield event("content_block_stop", {"type": "content_block_stop", "index": 0})
             yield event(
                 "message_delta",
-                {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": len(words)}},
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": len(words)},
+                },
             )
             yield event("message_stop", {"type": "message_stop"})
 
@@ -276,8 +301,11 @@ _OPENAI_ERRORS = {
     503: ("server_error", "The engine is currently overloaded"),
 }
 _ANTHROPIC_ERRORS = {
-    400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error",
-    500: "api_error", 529: "overloaded_error",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
 }
 
 

@@ -73,6 +73,4 @@ class Gateway:
 
 def _addressed_to_lectr(flow: http.HTTPFlow) -> bool:
     sockname = flow.client_conn.sockname
-    return flow.request.port == sockname[1] and (
-        flow.request.host in _LOCAL_NAMES or flow.request.host == sockname[0]
-    )
+    return flow.request.port == sockname[1] and (flow.request.host in _LOCAL_NAMES or flow.request.host == sockname[0])

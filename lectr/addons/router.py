@@ -74,7 +74,9 @@ class Router:
             for warning in self.rules.value.warnings:
                 log.warning(warning)
         if "lectr_secrets" in updated:
-            self.credentials = WatchedFile(ctx.options.lectr_secrets, _load_credentials, parse_credentials(None), log.error)
+            self.credentials = WatchedFile(
+                ctx.options.lectr_secrets, _load_credentials, parse_credentials(None), log.error
+            )
             self.credentials.poll()
             _warn_if_readable_by_others(ctx.options.lectr_secrets)
 
@@ -165,9 +167,7 @@ class Router:
         deployment = None
         if route.model is not None and (route.rule is not None or endpoint.deployment is None):
             deployment = settings.deployments.get(route.model, route.model)
-        return upstream_url(
-            base, "azure", endpoint, settings.api_version or DEFAULT_AZURE_API_VERSION, deployment
-        )
+        return upstream_url(base, "azure", endpoint, settings.api_version or DEFAULT_AZURE_API_VERSION, deployment)
 
     def _passthrough_plan(self, flow: http.HTTPFlow, record: FlowRecord) -> Plan | None:
         """Forward unchanged. A client that addressed Lectr itself still needs an upstream."""

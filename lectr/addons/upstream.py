@@ -73,7 +73,9 @@ class UpstreamGuard:
         for handler in list(proxyserver.connections.values()):
             io = handler.transports.get(flow.server_conn)
             if io is not None and io.handler is not None:
-                log.info("no response from %s in %ss: cancelling", flow.request.host, ctx.options.lectr_upstream_timeout)
+                log.info(
+                    "no response from %s in %ss: cancelling", flow.request.host, ctx.options.lectr_upstream_timeout
+                )
                 io.handler.cancel("lectr upstream timeout")
                 return
 

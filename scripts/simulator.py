@@ -67,6 +67,7 @@ class Simulator:
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/_sim/requests", self.requests, methods=["GET", "DELETE"]),
                 Route("/_sim/health", lambda r: JSONResponse({"ok": True}), methods=["GET"]),
+                Route("/{path:path}", self.not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
             ]
         )
 
@@ -106,6 +107,10 @@ class Simulator:
             self.received.clear()
             return JSONResponse({"cleared": True})
         return JSONResponse(self.received)
+
+    async def not_found(self, request: Request) -> Response:
+        await self._receive(request)
+        return _openai_error(404, f"Invalid URL ({request.method} {request.url.path})")
 
     # --- OpenAI -------------------------------------------------------------------------
 
@@ -296,6 +301,7 @@ def _count_prompt(messages: list) -> int:
 _OPENAI_ERRORS = {
     400: ("invalid_request_error", "bad request"),
     401: ("invalid_request_error", "Incorrect API key provided"),
+    404: ("invalid_request_error", "not found"),
     429: ("rate_limit_exceeded", "Rate limit reached, please try again later"),
     500: ("server_error", "The server had an error while processing your request"),
     503: ("server_error", "The engine is currently overloaded"),

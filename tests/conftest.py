@@ -169,6 +169,9 @@ def start_lectr(
         )
         if not lectr.alive():
             raise RuntimeError(f"mitmdump exited:\n{lectr.log()}")
+    except TimeoutError as e:
+        stop(proc)
+        raise RuntimeError(f"mitmdump did not start:\n{lectr.log()}") from e
     except BaseException:
         stop(proc)
         raise

@@ -33,8 +33,8 @@ class UpstreamGuard:
     def load(self, loader) -> None:
         loader.add_option(
             "lectr_upstream_timeout",
-            float,
-            600.0,
+            int,
+            600,
             "Seconds to wait for a provider's response headers before answering 504. "
             "Once a response has started, a slow stream is never cut.",
         )

@@ -134,7 +134,9 @@ def test_unreachable_upstream_gets_a_json_502(simulator_process, tmp_path):
         assert e.value.response.headers["x-lectr-error"] == "1"
         assert "could not get a response from the provider" in e.value.message
         # Other providers still work through the same proxy.
-        ok = post(proxy, json={"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": MESSAGES}, path="/v1/messages")
+        ok = post(
+            proxy, json={"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": MESSAGES}, path="/v1/messages"
+        )
         assert ok.status_code == 200
     finally:
         stop(proxy.proc)
@@ -144,7 +146,9 @@ def test_upstream_that_does_not_answer_in_time_gets_a_json_504(simulator_process
     proxy = start_lectr(tmp_path, simulator_process.url, options={"lectr_upstream_timeout": "1"})
     try:
         start = time.monotonic()
-        response = post(proxy, json={"model": "gpt-4o", "messages": MESSAGES}, headers={"X-Sim-Headers-Delay-Ms": "4000"})
+        response = post(
+            proxy, json={"model": "gpt-4o", "messages": MESSAGES}, headers={"X-Sim-Headers-Delay-Ms": "4000"}
+        )
         elapsed = time.monotonic() - start
         assert response.status_code == 504, response.text
         assert response.json()["error"]["code"] == "upstream_timeout"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import anthropic
 import httpx
 import openai
 import pytest
 
-from conftest import set_rules
+from conftest import set_rules, wait_until
 
 MESSAGES = [{"role": "user", "content": "Is this message about billing or shipping?"}]
 
@@ -222,3 +225,26 @@ def test_chunks_reach_the_client_as_they_are_sent(lectr, sim):
     gaps = [b - a for a, b in zip(content_chunks, content_chunks[1:])]
     assert len(gaps) == 4 and all(g > 0.08 for g in gaps), gaps
     assert arrivals[-1] - arrivals[0] > 0.5
+
+
+def test_keys_created_and_revoked_while_running_take_effect(lectr, sim):
+    cli = str(Path(sys.executable).with_name("lectr"))
+    created = subprocess.run(
+        [cli, "keys", "create", "beta", "--db", str(lectr.db_path)], capture_output=True, text=True, check=True
+    )
+    new_key = created.stdout.strip().splitlines()[-1]
+    client = openai.OpenAI(
+        base_url=f"{lectr.url}/v1", api_key="sk", default_headers={"X-Lectr-Key": new_key}, max_retries=0
+    )
+
+    def status() -> int:
+        try:
+            client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+            return 200
+        except openai.APIStatusError as e:
+            return e.status_code
+
+    wait_until(lambda: status() == 200, timeout=10, what="the new key to be accepted")
+    key_id = new_key.split("_")[1]
+    subprocess.run([cli, "keys", "revoke", key_id, "--db", str(lectr.db_path)], check=True, capture_output=True)
+    wait_until(lambda: status() == 401, timeout=10, what="the revoked key to be refused")

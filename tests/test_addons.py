@@ -1,0 +1,150 @@
+"""The addons' hooks in mitmproxy's own test context: what each leaves on the flow's record."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mitmproxy import http
+from mitmproxy.test import taddons, tflow, tutils
+
+from lectr.addons import PRESENTED_KEY, RECORD
+from lectr.addons.auth import Auth
+from lectr.addons.gateway import Gateway
+from lectr.addons.router import Router
+from lectr.addons.streamtap import StreamTap
+from lectr.flowrecord import FlowRecord
+from lectr.keys import generate_key
+from lectr.storage import insert_key
+
+RULES = """
+rules:
+  - {name: bot to mini, priority: 1, match: {feature: bot}, target: {model: gpt-4o-mini}}
+  - name: sums to groq
+    priority: 2
+    match: {task: summarisation}
+    target: {provider: groq, model: llama-3.1-8b-instant}
+"""
+
+
+def chat_flow(body: object, *, host="127.0.0.1", port=8080, path=b"/v1/chat/completions", **headers) -> http.HTTPFlow:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = tutils.treq(
+        host=host,
+        port=port,
+        method=b"POST",
+        path=path,
+        headers=http.Headers(authorization="Bearer sk-client", **headers),
+        content=content,
+    )
+    flow = tflow.tflow(req=request)
+    flow.client_conn.sockname = ("127.0.0.1", 8080)
+    return flow
+
+
+@pytest.fixture
+def router(tmp_path, monkeypatch):
+    monkeypatch.setenv("LECTR_OPENAI_BASE_URL", "http://sim:9000/v1")
+    monkeypatch.setenv("LECTR_GROQ_BASE_URL", "http://sim:9000/openai/v1")
+    (tmp_path / "rules.yaml").write_text(RULES)
+    addon = Router()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, lectr_rules=str(tmp_path / "rules.yaml"), lectr_secrets=str(tmp_path / "none.yaml"))
+        yield addon
+
+
+def routed(router: Router, flow: http.HTTPFlow, **record_fields) -> FlowRecord:
+    record = FlowRecord("base_url", org_id="acme", **record_fields)
+    flow.metadata[RECORD] = record
+    router.request(flow)
+    return record
+
+
+def test_router_records_rewrite_and_rule(router):
+    flow = chat_flow({"model": "gpt-4o", "messages": []})
+    record = routed(router, flow, feature="bot")
+    assert (record.provider, record.model_requested, record.model_actual) == ("openai", "gpt-4o", "gpt-4o-mini")
+    assert (record.rule_id, record.rule_name, record.route_skip_reason) == ("bot-to-mini", "bot to mini", None)
+    assert json.loads(flow.request.content)["model"] == "gpt-4o-mini"
+    assert flow.request.url == "http://sim:9000/v1/chat/completions"
+    assert flow.request.headers["authorization"] == "Bearer sk-client"
+
+
+def test_router_records_a_skipped_switch(router):
+    flow = chat_flow({"model": "gpt-4o", "messages": []})
+    record = routed(router, flow, task="summarisation")
+    assert (record.provider, record.model_actual, record.rule_id) == ("openai", "gpt-4o", None)
+    assert "no groq key configured for org 'acme'" in record.route_skip_reason
+    assert flow.request.content == json.dumps({"model": "gpt-4o", "messages": []}).encode()  # byte for byte
+
+
+def test_router_flags_unknown_providers_and_defaults_to_openai(router):
+    flow = chat_flow({"model": "my-finetune", "messages": [], "stream": True})
+    record = routed(router, flow)
+    assert (record.provider, record.provider_unknown, record.streaming) == ("openai", True, True)
+    assert flow.request.host == "sim"
+
+
+def test_router_error_degrades_to_passthrough(router, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("rule evaluation blew up")
+
+    monkeypatch.setattr("lectr.addons.router.choose_route", broken)
+    body = json.dumps({"model": "gpt-4o", "messages": []}).encode()
+    flow = chat_flow(body)
+    record = routed(router, flow, feature="bot")
+    assert flow.response is None
+    assert flow.request.content == body and flow.request.headers["authorization"] == "Bearer sk-client"
+    assert flow.request.url == "http://sim:9000/v1/chat/completions"
+    assert "rule evaluation blew up" in record.passthrough_reason
+
+
+def test_gateway_admits_api_paths_and_strips_lectr_headers():
+    gateway = Gateway()
+    with taddons.context(gateway):
+        flow = chat_flow(
+            {"model": "gpt-4o"}, **{"X-Lectr-Key": "lk_a_b", "X-Lectr-Feature": "bot", "X-Lectr-Task": "x"}
+        )
+        gateway.request(flow)
+        record = flow.metadata[RECORD]
+        assert (record.mode, record.feature, record.task) == ("base_url", "bot", "x")
+        assert flow.metadata[PRESENTED_KEY] == "lk_a_b"
+        assert not [h for h in flow.request.headers if h.lower().startswith("x-lectr")]
+
+        proxied = chat_flow({"model": "gpt-4o"}, host="api.anthropic.com", port=443, path=b"/v1/messages")
+        gateway.request(proxied)
+        assert (proxied.metadata[RECORD].mode, proxied.metadata[RECORD].provider) == ("proxy", "anthropic")
+
+        elsewhere = chat_flow({}, host="example.com", port=80, path=b"/index.html", **{"X-Lectr-Feature": "f"})
+        gateway.request(elsewhere)
+        assert RECORD not in elsewhere.metadata and elsewhere.request.headers["X-Lectr-Feature"] == "f"
+
+
+def test_auth_sets_org_or_answers_401(tmp_path):
+    db = tmp_path / "k.duckdb"
+    key = generate_key()
+    insert_key(db, "acme", key)
+    auth = Auth()
+    with taddons.context(auth) as tctx:
+        tctx.configure(auth, lectr_db=str(db))
+        good, bad = chat_flow({}), chat_flow({})
+        for flow, presented in ((good, key.key), (bad, "lk_x_y")):
+            flow.metadata[RECORD] = FlowRecord("base_url")
+            flow.metadata[PRESENTED_KEY] = presented
+            auth.request(flow)
+            assert PRESENTED_KEY not in flow.metadata  # the key does not linger on the flow
+        assert good.metadata[RECORD].org_id == "acme" and good.response is None
+        assert bad.response.status_code == 401 and bad.metadata[RECORD].org_id is None
+        assert json.loads(bad.response.content)["error"]["type"] == "authentication_error"
+
+
+def test_streamtap_passes_chunks_unchanged_and_keeps_a_copy():
+    tap = StreamTap()
+    flow = chat_flow({})
+    flow.metadata[RECORD] = record = FlowRecord("base_url")
+    flow.response = tutils.tresp(headers=http.Headers(content_type="text/event-stream"))
+    tap.responseheaders(flow)
+    chunks = [b"data: {}\n\n", b"data: [DONE]\n\n"]
+    assert [flow.response.stream(c) for c in chunks + [b""]] == chunks + [b""]
+    assert record.streaming and record.chunk_count == 2 and bytes(record.stream_copy) == b"".join(chunks)
+    assert record.t_first_chunk <= record.t_last_chunk

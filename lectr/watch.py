@@ -8,20 +8,28 @@ the new one, never half of each.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from typing import Callable, Generic, TypeVar
+from typing import Callable, Generic, Sequence, TypeVar
 
 T = TypeVar("T")
 
 
 class WatchedFile(Generic[T]):
-    def __init__(self, path: str, load: Callable[[str], T], missing: T, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        path: str,
+        load: Callable[[str], T],
+        missing: T,
+        log: Callable[[str], None] = print,
+        on_load: Callable[[WatchedFile[T]], None] | None = None,
+    ) -> None:
         self.path = path
         self.value: T = missing
         self.error: str | None = None  # why the last change was rejected, while it stands
         self._load = load
-        self._missing = missing
         self._log = log
+        self._on_load = on_load
         self._signature: tuple | None = ()  # () = never polled; None = file absent
 
     def poll(self) -> bool:
@@ -42,7 +50,36 @@ class WatchedFile(Generic[T]):
             self._log(f"{self.path} rejected, keeping the last good contents: {e}")
             return False
         self.value, self.error = value, None
+        if self._on_load:
+            self._on_load(self)
         return True
+
+
+class Poller:
+    """Polls watched files every `interval` seconds in a background task, each poll in a thread.
+
+    `files` is asked afresh each round, because an addon replaces its WatchedFile when
+    an option changes. An addon lists its Poller in its `addons` attribute, and mitmproxy
+    calls `running` and `done` here like any addon's.
+    """
+
+    def __init__(self, interval: float, files: Callable[[], Sequence[WatchedFile]]) -> None:
+        self.interval = interval
+        self._files = files
+        self._task: asyncio.Task | None = None
+
+    def running(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def done(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            for watched in self._files():
+                await asyncio.to_thread(watched.poll)
 
 
 def _signature(path: str) -> tuple | None:

@@ -190,8 +190,8 @@ def lectr(simulator_process, tmp_path_factory):
 
 def set_rules(lectr: Lectr, text: str) -> None:
     """Save a rules file and wait until the proxy says it reloaded it."""
-    before = lectr.log().count("rules reloaded")
+    before = lectr.log().count("rules loaded")
     tmp = lectr.rules_path.with_suffix(".tmp")
     tmp.write_text(text)
     os.replace(tmp, lectr.rules_path)
-    wait_until(lambda: lectr.log().count("rules reloaded") > before, timeout=5, what="the rules to reload")
+    wait_until(lambda: lectr.log().count("rules loaded") > before, timeout=5, what="the rules to reload")

@@ -7,7 +7,6 @@ within seconds without a restart, and no request waits on the database.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from mitmproxy import ctx, http
@@ -15,7 +14,7 @@ from mitmproxy import ctx, http
 from lectr import storage
 from lectr.addons import PRESENTED_KEY, pending_record, respond_error
 from lectr.keys import KeyRing
-from lectr.watch import WatchedFile
+from lectr.watch import Poller, WatchedFile
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +24,7 @@ REFRESH_SECONDS = 2.0
 class Auth:
     def __init__(self) -> None:
         self.keys: WatchedFile[KeyRing] = WatchedFile("", _load_keys, KeyRing())
-        self._task: asyncio.Task | None = None
+        self.addons = [Poller(REFRESH_SECONDS, lambda: [self.keys])]  # mitmproxy runs nested addons' hooks too
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -48,13 +47,6 @@ class Auth:
                     ctx.options.lectr_db,
                 )
 
-    def running(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
-
-    def done(self) -> None:
-        if self._task:
-            self._task.cancel()
-
     def request(self, flow: http.HTTPFlow) -> None:
         record = pending_record(flow)
         if record is None:
@@ -70,11 +62,6 @@ class Auth:
             )
             return
         record.org_id = org
-
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_SECONDS)
-            await asyncio.to_thread(self.keys.poll)
 
 
 def _load_keys(path: str) -> KeyRing:

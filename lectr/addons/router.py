@@ -7,7 +7,6 @@ unchanged: routing can never block or break a request.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ from lectr.flowrecord import FlowRecord
 from lectr.headers import client_credential, set_provider_auth
 from lectr.routing import Route, choose_route
 from lectr.rules import RuleSet, load_rules_file
-from lectr.watch import WatchedFile
+from lectr.watch import Poller, WatchedFile
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ class Router:
         self.rules: WatchedFile[RuleSet] = WatchedFile("", load_rules_file, RuleSet())
         self.credentials: WatchedFile[Credentials] = WatchedFile("", _load_credentials, Credentials())
         self.base_urls = providers.base_urls()
-        self._task: asyncio.Task | None = None
+        self.addons = [Poller(RELOAD_SECONDS, lambda: [self.rules, self.credentials])]
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -67,25 +66,16 @@ class Router:
 
     def configure(self, updated: set[str]) -> None:
         if "lectr_rules" in updated:
-            self.rules = WatchedFile(ctx.options.lectr_rules, load_rules_file, RuleSet(), log.error)
+            self.rules = WatchedFile(ctx.options.lectr_rules, load_rules_file, RuleSet(), log.error, _rules_loaded)
             self.rules.poll()
             if not os.path.exists(ctx.options.lectr_rules):
                 log.info("No rules file at %s: every request passes through unrouted.", ctx.options.lectr_rules)
-            for warning in self.rules.value.warnings:
-                log.warning(warning)
         if "lectr_secrets" in updated:
             self.credentials = WatchedFile(
                 ctx.options.lectr_secrets, _load_credentials, parse_credentials(None), log.error
             )
             self.credentials.poll()
             _warn_if_readable_by_others(ctx.options.lectr_secrets)
-
-    def running(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._reload_forever())
-
-    def done(self) -> None:
-        if self._task:
-            self._task.cancel()
 
     def request(self, flow: http.HTTPFlow) -> None:
         record = pending_record(flow)
@@ -196,14 +186,11 @@ class Router:
             upstream.path,
         )
 
-    async def _reload_forever(self) -> None:
-        while True:
-            await asyncio.sleep(RELOAD_SECONDS)
-            if await asyncio.to_thread(self.rules.poll):
-                log.info("rules reloaded from %s: %d rules", self.rules.path, len(self.rules.value.rules))
-                for warning in self.rules.value.warnings:
-                    log.warning(warning)
-            await asyncio.to_thread(self.credentials.poll)
+
+def _rules_loaded(rules: WatchedFile[RuleSet]) -> None:
+    log.info("rules loaded from %s: %d rules", rules.path, len(rules.value.rules))
+    for warning in rules.value.warnings:
+        log.warning(warning)
 
 
 def _note_route(record: FlowRecord, route: Route) -> None:

@@ -57,6 +57,7 @@ def test_openai_sdk_non_streaming(lectr, sim):
     assert got["headers"]["authorization"] == "Bearer sk-client-openai"
     assert not [h for h in got["headers"] if h.startswith("x-lectr")]
     assert lectr.key not in str(got)
+    assert "proxy listening at 127.0.0.1:" in lectr.log()  # loopback unless told otherwise
 
 
 def test_openai_sdk_streaming(lectr, sim):

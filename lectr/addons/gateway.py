@@ -42,7 +42,14 @@ class Gateway:
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or RECORD in flow.metadata:
             return
-        self._admit(flow)
+        try:
+            self._admit(flow)
+        except Exception:
+            log.exception("admitting the request failed")
+            if not flow.client_conn.tls and _addressed_to_lectr(flow):
+                # Addressed to Lectr itself there is nothing to pass through to; answer
+                # rather than let mitmproxy forward the request back to this very port.
+                respond_error(flow, 502, "internal_error", "Lectr could not handle this request; see its log")
 
     def _admit(self, flow: http.HTTPFlow) -> None:
         request = flow.request

@@ -114,7 +114,7 @@ class Router:
             endpoint=endpoint,
             can_serve=lambda p: credentials.can_serve(record.org_id, p),
         )
-        _note_route(record, route)
+        url = self._url(flow, record, endpoint, route)
         if route.switches_from(provider):
             key = credentials.api_key(record.org_id, route.provider)
         else:
@@ -123,7 +123,8 @@ class Router:
         if route.model != model:
             body["model"] = route.model
             content = json.dumps(body, ensure_ascii=False).encode()
-        return Plan(self._url(flow, record, endpoint, route), route.provider, content, key)
+        _note_route(record, route)  # last: a failure above leaves the record saying "unchanged"
+        return Plan(url, route.provider, content, key)
 
     def _provider(self, record: FlowRecord, endpoint: Endpoint | None, model: str | None) -> str:
         if record.provider_declared:

@@ -42,6 +42,3 @@ class FlowRecord:
     stream_copy: bytearray = field(default_factory=bytearray)
     stream_copy_truncated: bool = False
     timed_out: bool = False
-
-    def ms_since_start(self, t: float | None) -> float | None:
-        return None if t is None else (t - self.t_start) * 1000.0

@@ -13,6 +13,7 @@ import os
 from typing import Callable, Generic, Sequence, TypeVar
 
 T = TypeVar("T")
+_RETRY = object()  # a signature no file has: the next poll reads the file again
 
 
 class WatchedFile(Generic[T]):
@@ -23,6 +24,7 @@ class WatchedFile(Generic[T]):
         missing: T,
         log: Callable[[str], None] = print,
         on_load: Callable[[WatchedFile[T]], None] | None = None,
+        retry_on: tuple[type[Exception], ...] = (OSError,),
     ) -> None:
         self.path = path
         self.value: T = missing
@@ -30,7 +32,8 @@ class WatchedFile(Generic[T]):
         self._load = load
         self._log = log
         self._on_load = on_load
-        self._signature: tuple | None = ()  # () = never polled; None = file absent
+        self._retry_on = retry_on  # errors that may pass (a lock, a permission): try again next poll
+        self._signature: object = ()  # () = never polled; None = file absent
 
     def poll(self) -> bool:
         """Reload if the file changed since the last poll. True when a new value was taken."""
@@ -46,8 +49,11 @@ class WatchedFile(Generic[T]):
         try:
             value = self._load(self.path)
         except Exception as e:  # a bad file must never take the proxy down
+            if isinstance(e, self._retry_on):
+                self._signature = _RETRY
+            if str(e) != self.error:  # say it once, not at every poll
+                self._log(f"{self.path} rejected, keeping the last good contents: {e}")
             self.error = str(e)
-            self._log(f"{self.path} rejected, keeping the last good contents: {e}")
             return False
         self.value, self.error = value, None
         if self._on_load:

@@ -24,3 +24,20 @@ def test_reload_on_change_and_keep_last_good_on_error(tmp_path):
     path.unlink()
     assert not watched.poll()
     assert [r.name for r in watched.value.rules] == ["a"]
+
+
+def test_a_passing_error_is_retried_at_the_next_poll(tmp_path):
+    path = tmp_path / "value.txt"
+    path.write_text("1")
+    failures = [OSError("locked by another process")]
+
+    def load(p):
+        if failures:
+            raise failures.pop()
+        return int(open(p).read())
+
+    logged = []
+    watched = WatchedFile(str(path), load, 0, logged.append)
+    assert not watched.poll() and "locked" in watched.error
+    assert watched.poll() and watched.value == 1 and watched.error is None  # same file, read again
+    assert len(logged) == 1

@@ -37,7 +37,8 @@ class Auth:
 
     def configure(self, updated: set[str]) -> None:
         if "lectr_db" in updated:
-            self.keys = WatchedFile(ctx.options.lectr_db, _load_keys, KeyRing(), log.warning)
+            # The key store is never hand-edited: any failure to read it (a writer's lock) is passing.
+            self.keys = WatchedFile(ctx.options.lectr_db, _load_keys, KeyRing(), log.warning, retry_on=(Exception,))
             self.keys.poll()
             if not len(self.keys.value):
                 log.warning(

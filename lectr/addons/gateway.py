@@ -54,13 +54,14 @@ class Gateway:
     def _admit(self, flow: http.HTTPFlow) -> None:
         request = flow.request
         host_provider = provider_for_host(request.host)
+        api_path = parse_path(request.path) is not None
         if host_provider:
             record = FlowRecord("proxy", provider=host_provider)
-        elif not flow.client_conn.tls and (parse_path(request.path) or _addressed_to_lectr(flow)):
+        elif not flow.client_conn.tls and (api_path or _addressed_to_lectr(flow)):
             if request.path == HEALTH_PATH:
                 flow.response = http.Response.make(200, b'{"status":"ok"}', {"content-type": "application/json"})
                 return
-            if parse_path(request.path) is None:
+            if not api_path:
                 respond_error(
                     flow,
                     404,

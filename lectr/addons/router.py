@@ -100,6 +100,8 @@ class Router:
         record.model_requested = record.model_actual = model
         record.streaming = isinstance(body, dict) and body.get("stream") is True
         provider = self._provider(record, endpoint, model)
+        record.provider_unknown = provider is None
+        record.provider = provider = provider or providers.DEFAULT_PROVIDER
         if endpoint is None:  # a provider path Lectr does not know: leave it exactly as it is
             return None
 
@@ -126,24 +128,18 @@ class Router:
         _note_route(record, route)  # last: a failure above leaves the record saying "unchanged"
         return Plan(url, route.provider, content, key)
 
-    def _provider(self, record: FlowRecord, endpoint: Endpoint | None, model: str | None) -> str:
+    @staticmethod
+    def _provider(record: FlowRecord, endpoint: Endpoint | None, model: str | None) -> str | None:
+        """Where the request was going: declared, intercepted host, path, then model; None if unknown."""
         if record.provider_declared:
             if providers.is_provider(record.provider_declared):
-                return self._set_provider(record, record.provider_declared)
+                return record.provider_declared
             log.warning("X-Lectr-Provider %r is unknown; detecting from the model", record.provider_declared)
         if record.mode == "proxy" and record.provider:
-            return record.provider  # the intercepted host says it
+            return record.provider
         if endpoint and endpoint.native:
-            return self._set_provider(record, endpoint.native)
-        detected = providers.detect_provider(model) if model else None
-        if detected is None:
-            record.provider_unknown = True
-        return self._set_provider(record, detected or providers.DEFAULT_PROVIDER)
-
-    @staticmethod
-    def _set_provider(record: FlowRecord, provider: str) -> str:
-        record.provider = provider
-        return provider
+            return endpoint.native
+        return providers.detect_provider(model) if model else None
 
     def _url(self, flow: http.HTTPFlow, record: FlowRecord, endpoint: Endpoint, route: Route) -> str:
         if route.provider != "azure":

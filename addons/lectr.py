@@ -12,14 +12,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lectr.addons.auth import Auth  # noqa: E402
 from lectr.addons.gateway import Gateway  # noqa: E402
+from lectr.addons.recorder import Recorder  # noqa: E402
 from lectr.addons.router import Router  # noqa: E402
 from lectr.addons.streamtap import StreamTap  # noqa: E402
+from lectr.addons.streamusage import StreamUsage  # noqa: E402
 from lectr.addons.upstream import UpstreamGuard  # noqa: E402
+from lectr.addons.workers import Workers  # noqa: E402
 
 addons = [
     Gateway(),  # which traffic is Lectr's; X-Lectr-* headers read and removed
     Auth(),  # X-Lectr-Key -> org, or 401
     Router(),  # provider detection, rules, auth normalisation, upstream address
+    StreamUsage(),  # optionally asks for usage in streams (lectr_stream_usage=inject)
     UpstreamGuard(),  # upstream time limit; JSON errors when the provider cannot be reached
     StreamTap(),  # SSE passed through chunk by chunk, with a copy for the cold path
+    Recorder(),  # one event per finished request into the queue; the writer thread stores it
+    Workers(),  # aggregator, anomaly detector, recommendation engine on their schedules
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lectr import keys, storage
+from lectr import alerts, keys, storage, workers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,13 +19,25 @@ def main(argv: list[str] | None = None) -> int:
     list_ = keys_commands.add_parser("list", help="list keys (ids and orgs, never the keys)")
     revoke = keys_commands.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id", metavar="KEY_ID")
-    for sub in (create, list_, revoke):
+    aggregate = commands.add_parser("aggregate", help="recompute the dashboard summaries once")
+    anomalies = commands.add_parser(
+        "anomalies", help="check the last hour against the past week once; mail new anomalies (LECTR_SMTP_*)"
+    )
+    recommend = commands.add_parser("recommend", help="propose cheaper models per org, feature and model once")
+    for sub in (create, list_, revoke, aggregate, anomalies, recommend):
         sub.add_argument(
             "--db", default=storage.default_db_path(), help="DuckDB file (default: $LECTR_DB or lectr.duckdb)"
         )
 
     args = parser.parse_args(argv)
     try:
+        if args.command == "aggregate":
+            print(f"Wrote {workers.run_aggregate(args.db)} summary rows to {args.db}.")
+            return 0
+        if args.command == "anomalies":
+            return _anomalies(args.db)
+        if args.command == "recommend":
+            return _recommend(args.db)
         if args.action == "create":
             return _create(args.org, args.db)
         if args.action == "list":
@@ -62,6 +74,34 @@ def _revoke(key_id: str, db: str) -> int:
         return 0
     print(f"lectr: no active key with id {key_id!r} in {db} ('lectr keys list --db {db}' shows them)", file=sys.stderr)
     return 1
+
+
+def _anomalies(db: str) -> int:
+    smtp = alerts.env_settings()
+    run = workers.run_anomalies(db, smtp)
+    for f in run.new + run.ongoing:
+        state = "new" if f in run.new else "ongoing"
+        scope = f.org_id + (f"/{f.feature}" if f.feature else "")
+        usual = f"usual {f.expected:.4g}, z={f.score:.1f}"
+        print(f"{state:8} {f.severity:8} {scope}: {f.metric} {f.observed:.4g} ({usual})")
+    print(f"{len(run.new)} new, {len(run.ongoing)} ongoing, {run.resolved} resolved.")
+    if run.new and not smtp.enabled:
+        print("No email sent: set LECTR_SMTP_HOST and LECTR_SMTP_TO to be alerted.")
+    if run.mail_error:
+        print(f"lectr: the alert email failed: {run.mail_error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _recommend(db: str) -> int:
+    found = workers.run_recommend(db)
+    for r in found:
+        print(
+            f"{r.confidence:6} {r.org_id}/{r.feature or '(untagged)'}: {r.current_model} -> {r.suggested_model}, "
+            f"saves ~${r.monthly_saving_usd:,.2f}/month ({r.reason})"
+        )
+    print(f"{len(found)} recommendations written to {db}.")
+    return 0
 
 
 if __name__ == "__main__":

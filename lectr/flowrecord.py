@@ -41,4 +41,9 @@ class FlowRecord:
     chunk_count: int = 0
     stream_copy: bytearray = field(default_factory=bytearray)
     stream_copy_truncated: bool = False
+    stream_bytes: int = 0  # bytes of the streamed body received from the provider
+    usage_injected: bool = False  # Lectr added stream_options.include_usage (lectr_stream_usage=inject)
     timed_out: bool = False
+    client_aborted: bool = False  # the client went away before the response was complete
+    error_status: int | None = None  # the status mitmproxy answered with when the flow failed
+    emitted: bool = False  # the cold path has its event

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
 import duckdb
+import pyarrow as pa
 
 from lectr.keys import NewKey, StoredKey
 
@@ -33,24 +35,30 @@ class StorageError(RuntimeError):
     """The database could not be used; the message says what to do."""
 
 
+# Within one process DuckDB refuses a read-only and a read-write connection to the same
+# file at once; the proxy's writer, key reloads and workers take turns here instead.
+_process_lock = threading.RLock()
+
+
 @contextmanager
 def connect(path: str | Path, read_only: bool = False, attempts: int = 20) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the database briefly. Waits out another process's lock with short jittered retries."""
     path = str(path)
     if read_only and not Path(path).exists():
         raise StorageError(f"no database at {path}: create it with 'lectr keys create ORG --db {path}'")
-    for attempt in range(attempts):
+    with _process_lock:
+        for attempt in range(attempts):
+            try:
+                con = duckdb.connect(path, read_only=read_only)
+                break
+            except duckdb.IOException as e:
+                if "lock" not in str(e).lower() or attempt == attempts - 1:
+                    raise StorageError(f"cannot open {path}: {e}") from e
+                time.sleep(0.01 * (attempt + 1) + random.uniform(0, 0.02))
         try:
-            con = duckdb.connect(path, read_only=read_only)
-            break
-        except duckdb.IOException as e:
-            if "lock" not in str(e).lower() or attempt == attempts - 1:
-                raise StorageError(f"cannot open {path}: {e}") from e
-            time.sleep(0.01 * (attempt + 1) + random.uniform(0, 0.02))
-    try:
-        yield con
-    finally:
-        con.close()
+            yield con
+        finally:
+            con.close()
 
 
 # --- migrations: append only; never edit one that has shipped -------------------------
@@ -70,7 +78,100 @@ def m001_org_keys(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [m001_org_keys]
+def m002_request_logs(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE request_logs (
+            ts TIMESTAMP NOT NULL,          -- UTC, when the response completed
+            request_id VARCHAR NOT NULL,
+            org_id VARCHAR,                 -- NULL: the request had no valid Lectr key
+            mode VARCHAR,                   -- base_url or proxy
+            endpoint VARCHAR,               -- /chat/completions, /messages, ...
+            provider VARCHAR,               -- where the request went
+            provider_unknown BOOLEAN,       -- detection failed; the default provider was used
+            model_requested VARCHAR,
+            model_actual VARCHAR,
+            rule_id VARCHAR,                -- NULL: no rule applied (passthrough)
+            rule_name VARCHAR,
+            route_skip_reason VARCHAR,      -- a matching rule was not applied, and why
+            passthrough_reason VARCHAR,     -- Lectr failed and forwarded the request unchanged
+            feature VARCHAR,
+            task VARCHAR,                   -- X-Lectr-Task as sent
+            task_valid BOOLEAN,             -- one of the five task types; NULL when none was sent
+            streaming BOOLEAN,
+            status_code INTEGER,
+            error_category VARCHAR,         -- NULL on success; see lectr/events.py
+            latency_ms DOUBLE,
+            ttfb_ms DOUBLE,
+            prompt_tokens BIGINT,           -- includes cached input tokens
+            completion_tokens BIGINT,
+            cached_tokens BIGINT,
+            token_source VARCHAR,           -- provider, calibrated, tokeniser; NULL: not counted
+            cost_usd DOUBLE,                -- NULL: not counted, or no known price
+            price_known BOOLEAN,            -- genai-prices knows this provider and model
+            request_bytes BIGINT,
+            response_bytes BIGINT
+        )
+        """
+    )
+    con.execute(
+        "CREATE TABLE dropped_events (ts TIMESTAMP NOT NULL, reason VARCHAR NOT NULL, events BIGINT NOT NULL)"
+    )
+
+
+def m003_workers(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE dashboard_summaries (
+            period VARCHAR NOT NULL,        -- hour or day
+            bucket_start TIMESTAMP NOT NULL,
+            org_id VARCHAR, feature VARCHAR, task VARCHAR, provider VARCHAR, model_actual VARCHAR,
+            routed BOOLEAN,                 -- a rule applied
+            requests BIGINT, errors BIGINT,
+            prompt_tokens BIGINT, completion_tokens BIGINT,
+            cost_usd DOUBLE, unpriced_requests BIGINT,
+            latency_p50_ms DOUBLE, latency_p95_ms DOUBLE, ttfb_p50_ms DOUBLE, ttfb_p95_ms DOUBLE
+        )
+        """
+    )
+    con.execute(
+        "CREATE TABLE dashboard_drops (period VARCHAR, bucket_start TIMESTAMP, reason VARCHAR, events BIGINT)"
+    )
+    con.execute("CREATE TABLE worker_runs (worker VARCHAR PRIMARY KEY, last_run TIMESTAMP)")
+    con.execute(
+        """
+        CREATE TABLE anomalies (
+            anomaly_id VARCHAR PRIMARY KEY,
+            org_id VARCHAR NOT NULL,
+            feature VARCHAR,                -- NULL: the whole org
+            metric VARCHAR NOT NULL,        -- cost_usd, requests, error_rate, latency_p95_ms, tokens
+            window_start TIMESTAMP, window_end TIMESTAMP,
+            observed DOUBLE, expected DOUBLE, score DOUBLE,
+            severity VARCHAR,               -- warning or critical
+            status VARCHAR,                 -- open or resolved
+            first_seen TIMESTAMP, last_seen TIMESTAMP, resolved_at TIMESTAMP,
+            notified_at TIMESTAMP, notify_error VARCHAR
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE recommendations (
+            generated_at TIMESTAMP NOT NULL,
+            org_id VARCHAR NOT NULL, feature VARCHAR, provider VARCHAR,
+            current_model VARCHAR NOT NULL, suggested_model VARCHAR NOT NULL,
+            confidence VARCHAR NOT NULL,    -- high, medium, low
+            reason VARCHAR,
+            requests BIGINT,
+            current_monthly_usd DOUBLE, suggested_monthly_usd DOUBLE, monthly_saving_usd DOUBLE,
+            evidence VARCHAR,               -- JSON: request count, token profile, cost, task mix
+            rule_yaml VARCHAR               -- the routing rule that would apply it
+        )
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [m001_org_keys, m002_request_logs, m003_workers]
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -83,7 +184,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
             continue
         con.execute("BEGIN TRANSACTION")
         migration(con)
-        con.execute("INSERT INTO _migrations VALUES (?, ?)", [migration.__name__, _now()])
+        con.execute("INSERT INTO _migrations VALUES (?, ?)", [migration.__name__, utc_now()])
         con.execute("COMMIT")
         applied.append(migration.__name__)
     return applied
@@ -97,7 +198,7 @@ def insert_key(path: str | Path, org_id: str, new_key: NewKey) -> None:
         migrate(con)
         con.execute(
             "INSERT INTO org_keys (key_id, org_id, key_hash, created_at) VALUES (?, ?, ?, ?)",
-            [new_key.key_id, org_id, new_key.key_hash, _now()],
+            [new_key.key_id, org_id, new_key.key_hash, utc_now()],
         )
 
 
@@ -106,7 +207,7 @@ def revoke_key(path: str | Path, key_id: str) -> bool:
         migrate(con)
         found = con.execute(
             "UPDATE org_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL RETURNING key_id",
-            [_now(), key_id],
+            [utc_now(), key_id],
         ).fetchall()
     return bool(found)
 
@@ -127,10 +228,215 @@ def active_keys(path: str | Path) -> list[StoredKey]:
     return [StoredKey(*row) for row in rows]
 
 
+# --- request logs ---------------------------------------------------------------------
+
+_LOG_TYPES = {
+    "ts": pa.timestamp("us"),
+    "status_code": pa.int32(),
+    "latency_ms": pa.float64(),
+    "ttfb_ms": pa.float64(),
+    "cost_usd": pa.float64(),
+    **{c: pa.int64() for c in ("prompt_tokens", "completion_tokens", "cached_tokens")},
+    **{c: pa.int64() for c in ("request_bytes", "response_bytes")},
+    **{c: pa.bool_() for c in ("provider_unknown", "task_valid", "streaming", "price_known")},
+}
+
+
+def append_request_logs(path: str | Path, rows: list[dict], dropped: dict[str, int] | None = None) -> None:
+    """Write a batch of rows (dicts keyed by column name) and any drop counts, in one short open.
+
+    Columnar: the batch goes in as one Arrow table, ~100x faster than row-by-row inserts.
+    """
+    with connect(path) as con:
+        migrate(con)
+        con.execute("BEGIN TRANSACTION")
+        if rows:
+            columns = {name: [row[name] for row in rows] for name in rows[0]}
+            batch = pa.table({n: pa.array(v, type=_LOG_TYPES.get(n, pa.string())) for n, v in columns.items()})
+            con.register("batch", batch)
+            con.execute("INSERT INTO request_logs BY NAME SELECT * FROM batch")
+            con.unregister("batch")
+        now = utc_now()
+        for reason, count in (dropped or {}).items():
+            if count:
+                con.execute("INSERT INTO dropped_events VALUES (?, ?, ?)", [now, reason, count])
+        con.execute("COMMIT")
+
+
+# --- aggregator -------------------------------------------------------------------------
+
+
+def aggregate(path: str | Path, now: datetime | None = None) -> int:
+    """Recompute dashboard summaries for every bucket that may have changed since the last run.
+
+    Events arrive within seconds of completing, so the buckets from an hour before the
+    last run onwards are recomputed (all of them on the first run). Returns rows written.
+    """
+    now = now or utc_now()
+    with connect(path) as con:
+        migrate(con)
+        last = _last_run(con, "aggregate")
+        con.execute("BEGIN TRANSACTION")
+        written = 0
+        for period in ("hour", "day"):
+            since = _bucket_floor(con, period, last - timedelta(hours=1)) if last else datetime(1970, 1, 1)
+            con.execute("DELETE FROM dashboard_summaries WHERE period = ? AND bucket_start >= ?", [period, since])
+            con.execute("DELETE FROM dashboard_drops WHERE period = ? AND bucket_start >= ?", [period, since])
+            written += con.execute(
+                f"""
+                INSERT INTO dashboard_summaries
+                SELECT '{period}', date_trunc('{period}', ts), org_id, feature, task, provider, model_actual,
+                       rule_id IS NOT NULL,
+                       count(*), count(error_category),
+                       sum(prompt_tokens), sum(completion_tokens),
+                       sum(cost_usd), count(*) FILTER (WHERE cost_usd IS NULL),
+                       quantile_cont(latency_ms, 0.5), quantile_cont(latency_ms, 0.95),
+                       quantile_cont(ttfb_ms, 0.5), quantile_cont(ttfb_ms, 0.95)
+                FROM request_logs WHERE ts >= ?
+                GROUP BY ALL
+                """,
+                [since],
+            ).fetchone()[0]
+            con.execute(
+                f"""
+                INSERT INTO dashboard_drops
+                SELECT '{period}', date_trunc('{period}', ts), reason, sum(events)
+                FROM dropped_events WHERE ts >= ? GROUP BY ALL
+                """,
+                [since],
+            )
+        _note_run(con, "aggregate", now)
+        con.execute("COMMIT")
+    return written
+
+
+def _bucket_floor(con: duckdb.DuckDBPyConnection, period: str, ts: datetime) -> datetime:
+    return con.execute(f"SELECT date_trunc('{period}', ?::TIMESTAMP)", [ts]).fetchone()[0]
+
+
+def _last_run(con: duckdb.DuckDBPyConnection, worker: str) -> datetime | None:
+    row = con.execute("SELECT last_run FROM worker_runs WHERE worker = ?", [worker]).fetchone()
+    return row[0] if row else None
+
+
+def _note_run(con: duckdb.DuckDBPyConnection, worker: str, now: datetime) -> None:
+    con.execute("INSERT OR REPLACE INTO worker_runs VALUES (?, ?)", [worker, now])
+
+
+# --- anomaly detector ------------------------------------------------------------------
+
+ANOMALY_METRICS = ("cost_usd", "requests", "error_rate", "latency_p95_ms", "tokens")
+
+
+def hourly_metrics(path: str | Path, now: datetime, days: int = 7) -> list[dict]:
+    """Per org (feature NULL) and per org and feature: one row per hour-long window back from `now`.
+
+    `hours_ago` 0 is the current window (the last 60 minutes); 1..24*days the baseline.
+    Hours without traffic have no row.
+    """
+    start = now - timedelta(days=days, hours=1)
+    with connect(path, read_only=True) as con:
+        if not _has_table(con, "request_logs"):
+            return []
+        cursor = con.execute(
+            """
+            SELECT org_id, feature, grouping(feature) = 1 AS whole_org,
+                   CAST(floor(epoch(?::TIMESTAMP - ts) / 3600) AS INTEGER) AS hours_ago,
+                   count(*) AS requests,
+                   count(error_category) / count(*) AS error_rate,
+                   coalesce(sum(cost_usd), 0) AS cost_usd,
+                   coalesce(sum(prompt_tokens), 0) + coalesce(sum(completion_tokens), 0) AS tokens,
+                   quantile_cont(latency_ms, 0.95) AS latency_p95_ms
+            FROM request_logs
+            WHERE ts > ? AND ts <= ? AND org_id IS NOT NULL
+            GROUP BY GROUPING SETS ((org_id, hours_ago), (org_id, feature, hours_ago))
+            HAVING grouping(feature) = 1 OR feature IS NOT NULL
+            """,
+            [now, start, now],
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def open_anomalies(path: str | Path) -> list[dict]:
+    with connect(path, read_only=True) as con:
+        if not _has_table(con, "anomalies"):
+            return []
+        cursor = con.execute("SELECT * FROM anomalies WHERE status = 'open'")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def save_anomalies(path: str | Path, upserts: list[dict], resolved: list[str], now: datetime) -> None:
+    """Insert or update anomalies (dicts keyed by column) and mark others resolved."""
+    with connect(path) as con:
+        migrate(con)
+        con.execute("BEGIN TRANSACTION")
+        for row in upserts:
+            columns = list(row)
+            con.execute(
+                f"INSERT OR REPLACE INTO anomalies ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                [row[c] for c in columns],
+            )
+        for anomaly_id in resolved:
+            con.execute(
+                "UPDATE anomalies SET status = 'resolved', resolved_at = ? WHERE anomaly_id = ?", [now, anomaly_id]
+            )
+        _note_run(con, "anomalies", now)
+        con.execute("COMMIT")
+
+
+# --- recommendations ---------------------------------------------------------------------
+
+
+def traffic_profiles(path: str | Path, since: datetime) -> list[dict]:
+    """Per org, feature, provider and model actually used: volume, token profile, cost, task mix."""
+    with connect(path, read_only=True) as con:
+        if not _has_table(con, "request_logs"):
+            return []
+        cursor = con.execute(
+            """
+            SELECT org_id, feature, provider, model_actual,
+                   count(*) AS requests,
+                   count(error_category) AS errors,
+                   avg(prompt_tokens) AS avg_prompt_tokens,
+                   quantile_cont(prompt_tokens, 0.95) AS p95_prompt_tokens,
+                   avg(completion_tokens) AS avg_completion_tokens,
+                   quantile_cont(completion_tokens, 0.95) AS p95_completion_tokens,
+                   avg(cached_tokens) AS avg_cached_tokens,
+                   sum(cost_usd) AS cost_usd,
+                   epoch(max(ts) - min(ts)) / 86400 AS days_observed,
+                   histogram(lower(task)) FILTER (WHERE task IS NOT NULL) AS task_mix
+            FROM request_logs
+            WHERE ts >= ? AND org_id IS NOT NULL AND model_actual IS NOT NULL AND prompt_tokens IS NOT NULL
+            GROUP BY ALL
+            """,
+            [since],
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def replace_recommendations(path: str | Path, rows: list[dict], now: datetime) -> None:
+    """Today's recommendations replace the previous ones."""
+    with connect(path) as con:
+        migrate(con)
+        con.execute("BEGIN TRANSACTION")
+        con.execute("DELETE FROM recommendations")
+        for row in rows:
+            columns = ["generated_at", *row]
+            con.execute(
+                f"INSERT INTO recommendations ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                [now, *row.values()],
+            )
+        _note_run(con, "recommend", now)
+        con.execute("COMMIT")
+
+
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [name]).fetchall())
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     """UTC, without tzinfo: DuckDB's TIMESTAMPTZ would need pytz to read back."""
     return datetime.now(timezone.utc).replace(tzinfo=None)

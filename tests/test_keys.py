@@ -25,7 +25,7 @@ def test_keyring_checks_the_whole_key():
 
 def test_migrations_apply_once(tmp_path):
     con = duckdb.connect(str(tmp_path / "m.duckdb"))
-    assert storage.migrate(con) == ["m001_org_keys"]
+    assert storage.migrate(con) == [m.__name__ for m in storage.MIGRATIONS]
     assert storage.migrate(con) == []
     columns = [
         r[0]

@@ -3,6 +3,9 @@
 Each chunk is forwarded as it arrives, byte for byte; on the way a bounded copy is kept
 for the cold path (token counting), with the time of the first and last chunk.
 Non-streaming responses are left to mitmproxy, which forwards them whole.
+
+When Lectr itself asked for the stream's usage (`lectr_stream_usage=inject`), the copy
+keeps it and the client's stream has it taken out again, as if it was never asked for.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from mitmproxy import http
 
 from lectr.addons import record_of
 from lectr.flowrecord import STREAM_COPY_LIMIT, FlowRecord
+from lectr.sse import UsageChunkFilter
 
 
 class StreamTap:
@@ -23,7 +27,8 @@ class StreamTap:
         record.t_response_headers = time.perf_counter()
         if flow.response.headers.get("content-type", "").startswith("text/event-stream"):
             record.streaming = True
-            flow.response.stream = _Tap(record)
+            tap = _Tap(record)
+            flow.response.stream = _FilteredTap(tap, UsageChunkFilter()) if record.usage_injected else tap
 
 
 class _Tap:
@@ -42,8 +47,23 @@ class _Tap:
                 record.t_first_chunk = now
             record.t_last_chunk = now
             record.chunk_count += 1
+            record.stream_bytes += len(chunk)
             if len(record.stream_copy) + len(chunk) <= STREAM_COPY_LIMIT:
                 record.stream_copy += chunk
             else:
                 record.stream_copy_truncated = True
         return chunk
+
+
+class _FilteredTap:
+    """The tap, then a filter on what the client gets."""
+
+    __slots__ = ("tap", "filter")
+
+    def __init__(self, tap: _Tap, filter: UsageChunkFilter) -> None:
+        self.tap, self.filter = tap, filter
+
+    def __call__(self, chunk: bytes) -> bytes | list[bytes]:
+        out = self.filter(self.tap(chunk))
+        # Nothing to send must be an empty list: an empty chunk would end a chunked response.
+        return out if out else []

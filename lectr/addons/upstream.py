@@ -101,6 +101,9 @@ def _install_json_errors() -> None:
                 f"the provider did not respond within {ctx.options.lectr_upstream_timeout:g}s",
                 status_codes.GATEWAY_TIMEOUT,
             )
+        if record is not None and record.error_status is None:  # the first error is the cause
+            record.client_aborted = isinstance(event, http_layers.RequestProtocolError)
+            record.error_status = event.code
         return (yield from original_handle_protocol_error(self, event))
 
     http_layers.HttpStream.handle_protocol_error = handle_protocol_error

@@ -1,0 +1,131 @@
+"""Recorder: one event per finished request, handed to the cold path without waiting.
+
+When a flow completes, errors or is abandoned by the client, the Recorder builds an
+`Event` from the flow's record and offers it to a bounded queue; a full queue drops the
+event and counts it. The writer thread (lectr/writer.py) meters and stores the queue in
+DuckDB. On shutdown, `done` flushes the queue before mitmproxy exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from mitmproxy import ctx, http
+
+from lectr.addons import record_of
+from lectr.events import BODY_KEEP_LIMIT, Event, EventQueue, error_category
+from lectr.flowrecord import FlowRecord
+from lectr.writer import Writer
+
+log = logging.getLogger(__name__)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.queue = EventQueue(10_000, 500)
+        self.writer: Writer | None = None
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "lectr_queue_size",
+            int,
+            10_000,
+            "Events held in memory for the writer. When full, new events are dropped and counted; "
+            "requests never wait.",
+        )
+        loader.add_option(
+            "lectr_batch_size", int, 500, "Events written to DuckDB per batch (also written every lectr_flush_ms)."
+        )
+        loader.add_option("lectr_flush_ms", int, 1000, "Longest time, in ms, an event waits before being written.")
+
+    def configure(self, updated: set[str]) -> None:
+        if updated & {"lectr_db", "lectr_queue_size", "lectr_batch_size", "lectr_flush_ms"} and self.writer:
+            self._stop_writer()
+            self._start_writer()
+
+    def running(self) -> None:
+        self._start_writer()
+
+    def done(self) -> None:
+        self._stop_writer()
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        record = record_of(flow)
+        if record is None or record.emitted:
+            return
+        self.emit(flow, record)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        record = record_of(flow)
+        if record is None or record.emitted:
+            return
+        self.emit(flow, record)
+
+    def emit(self, flow: http.HTTPFlow, record: FlowRecord) -> None:
+        record.emitted = True
+        try:
+            self.queue.offer(build_event(flow, record))
+        except Exception:  # the cold path must never break the hot path
+            log.exception("could not build the event for %s", record.request_id)
+
+    def _start_writer(self) -> None:
+        options = ctx.options
+        self.queue = EventQueue(max(1, options.lectr_queue_size), max(1, options.lectr_batch_size))
+        self.writer = Writer(options.lectr_db, self.queue, max(1, options.lectr_flush_ms) / 1000)
+        self.writer.start()
+
+    def _stop_writer(self) -> None:
+        if self.writer is not None:
+            self.writer.stop()
+            self.writer = None
+
+
+def build_event(flow: http.HTTPFlow, record: FlowRecord) -> Event:
+    """Plain values only, and no copies of bodies: this runs on the event loop."""
+    now = time.perf_counter()
+    request, response = flow.request, flow.response
+    status = response.status_code if response is not None else record.error_status
+    first_byte = record.t_first_chunk if record.streaming else record.t_response_headers
+    if record.streaming and response is not None and response.stream:
+        body, size = record.stream_copy, record.stream_bytes
+    else:
+        body = response.raw_content if response is not None else None
+        size = len(body) if body else 0
+    request_body = request.raw_content
+    return Event(
+        ts=time.time(),
+        request_id=record.request_id,
+        org_id=record.org_id,
+        mode=record.mode,
+        endpoint=record.endpoint,
+        provider=record.provider,
+        provider_unknown=record.provider_unknown,
+        model_requested=record.model_requested,
+        model_actual=record.model_actual,
+        rule_id=record.rule_id,
+        rule_name=record.rule_name,
+        route_skip_reason=record.route_skip_reason,
+        passthrough_reason=record.passthrough_reason,
+        feature=record.feature,
+        task=record.task,
+        streaming=record.streaming,
+        status_code=status,
+        error_category=error_category(
+            status,
+            lectr_error=response is not None and "x-lectr-error" in response.headers,
+            flow_error=flow.error is not None,
+            client_aborted=record.client_aborted,
+            timed_out=record.timed_out,
+        ),
+        latency_ms=(now - record.t_start) * 1000,
+        ttfb_ms=(first_byte - record.t_start) * 1000 if first_byte else None,
+        request_bytes=len(request_body) if request_body else 0,
+        response_bytes=size,
+        request_body=request_body if request_body and len(request_body) <= BODY_KEEP_LIMIT else None,
+        request_encoding=request.headers.get("content-encoding", ""),
+        response_body=body if body and len(body) <= BODY_KEEP_LIMIT * 8 else None,
+        response_encoding=response.headers.get("content-encoding", "") if response is not None else "",
+        response_truncated=record.stream_copy_truncated,
+        usage_injected=record.usage_injected,
+    )

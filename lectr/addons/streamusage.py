@@ -1,0 +1,64 @@
+"""StreamUsage: optionally ask OpenAI-style providers for usage at the end of each stream.
+
+With `lectr_stream_usage=inject`, a streaming chat-completions request that does not ask
+for usage gets `stream_options.include_usage: true`, so its tokens are the provider's
+own count instead of tiktoken's estimate. StreamTap then takes the usage out of what the
+client receives, so the client's stream is what it would have been.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from mitmproxy import ctx, http
+
+from lectr.addons import pending_record
+from lectr.usage import parse_json
+
+log = logging.getLogger(__name__)
+
+# Providers whose chat-completions endpoint accepts stream_options.
+_ACCEPTS_STREAM_OPTIONS = {"openai", "azure", "groq", "gemini", "mistral", "deepseek", "xai"}
+
+
+class StreamUsage:
+    def load(self, loader) -> None:
+        loader.add_option(
+            "lectr_stream_usage",
+            str,
+            "off",
+            "inject: add stream_options.include_usage to OpenAI-style streaming requests so token counts are "
+            "the provider's, and hide the extra usage chunk from clients that did not ask for it. "
+            "off: count streams without usage with tiktoken.",
+            choices=("off", "inject"),
+        )
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        record = pending_record(flow)
+        if record is None or ctx.options.lectr_stream_usage != "inject" or not record.streaming:
+            return
+        if record.endpoint != "/chat/completions" or record.provider not in _ACCEPTS_STREAM_OPTIONS:
+            return
+        try:
+            content = with_usage_requested(flow.request.content)
+        except Exception:  # a body Lectr cannot rewrite goes as it is
+            log.exception("could not add stream_options.include_usage; forwarding unchanged")
+            return
+        if content is not None:
+            flow.request.content = content
+            record.usage_injected = True
+
+
+def with_usage_requested(content: bytes | None) -> bytes | None:
+    """The body with stream_options.include_usage set, or None if it needs no change."""
+    body = parse_json(content)
+    if not isinstance(body, dict) or body.get("stream") is not True:
+        return None
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        return None
+    if options and options.get("include_usage"):
+        return None  # the client asked for it: it gets it
+    body["stream_options"] = {**(options or {}), "include_usage": True}
+    return json.dumps(body, ensure_ascii=False).encode()

@@ -1,0 +1,155 @@
+"""Metering: turn an `Event` into the stored row, with its token counts and cost.
+
+Runs in the writer thread, never on the event loop. Token source, in order of trust:
+- `provider`: the provider reported usage (in the body, or in the stream);
+- `calibrated`: tiktoken's count, scaled by what this model's provider reported on
+  earlier responses where Lectr had both (see `tokens.Calibrator`);
+- `tokeniser`: tiktoken's count alone;
+- None: nothing to count (an error before any output, or a body too large to keep).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import zlib
+from datetime import datetime, timezone
+
+from lectr import pricing, tokens, usage
+from lectr.events import Event, task_valid
+
+log = logging.getLogger(__name__)
+
+# After a model's calibration window is full, one response in this many still feeds it.
+CALIBRATION_EVERY = 50
+
+
+class Meter:
+    def __init__(self, calibrator: tokens.Calibrator | None = None) -> None:
+        self.calibrator = calibrator or tokens.Calibrator()
+        self._seen: dict[str, int] = {}
+
+    def row(self, event: Event) -> dict:
+        ts = datetime.fromtimestamp(event.ts, timezone.utc).replace(tzinfo=None)
+        counted = self._tokens(event)
+        cost = None
+        if counted is not None and event.model_actual:
+            cost = pricing.cost_usd(event.provider, event.model_actual, counted[0], ts)
+        return {
+            "ts": ts,
+            "request_id": event.request_id,
+            "org_id": event.org_id,
+            "mode": event.mode,
+            "endpoint": event.endpoint,
+            "provider": event.provider,
+            "provider_unknown": event.provider_unknown,
+            "model_requested": event.model_requested,
+            "model_actual": event.model_actual,
+            "rule_id": event.rule_id,
+            "rule_name": event.rule_name,
+            "route_skip_reason": event.route_skip_reason,
+            "passthrough_reason": event.passthrough_reason,
+            "feature": event.feature,
+            "task": event.task,
+            "task_valid": task_valid(event.task),
+            "streaming": event.streaming,
+            "status_code": event.status_code,
+            "error_category": event.error_category,
+            "latency_ms": event.latency_ms,
+            "ttfb_ms": event.ttfb_ms,
+            "prompt_tokens": counted[0].prompt if counted else None,
+            "completion_tokens": counted[0].completion if counted else None,
+            "cached_tokens": counted[0].cached if counted else None,
+            "token_source": counted[1] if counted else None,
+            "cost_usd": cost,
+            "price_known": pricing.has_price(event.provider, event.model_actual)
+            if event.provider and event.model_actual
+            else None,
+            "request_bytes": event.request_bytes,
+            "response_bytes": event.response_bytes,
+        }
+
+    def _tokens(self, event: Event) -> tuple[usage.Usage, str] | None:
+        style = usage.style_of(event.endpoint)
+        response = decode(event.response_body, event.response_encoding)
+        if event.streaming:
+            content = usage.from_stream(response or b"", style)
+            reported, text = content.usage, content.text
+        else:
+            body = usage.parse_json(response)
+            reported, text = usage.from_response(body, style), _response_text(body, style)
+        if reported is not None and not event.response_truncated:
+            self._calibrate(event, reported, text)
+            return reported, "provider"
+        if event.status_code is None or event.status_code >= 400 or not event.streaming:
+            return None  # errors bill nothing; a complete non-streamed body without usage has nothing to add
+        counted = _count(event, text)
+        if counted is None:
+            return None
+        ratios = self.calibrator.ratios(event.model_actual) if event.model_actual else None
+        if ratios is None:
+            return counted, "tokeniser"
+        return usage.Usage(round(counted.prompt * ratios[0]), round(counted.completion * ratios[1])), "calibrated"
+
+    def _calibrate(self, event: Event, reported: usage.Usage, text: str) -> None:
+        model = event.model_actual
+        if not model or not text or event.request_body is None:
+            return
+        seen = self._seen[model] = self._seen.get(model, 0) + 1
+        if not self.calibrator.wants(model) and seen % CALIBRATION_EVERY:
+            return
+        counted = _count(event, text)
+        if counted is not None:
+            self.calibrator.add(model, reported.prompt, counted.prompt, reported.completion, counted.completion)
+
+
+def _count(event: Event, text: str) -> usage.Usage | None:
+    """tiktoken's count of the request's prompt and the response text."""
+    request = usage.parse_json(decode(event.request_body, event.request_encoding))
+    if request is None:
+        return None
+    style, model = usage.style_of(event.endpoint), event.model_actual
+    try:
+        prompt = tokens.count_prompt(usage.prompt_texts(request, style), usage.message_count(request), model)
+        completion = tokens.count_text(text, model)
+    except Exception:  # an encoding that cannot be loaded must not lose the event
+        log.exception("token counting failed for model %s", model)
+        return None
+    return usage.Usage(prompt, completion)
+
+
+def _response_text(body: object, style: str) -> str:
+    if not isinstance(body, dict):
+        return ""
+    parts: list[str] = []
+    if style == "anthropic":
+        for block in body.get("content") or ():
+            if isinstance(block, dict) and isinstance(block.get("text"), str):
+                parts.append(block["text"])
+    for choice in body.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            parts.append(message["content"])
+    return "".join(parts)
+
+
+def decode(data: bytes | None, encoding: str) -> bytes | None:
+    """Undo a Content-Encoding. Unknown or broken encodings give None (nothing to count)."""
+    if not data or not encoding or encoding == "identity":
+        return data
+    try:
+        if encoding == "gzip":
+            return gzip.decompress(data)
+        if encoding == "deflate":
+            return zlib.decompress(data)
+        if encoding == "br":
+            import brotli  # installed with mitmproxy
+
+            return brotli.decompress(data)
+        if encoding == "zstd":
+            import zstandard  # installed with mitmproxy
+
+            return zstandard.ZstdDecompressor().decompress(data, max_output_size=64 * 1024 * 1024)
+    except Exception:
+        return None
+    return None

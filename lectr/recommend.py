@@ -1,0 +1,193 @@
+"""Recommendations: which feature could run on a cheaper model, and how sure Lectr is.
+
+Pure. Input: per org, feature and model, the observed traffic (`storage.traffic_profiles`).
+Candidates are the cheaper models of the same family at the same provider (so no new
+key is needed), priced by genai-prices on the feature's own token profile.
+
+The task type (X-Lectr-Task) is the strongest signal and overrides the heuristics:
+- classification: a strong downgrade candidate, straight to the family's smallest model;
+- summarisation: one step down; less sure as prompts get long;
+- extraction: one step down; less sure when outputs are long (complex nested extraction);
+- generation: neutral, decided by the length heuristics;
+- reasoning: never recommended for downgrade, whatever else the numbers say.
+Without a task header, length heuristics alone give at most medium confidence.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import yaml
+
+from lectr import pricing
+from lectr.usage import Usage
+
+# Model families, most capable first. Only same-provider moves are proposed.
+FAMILIES: dict[str, list[list[str]]] = {
+    "openai": [
+        ["gpt-5", "gpt-5-mini", "gpt-5-nano"],
+        ["gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano"],
+        ["gpt-4o", "gpt-4o-mini"],
+        ["gpt-4-turbo", "gpt-4o-mini"],
+        ["o3", "o4-mini"],
+    ],
+    "anthropic": [
+        ["claude-opus-4-1", "claude-sonnet-4-5", "claude-haiku-4-5"],
+        ["claude-opus-4", "claude-sonnet-4", "claude-3-5-haiku-latest"],
+        ["claude-3-7-sonnet-latest", "claude-3-5-haiku-latest"],
+    ],
+    "groq": [["llama-3.3-70b-versatile", "llama-3.1-8b-instant"]],
+    "gemini": [["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"]],
+}
+FAMILIES["azure"] = FAMILIES["openai"]
+
+MIN_REQUESTS = 20  # less traffic than this is no evidence
+HIGH_CONFIDENCE_REQUESTS = 100
+DOMINANT_SHARE = 0.8  # a task is the feature's task when it is this share of tagged requests
+DAYS_PER_MONTH = 30
+RANK = {"low": 0, "medium": 1, "high": 2}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    org_id: str
+    feature: str | None
+    provider: str
+    current_model: str
+    suggested_model: str
+    confidence: str
+    reason: str
+    requests: int
+    current_monthly_usd: float
+    suggested_monthly_usd: float
+    monthly_saving_usd: float
+    evidence: str  # JSON
+    rule_yaml: str
+
+    def row(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def family_position(provider: str, model: str) -> tuple[list[str], int] | None:
+    """The model's family and its place in it; dated versions (gpt-4o-2024-08-06) count as the model."""
+    best = None
+    for family in FAMILIES.get(provider, ()):
+        for i, name in enumerate(family):
+            if model == name or re.fullmatch(rf"{re.escape(name)}-\d[\d-]*", model):
+                if best is None or len(name) > len(best[0][best[1]]):
+                    best = (family, i)
+    return best
+
+
+def judge(profile: dict) -> tuple[str, str, bool] | None:
+    """(confidence, reason, go to the family's smallest) for a traffic profile, or None: do not downgrade."""
+    mix: dict = profile.get("task_mix") or {}
+    tagged = sum(mix.values())
+    if mix.get("reasoning"):
+        return None  # reasoning is never downgraded, even as a share of a feature's traffic
+    avg_prompt = profile["avg_prompt_tokens"] or 0
+    avg_out = profile["avg_completion_tokens"] or 0
+    p95_out = profile.get("p95_completion_tokens") or avg_out
+    short = avg_prompt <= 1000 and avg_out <= 200
+    task = next((t for t, n in mix.items() if tagged and n / tagged >= DOMINANT_SHARE), None)
+    if task == "classification":
+        return "high", "classification: small models label as well as large ones", True
+    if task == "summarisation":
+        if avg_prompt <= 4000:
+            return "high", "summarisation of short inputs", False
+        if avg_prompt <= 16000:
+            return "medium", "summarisation of long inputs: check quality on a sample first", False
+        return "low", "summarisation of very long inputs: the smaller model may miss content", False
+    if task == "extraction":
+        if avg_out > 800 or p95_out > 2000:
+            return "low", "extraction with long outputs (complex or nested): verify structure first", False
+        return "medium", "extraction of short structured outputs", False
+    if task == "generation":
+        if short:
+            return "medium", "generation of short texts", False
+        return "low", "generation of long texts: quality differences show most here", False
+    if tagged:
+        return "low", "mixed task types: no single task dominates", False
+    if short:
+        return "medium", "no task header; short prompts and answers", False
+    return "low", "no task header; long prompts or answers", False
+
+
+def recommend(profile: dict) -> Recommendation | None:
+    provider, model = profile["provider"], profile["model_actual"]
+    requests = profile["requests"]
+    if requests < MIN_REQUESTS or not provider or not model:
+        return None
+    place = family_position(provider, model)
+    verdict = judge(profile)
+    if place is None or verdict is None:
+        return None
+    family, index = place
+    if index == len(family) - 1:
+        return None  # already the family's smallest
+    confidence, reason, smallest = verdict
+    if confidence == "high" and requests < HIGH_CONFIDENCE_REQUESTS:
+        confidence = "medium"
+    suggested = family[-1] if smallest else family[index + 1]
+
+    typical = Usage(
+        round(profile["avg_prompt_tokens"] or 0),
+        round(profile["avg_completion_tokens"] or 0),
+        round(profile.get("avg_cached_tokens") or 0) or None,
+    )
+    now_each = pricing.cost_usd(provider, model, typical)
+    then_each = pricing.cost_usd(provider, suggested, typical)
+    if now_each is None or then_each is None or then_each >= now_each:
+        return None
+    monthly_requests = requests / max(profile.get("days_observed") or 0, 1.0) * DAYS_PER_MONTH
+    current = profile["cost_usd"] or now_each * requests
+    current_monthly = current / requests * monthly_requests
+    suggested_monthly = current_monthly * then_each / now_each
+    evidence = {
+        "requests": requests,
+        "errors": profile.get("errors", 0),
+        "days_observed": round(profile.get("days_observed") or 0, 2),
+        "avg_prompt_tokens": round(profile["avg_prompt_tokens"] or 0, 1),
+        "p95_prompt_tokens": profile.get("p95_prompt_tokens"),
+        "avg_completion_tokens": round(profile["avg_completion_tokens"] or 0, 1),
+        "p95_completion_tokens": profile.get("p95_completion_tokens"),
+        "cost_usd": round(current, 6),
+        "task_mix": dict(profile.get("task_mix") or {}),
+    }
+    return Recommendation(
+        org_id=profile["org_id"],
+        feature=profile["feature"],
+        provider=provider,
+        current_model=model,
+        suggested_model=suggested,
+        confidence=confidence,
+        reason=reason,
+        requests=requests,
+        current_monthly_usd=round(current_monthly, 4),
+        suggested_monthly_usd=round(suggested_monthly, 4),
+        monthly_saving_usd=round(current_monthly - suggested_monthly, 4),
+        evidence=json.dumps(evidence, sort_keys=True),
+        rule_yaml=rule_yaml(profile["org_id"], profile["feature"], provider, model, suggested),
+    )
+
+
+def rule_yaml(org: str, feature: str | None, provider: str, model: str, suggested: str) -> str:
+    """The rules-file entry that would apply the recommendation (pick a free priority)."""
+    match = {"provider": provider, "model": model}
+    if feature:
+        match = {"feature": feature, **match}
+    rule = {
+        "name": f"{feature or 'untagged'}: {model} -> {suggested}",
+        "priority": 100,
+        "org": org,
+        "match": match,
+        "target": {"model": suggested},
+    }
+    return yaml.safe_dump([rule], sort_keys=False)
+
+
+def recommend_all(profiles: list[dict]) -> list[Recommendation]:
+    found = [r for r in map(recommend, profiles) if r is not None]
+    return sorted(found, key=lambda r: (-RANK[r.confidence], -r.monthly_saving_usd))

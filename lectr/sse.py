@@ -1,0 +1,89 @@
+"""Server-sent events: splitting a stream into events, and filtering one out of a live stream.
+
+Pure: works on bytes. Used after a stream has ended (to read usage and text from the
+copy) and, with `lectr_stream_usage=inject`, on the live stream to hide the usage chunk
+Lectr asked for from a client that did not.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Iterator
+
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+def split_events(data: bytes) -> tuple[list[bytes], bytes]:
+    """Complete events (each with its terminating blank line) and the incomplete rest."""
+    events = []
+    start = 0
+    for m in _EVENT_END.finditer(data):
+        events.append(data[start : m.end()])
+        start = m.end()
+    return events, data[start:]
+
+
+def event_data(event: bytes) -> str | None:
+    """The event's `data:` field (lines joined by newlines), or None if it has none."""
+    lines = [
+        line[5:].removeprefix(" ")
+        for line in event.decode("utf-8", "replace").splitlines()
+        if line.startswith("data:")
+    ]
+    return "\n".join(lines) if lines else None
+
+
+def iter_json(data: bytes) -> Iterator[dict]:
+    """Every event of a finished stream whose data is a JSON object; `[DONE]` and the rest are skipped."""
+    events, rest = split_events(data)
+    if rest.strip():
+        events.append(rest)  # a stream cut short still counts for what it carried
+    for event in events:
+        payload = event_data(event)
+        if not payload or payload == "[DONE]":
+            continue
+        try:
+            value = json.loads(payload)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            yield value
+
+
+# OpenAI adds `"usage":null` to every chunk once include_usage is set; the client that did
+# not ask for it would not have seen it. Matches both compact and spaced JSON.
+_NULL_USAGE = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])')
+
+
+class UsageChunkFilter:
+    """Removes what `stream_options.include_usage` added to an OpenAI-style stream.
+
+    Fed raw chunks in order; returns the bytes to forward. Holds back at most one
+    incomplete event, so the client still gets every event as soon as it is whole.
+    """
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if not chunk:  # end of stream: release whatever is left as it came
+            rest, self._pending = self._pending, b""
+            return rest
+        events, self._pending = split_events(self._pending + chunk)
+        return b"".join(_without_usage(event) for event in events)
+
+
+def _without_usage(event: bytes) -> bytes:
+    payload = event_data(event)
+    if payload is None or '"usage"' not in payload:
+        return event
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        return event
+    if isinstance(value, dict) and value.get("choices") == [] and isinstance(value.get("usage"), dict):
+        return b""  # the usage-only chunk the client did not ask for
+    return _NULL_USAGE.sub(b"", event, count=1)

@@ -1,0 +1,90 @@
+"""The three background jobs, each one call: used by the proxy's schedule and by the CLI.
+
+They read and write stored data only, never anything on the hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from lectr import alerts, anomaly, storage
+from lectr.recommend import Recommendation, recommend_all
+
+log = logging.getLogger(__name__)
+
+RECOMMEND_DAYS = 30  # traffic considered by the recommendation engine
+
+
+def run_aggregate(db: str | Path, now: datetime | None = None) -> int:
+    return storage.aggregate(db, now)
+
+
+@dataclass
+class AnomalyRun:
+    new: list[anomaly.Finding]  # opened this run (mailed)
+    ongoing: list[anomaly.Finding]  # still open from an earlier run (not mailed again unless escalated)
+    resolved: int
+    mailed: bool
+    mail_error: str | None = None
+
+
+def run_anomalies(
+    db: str | Path,
+    smtp: alerts.SmtpSettings | None = None,
+    now: datetime | None = None,
+    settings: anomaly.Settings = anomaly.Settings(),
+) -> AnomalyRun:
+    now = now or storage.utc_now()
+    findings = anomaly.detect(storage.hourly_metrics(db, now), settings)
+    open_by_key = {anomaly.anomaly_key(a["org_id"], a["feature"], a["metric"]): a for a in storage.open_anomalies(db)}
+    upserts, to_mail, new, ongoing = [], [], [], []
+    for f in findings:
+        previous = open_by_key.pop(f.key, None)
+        row = {
+            "org_id": f.org_id,
+            "feature": f.feature,
+            "metric": f.metric,
+            "window_start": now - timedelta(hours=1),
+            "window_end": now,
+            "observed": f.observed,
+            "expected": f.expected,
+            "score": f.score,
+            "severity": f.severity,
+            "status": "open",
+            "last_seen": now,
+        }
+        if previous is None:
+            row.update(anomaly_id=f"{f.key}|{now:%Y%m%dT%H%M%S}", first_seen=now, resolved_at=None)
+            new.append(f)
+            to_mail.append((f, row))
+        else:
+            escalated = previous["severity"] == "warning" and f.severity == "critical"
+            row.update({k: previous[k] for k in ("anomaly_id", "first_seen", "notified_at", "notify_error")})
+            ongoing.append(f)
+            if escalated:
+                to_mail.append((f, row))
+        upserts.append(row)
+    mailed, error = False, None
+    if to_mail and smtp is not None and smtp.enabled:
+        try:
+            alerts.send(smtp, alerts.compose([f for f, _ in to_mail], smtp.sender, smtp.recipients))
+            mailed = True
+        except Exception as e:  # a mail server that is down must not stop detection
+            error = f"{type(e).__name__}: {e}"
+            log.warning("could not send the anomaly alert via %s:%s: %s", smtp.host, smtp.port, error)
+        for _, row in to_mail:
+            row.update(notified_at=now if mailed else row.get("notified_at"), notify_error=error)
+    storage.save_anomalies(db, upserts, [a["anomaly_id"] for a in open_by_key.values()], now)
+    return AnomalyRun(new, ongoing, len(open_by_key), mailed, error)
+
+
+def run_recommend(db: str | Path, now: datetime | None = None) -> list[Recommendation]:
+    now = now or storage.utc_now()
+    found = recommend_all(storage.traffic_profiles(db, now - timedelta(days=RECOMMEND_DAYS)))
+    storage.replace_recommendations(db, [r.row() for r in found], now)
+    return found
+
+

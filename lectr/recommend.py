@@ -11,6 +11,7 @@ The task type (X-Lectr-Task) is the strongest signal and overrides the heuristic
 - generation: neutral, decided by the length heuristics;
 - reasoning: never recommended for downgrade, whatever else the numbers say.
 Without a task header, length heuristics alone give at most medium confidence.
+Untagged traffic (no X-Lectr-Feature) gets no recommendation: no rule could route it alone.
 """
 
 from __future__ import annotations
@@ -120,6 +121,10 @@ def recommend(profile: dict) -> Recommendation | None:
     requests = profile["requests"]
     if requests < MIN_REQUESTS or not provider or not model:
         return None
+    if not profile["feature"]:
+        # A rule cannot single out untagged traffic: it would catch tagged features
+        # (reasoning among them) on the same model too. Tag it with X-Lectr-Feature first.
+        return None
     place = family_position(provider, model)
     verdict = judge(profile)
     if place is None or verdict is None:
@@ -173,16 +178,13 @@ def recommend(profile: dict) -> Recommendation | None:
     )
 
 
-def rule_yaml(org: str, feature: str | None, provider: str, model: str, suggested: str) -> str:
+def rule_yaml(org: str, feature: str, provider: str, model: str, suggested: str) -> str:
     """The rules-file entry that would apply the recommendation (pick a free priority)."""
-    match = {"provider": provider, "model": model}
-    if feature:
-        match = {"feature": feature, **match}
     rule = {
-        "name": f"{feature or 'untagged'}: {model} -> {suggested}",
+        "name": f"{feature}: {model} -> {suggested}",
         "priority": 100,
         "org": org,
-        "match": match,
+        "match": {"feature": feature, "provider": provider, "model": model},
         "target": {"model": suggested},
     }
     return yaml.safe_dump([rule], sort_keys=False)

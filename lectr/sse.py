@@ -36,7 +36,7 @@ def event_data(event: bytes) -> str | None:
 
 def iter_json(data: bytes) -> Iterator[dict]:
     """Every event of a finished stream whose data is a JSON object; `[DONE]` and the rest are skipped."""
-    events, rest = split_events(data)
+    events, rest = split_events(bytes(data))
     if rest.strip():
         events.append(rest)  # a stream cut short still counts for what it carried
     for event in events:

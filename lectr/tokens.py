@@ -74,10 +74,11 @@ def _seed_tiktoken_cache(name: str) -> None:
     url = _SOURCES.get(name)
     if url is None:
         return  # not one Lectr ships; tiktoken will try its usual way
-    cache_dir = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
+    # The same lookup as tiktoken.load.read_file_cached: the first variable set wins, even if empty.
+    variable = next((v for v in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR") if v in os.environ), None)
+    cache_dir = os.environ[variable] if variable else os.path.join(tempfile.gettempdir(), "data-gym-cache")
     if cache_dir == "":
-        raise RuntimeError("TIKTOKEN_CACHE_DIR is empty (caching disabled): tiktoken would need the internet")
-    cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "data-gym-cache")
+        raise RuntimeError(f"{variable} is empty, which turns tiktoken's cache off: unset it or name a directory")
     path = os.path.join(cache_dir, hashlib.sha1(url.encode()).hexdigest())
     if os.path.exists(path):
         return

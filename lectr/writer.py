@@ -23,6 +23,8 @@ from lectr.metering import Meter
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
+# Opening the file costs milliseconds; with a backlog, one open takes up to this many rows.
+MAX_ROWS_PER_WRITE = 20_000
 
 
 class Writer:
@@ -37,6 +39,7 @@ class Writer:
         self._pending: list[dict] = []  # metered rows waiting for a successful write
         self._backoff = 0.0
         self._retry_at = 0.0
+        self._stop_timeout = 10.0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lectr-writer", daemon=True)
 
@@ -45,6 +48,7 @@ class Writer:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Flush everything queued (trying the database until `timeout`), then end the thread."""
+        self._stop_timeout = timeout
         self._stopping.set()
         self.queue.ready.set()
         self._thread.join(timeout + 1)
@@ -54,18 +58,19 @@ class Writer:
             self.queue.ready.wait(self.interval)
             self.queue.ready.clear()
             self.flush()
-        deadline = time.monotonic() + 10.0
-        while (self._pending or len(self.queue)) and time.monotonic() < deadline:
+        deadline = time.monotonic() + self._stop_timeout
+        while time.monotonic() < deadline:  # the rest of the queue, and the drop counts
             self._retry_at = 0.0
-            if not self.flush():
-                time.sleep(0.2)
+            if self.flush() and not len(self.queue):
+                break
+            time.sleep(0.2)
         if self._pending or len(self.queue):
             log.error("exiting with %d events not written to %s", len(self._pending) + len(self.queue), self.path)
 
     def flush(self) -> bool:
         """Meter and write one batch. False if the database was unavailable."""
         if not self._pending:
-            for event in self.queue.take(self.queue.batch_size):
+            for event in self.queue.take(max(self.queue.batch_size, min(len(self.queue), MAX_ROWS_PER_WRITE))):
                 try:
                     self._pending.append(self.meter.row(event))
                 except Exception:  # one odd event must not stop the writer

@@ -1,0 +1,169 @@
+"""Metering: an Event becomes a stored row with token counts (provider, calibrated, tokeniser) and cost."""
+
+import gzip
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from lectr import pricing, tokens
+from lectr.events import Event
+from lectr.metering import Meter
+from lectr.tokens import Calibrator
+from lectr.usage import Usage
+
+TS = 1_750_000_000.0
+PROMPT = "Classify the sentiment of: the parcel arrived crushed and late"
+ANSWER = "negative, because the parcel was damaged"
+REQUEST = {
+    "model": "gpt-4o",
+    "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": PROMPT}],
+}
+
+
+def _event(**overrides) -> Event:
+    fields = dict(
+        ts=TS, request_id="req-1", org_id="acme", mode="base_url", endpoint="/chat/completions",
+        provider="openai", provider_unknown=False, model_requested="gpt-4o", model_actual="gpt-4o",
+        rule_id=None, rule_name=None, route_skip_reason=None, passthrough_reason=None,
+        feature="support-bot", task="classification", streaming=False, status_code=200, error_category=None,
+        latency_ms=120.0, ttfb_ms=40.0, request_bytes=321, response_bytes=654,
+        request_body=json.dumps(REQUEST).encode(),
+    )  # fmt: skip
+    fields.update(overrides)
+    return Event(**fields)
+
+
+def _json_response(usage: dict | None) -> bytes:
+    body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}}]}
+    if usage is not None:
+        body["usage"] = usage
+    return json.dumps(body).encode()
+
+
+def _stream(usage: dict | None = None) -> bytes:
+    chunks = [{"choices": [{"delta": {"content": w}}]} for w in ("negative, ", "because the parcel ", "was damaged")]
+    if usage is not None:
+        chunks.append({"choices": [], "usage": usage})
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+
+
+def _counted() -> tuple[int, int]:
+    """tiktoken's count of REQUEST and ANSWER, as the tokeniser fallback should compute it."""
+    return tokens.count_prompt(["Be terse.", PROMPT], 2, "gpt-4o"), tokens.count_text(ANSWER, "gpt-4o")
+
+
+def test_non_streaming_usage_from_the_provider():
+    usage = {"prompt_tokens": 1000, "completion_tokens": 500, "prompt_tokens_details": {"cached_tokens": 200}}
+    row = Meter().row(_event(response_body=_json_response(usage)))
+    assert row["token_source"] == "provider"
+    assert (row["prompt_tokens"], row["completion_tokens"], row["cached_tokens"]) == (1000, 500, 200)
+    ts = datetime.fromtimestamp(TS, timezone.utc).replace(tzinfo=None)
+    assert row["ts"] == ts
+    assert row["cost_usd"] == pytest.approx(pricing.cost_usd("openai", "gpt-4o", Usage(1000, 500, 200), ts))
+    assert row["cost_usd"] == pytest.approx(800 * 2.5 / 1e6 + 200 * 1.25 / 1e6 + 500 * 10 / 1e6)
+    assert row["price_known"] is True
+    assert (row["request_id"], row["org_id"], row["feature"], row["latency_ms"]) == (
+        "req-1",
+        "acme",
+        "support-bot",
+        120.0,
+    )
+
+
+def test_stream_without_usage_is_counted_by_the_tokeniser():
+    row = Meter().row(_event(streaming=True, response_body=_stream()))
+    prompt, completion = _counted()
+    assert row["token_source"] == "tokeniser"
+    assert (row["prompt_tokens"], row["completion_tokens"], row["cached_tokens"]) == (prompt, completion, None)
+    assert row["cost_usd"] == pytest.approx(prompt * 2.5 / 1e6 + completion * 10 / 1e6)
+
+
+def test_stream_with_usage_is_the_providers():
+    row = Meter().row(_event(streaming=True, response_body=_stream({"prompt_tokens": 70, "completion_tokens": 9})))
+    assert (row["token_source"], row["prompt_tokens"], row["completion_tokens"]) == ("provider", 70, 9)
+
+
+def test_calibrated_after_min_samples_of_provider_usage():
+    prompt, completion = _counted()
+    meter = Meter(Calibrator(min_samples=2))
+    reported = {"prompt_tokens": 2 * prompt, "completion_tokens": 3 * completion}
+    for _ in range(2):
+        assert meter.row(_event(streaming=True, response_body=_stream(reported)))["token_source"] == "provider"
+    assert meter.calibrator.samples("gpt-4o") == 2
+    row = meter.row(_event(streaming=True, response_body=_stream()))
+    assert row["token_source"] == "calibrated"
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (2 * prompt, 3 * completion)
+
+
+def test_calibrated_from_calibrator_directly():
+    prompt, completion = _counted()
+    calibrator = Calibrator(min_samples=1)
+    calibrator.add("gpt-4o", 150, 100, 50, 100)
+    row = Meter(calibrator).row(_event(streaming=True, response_body=_stream()))
+    assert row["token_source"] == "calibrated"
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (round(prompt * 1.5), round(completion * 0.5))
+
+
+def test_other_models_are_not_calibrated_by_this_one():
+    calibrator = Calibrator(min_samples=1)
+    calibrator.add("gpt-4.1", 150, 100, 50, 100)
+    assert Meter(calibrator).row(_event(streaming=True, response_body=_stream()))["token_source"] == "tokeniser"
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_error_without_usage_has_no_tokens_and_no_cost(streaming):
+    body = b'{"error": {"message": "rate limited"}}'
+    row = Meter().row(_event(streaming=streaming, status_code=429, error_category="rate_limit", response_body=body))
+    assert [row[k] for k in ("prompt_tokens", "completion_tokens", "token_source", "cost_usd")] == [None] * 4
+    assert row["error_category"] == "rate_limit"
+
+
+def test_unknown_model_has_tokens_but_no_cost():
+    event = _event(
+        model_actual="no-such-model-xyz",
+        response_body=_json_response({"prompt_tokens": 10, "completion_tokens": 5}),
+    )
+    row = Meter().row(event)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (10, 5)
+    assert row["cost_usd"] is None
+    assert row["price_known"] is False
+
+
+def test_gzip_response_is_decoded():
+    body = gzip.compress(_json_response({"prompt_tokens": 33, "completion_tokens": 4}))
+    row = Meter().row(_event(response_body=body, response_encoding="gzip"))
+    assert (row["token_source"], row["prompt_tokens"], row["completion_tokens"]) == ("provider", 33, 4)
+
+
+def test_gzip_request_is_decoded_for_counting():
+    event = _event(
+        streaming=True,
+        response_body=gzip.compress(_stream()),
+        response_encoding="gzip",
+        request_body=gzip.compress(json.dumps(REQUEST).encode()),
+        request_encoding="gzip",
+    )
+    row = Meter().row(event)
+    assert (row["token_source"], row["prompt_tokens"], row["completion_tokens"]) == ("tokeniser", *_counted())
+
+
+def test_row_never_contains_the_bodies():
+    for event in (
+        _event(response_body=_json_response({"prompt_tokens": 1, "completion_tokens": 1})),
+        _event(streaming=True, response_body=_stream()),
+    ):
+        row = Meter().row(event)
+        assert not {"request_body", "response_body"} & set(row)
+        for value in row.values():
+            text = str(value)
+            assert PROMPT not in text and ANSWER not in text and "Be terse." not in text
+
+
+@pytest.mark.parametrize(
+    "task, valid", [("classification", True), ("Extraction", True), ("vibes", False), (None, None)]
+)
+def test_task_valid_column(task, valid):
+    row = Meter().row(_event(task=task, response_body=_json_response({"prompt_tokens": 1, "completion_tokens": 1})))
+    assert row["task"] == task
+    assert row["task_valid"] is valid

@@ -130,6 +130,7 @@ def message_count(body: object) -> int:
 
 
 def parse_json(data: bytes | None) -> object:
+    """A body as JSON, or None when it is empty or not JSON (never raises)."""
     if not data:
         return None
     try:

@@ -57,10 +57,7 @@ class Recorder:
         self.emit(flow, record)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        record = record_of(flow)
-        if record is None or record.emitted:
-            return
-        self.emit(flow, record)
+        self.response(flow)  # mitmproxy calls one or the other; both end the flow
 
     def emit(self, flow: http.HTTPFlow, record: FlowRecord) -> None:
         record.emitted = True

@@ -23,6 +23,7 @@ from lectr.flowrecord import FlowRecord
 from lectr.headers import client_credential, set_provider_auth
 from lectr.routing import Route, choose_route
 from lectr.rules import RuleSet, load_rules_file
+from lectr.usage import parse_json
 from lectr.watch import Poller, WatchedFile
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class Router:
         request = flow.request
         endpoint = parse_path(request.path)
         record.endpoint = endpoint.suffix if endpoint else None
-        body = _json_body(request.content) if endpoint else None
+        body = parse_json(request.content) if endpoint else None
         model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else None
         record.model_requested = record.model_actual = model
         record.streaming = isinstance(body, dict) and body.get("stream") is True
@@ -196,15 +197,6 @@ def _note_route(record: FlowRecord, route: Route) -> None:
     record.route_skip_reason = route.skip_reason
     if route.rule is not None:
         record.rule_id, record.rule_name = route.rule.id, route.rule.name
-
-
-def _json_body(content: bytes | None) -> object:
-    if not content:
-        return None
-    try:
-        return json.loads(content)
-    except (ValueError, RecursionError):
-        return None
 
 
 def _load_credentials(path: str) -> Credentials:

@@ -131,7 +131,7 @@ def _parse_rule(item: object, source: str, index: int, warnings: list[str]) -> R
     if not isinstance(enabled, bool):
         raise RuleError(f"{where}: 'enabled' must be true or false")
     org = _optional_str(item, "org", where)
-    rule_id = _optional_str(item, "id", where) or _slug(name)
+    rule_id = _optional_str(item, "id", where) or slug(name)
 
     match = item.get("match") or {}
     if not isinstance(match, dict):
@@ -187,5 +187,5 @@ def _optional_str(mapping: dict, key: str, where: str) -> str | None:
     return value.strip()
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "rule"

@@ -16,12 +16,15 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import duckdb
 import pyarrow as pa
 
 from lectr.keys import NewKey, StoredKey
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_DB = "lectr.duckdb"
 
@@ -171,7 +174,29 @@ def m003_workers(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [m001_org_keys, m002_request_logs, m003_workers]
+def m004_dashboard(con: duckdb.DuckDBPyConnection) -> None:
+    # Routing coverage per rule, and exact per-org latency percentiles (percentiles of
+    # the finer summary rows cannot be combined). The next aggregation rebuilds everything.
+    con.execute("ALTER TABLE dashboard_summaries ADD COLUMN rule_id VARCHAR")
+    con.execute("ALTER TABLE dashboard_summaries ADD COLUMN rule_name VARCHAR")
+    con.execute(
+        """
+        CREATE TABLE dashboard_latency (
+            period VARCHAR NOT NULL, bucket_start TIMESTAMP NOT NULL, org_id VARCHAR,
+            requests BIGINT,
+            latency_p50_ms DOUBLE, latency_p95_ms DOUBLE, ttfb_p50_ms DOUBLE, ttfb_p95_ms DOUBLE
+        )
+        """
+    )
+    con.execute("DELETE FROM worker_runs WHERE worker = 'aggregate'")
+
+
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
+    m001_org_keys,
+    m002_request_logs,
+    m003_workers,
+    m004_dashboard,
+]
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -245,6 +270,7 @@ _LOG_TYPES = {
 def append_request_logs(path: str | Path, rows: list[dict], dropped: dict[str, int] | None = None) -> None:
     """Write a batch of rows (dicts keyed by column name) and any drop counts, in one short open.
 
+    Also notes the write in `worker_runs` ('writer'): an empty batch is the proxy's heartbeat.
     Columnar: the batch goes in as one Arrow table, ~100x faster than row-by-row inserts.
     """
     with connect(path) as con:
@@ -260,43 +286,79 @@ def append_request_logs(path: str | Path, rows: list[dict], dropped: dict[str, i
         for reason, count in (dropped or {}).items():
             if count:
                 con.execute("INSERT INTO dropped_events VALUES (?, ?, ?)", [now, reason, count])
+        _note_run(con, "writer", now)
         con.execute("COMMIT")
+
+
+def replay_history(path: str | Path, since: datetime, until: datetime, days: int, seed: float = 0.5) -> int:
+    """Demo data only: copy the rows logged in [since, until) back into each of the `days` * 24 hours before.
+
+    Each hour gets a random 70-100% of them (new request ids), so the anomaly detector
+    and the recommendation engine have the history they need. Returns rows written.
+    """
+    with connect(path) as con:
+        migrate(con)
+        con.execute("SELECT setseed(?)", [seed])
+        con.execute("BEGIN TRANSACTION")
+        written = con.execute(
+            """
+            INSERT INTO request_logs BY NAME
+            SELECT r.* REPLACE (r.ts - to_hours(h.k) AS ts, r.request_id || '-h' || h.k AS request_id)
+            FROM request_logs r, (SELECT range AS k, 0.7 + 0.3 * random() AS keep FROM range(1, ? + 1)) h
+            WHERE r.ts >= ? AND r.ts < ? AND random() < h.keep
+            """,
+            [days * 24, since, until],
+        ).fetchone()[0]
+        con.execute("COMMIT")
+    return written
 
 
 # --- aggregator -------------------------------------------------------------------------
 
 
-def aggregate(path: str | Path, now: datetime | None = None) -> int:
+def aggregate(path: str | Path, now: datetime | None = None, full: bool = False) -> int:
     """Recompute dashboard summaries for every bucket that may have changed since the last run.
 
     Events arrive within seconds of completing, so the buckets from an hour before the
-    last run onwards are recomputed (all of them on the first run). Returns rows written.
+    last run onwards are recomputed (all of them on the first run, or with `full`).
+    Returns rows written.
     """
     now = now or utc_now()
     with connect(path) as con:
         migrate(con)
-        last = _last_run(con, "aggregate")
+        last = None if full else _last_run(con, "aggregate")
         con.execute("BEGIN TRANSACTION")
         written = 0
         for period in ("hour", "day"):
             since = _bucket_floor(con, period, last - timedelta(hours=1)) if last else datetime(1970, 1, 1)
             con.execute("DELETE FROM dashboard_summaries WHERE period = ? AND bucket_start >= ?", [period, since])
             con.execute("DELETE FROM dashboard_drops WHERE period = ? AND bucket_start >= ?", [period, since])
+            con.execute("DELETE FROM dashboard_latency WHERE period = ? AND bucket_start >= ?", [period, since])
             written += con.execute(
                 f"""
-                INSERT INTO dashboard_summaries
-                SELECT '{period}', date_trunc('{period}', ts), org_id, feature, task, provider, model_actual,
-                       rule_id IS NOT NULL,
-                       count(*), count(error_category),
-                       sum(prompt_tokens), sum(completion_tokens),
-                       sum(cost_usd), count(*) FILTER (WHERE cost_usd IS NULL),
-                       quantile_cont(latency_ms, 0.5), quantile_cont(latency_ms, 0.95),
-                       quantile_cont(ttfb_ms, 0.5), quantile_cont(ttfb_ms, 0.95)
+                INSERT INTO dashboard_summaries BY NAME
+                SELECT '{period}' AS period, date_trunc('{period}', ts) AS bucket_start,
+                       org_id, feature, task, provider, model_actual, rule_id, rule_name,
+                       rule_id IS NOT NULL AS routed,
+                       count(*) AS requests, count(error_category) AS errors,
+                       sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
+                       sum(cost_usd) AS cost_usd, count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_requests,
+                       {_PERCENTILES}
                 FROM request_logs WHERE ts >= ?
                 GROUP BY ALL
                 """,
                 [since],
             ).fetchone()[0]
+            con.execute(
+                f"""
+                INSERT INTO dashboard_latency BY NAME
+                SELECT '{period}' AS period, date_trunc('{period}', ts) AS bucket_start, org_id,
+                       count(*) AS requests, {_PERCENTILES}
+                FROM request_logs WHERE ts >= ?
+                GROUP BY ALL
+                """,
+                [since],
+            )
             con.execute(
                 f"""
                 INSERT INTO dashboard_drops
@@ -308,6 +370,10 @@ def aggregate(path: str | Path, now: datetime | None = None) -> int:
         _note_run(con, "aggregate", now)
         con.execute("COMMIT")
     return written
+
+
+_PERCENTILES = """quantile_cont(latency_ms, 0.5) AS latency_p50_ms, quantile_cont(latency_ms, 0.95) AS latency_p95_ms,
+                       quantile_cont(ttfb_ms, 0.5) AS ttfb_p50_ms, quantile_cont(ttfb_ms, 0.95) AS ttfb_p95_ms"""
 
 
 def _bucket_floor(con: duckdb.DuckDBPyConnection, period: str, ts: datetime) -> datetime:
@@ -431,6 +497,206 @@ def replace_recommendations(path: str | Path, rows: list[dict], now: datetime) -
             )
         _note_run(con, "recommend", now)
         con.execute("COMMIT")
+
+
+# --- dashboard reads ---------------------------------------------------------------------
+# Each opens the file read-only for one query (the proxy's writer must never wait long)
+# and returns a pandas DataFrame; pandas comes with Streamlit, and only the dashboard reads these.
+
+NONE = "(none)"  # a filter value meaning "not set" (untagged feature, no task, no rule)
+LOG_FILTERS = ("feature", "task", "provider", "model", "rule", "outcome")
+
+
+def schema_state(path: str | Path) -> str:
+    """missing (no file), empty (no Lectr tables yet), old, newer (than this code), or ok."""
+    if not Path(path).exists():
+        return "missing"
+    with connect(path, read_only=True) as con:
+        if not _has_table(con, "_migrations"):
+            return "empty"
+        done = {row[0] for row in con.execute("SELECT name FROM _migrations").fetchall()}
+    known = {m.__name__ for m in MIGRATIONS}
+    if done - known:
+        return "newer"
+    return "ok" if done == known else "old"
+
+
+def dashboard_orgs(path: str | Path) -> list[str]:
+    """Orgs with a key or with summarised traffic, alphabetically."""
+    sql = """SELECT org_id FROM org_keys UNION SELECT org_id FROM dashboard_summaries WHERE org_id IS NOT NULL
+             ORDER BY org_id"""
+    return _frame(path, sql)["org_id"].tolist()
+
+
+def worker_runs(path: str | Path) -> dict[str, datetime]:
+    """When the writer (heartbeat) and each background job last ran."""
+    frame = _frame(path, "SELECT worker, last_run FROM worker_runs")
+    return dict(zip(frame["worker"], frame["last_run"]))
+
+
+def overview_series(path: str | Path, org: str, since: datetime, period: str) -> "pd.DataFrame":
+    """One row per bucket: volume, errors, tokens and cost from the summaries, and the org's percentiles."""
+    return _frame(
+        path,
+        """
+        WITH totals AS (
+            SELECT bucket_start, sum(requests) AS requests, sum(errors) AS errors,
+                   coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
+                   coalesce(sum(completion_tokens), 0) AS completion_tokens,
+                   coalesce(sum(cost_usd), 0) AS cost_usd, sum(unpriced_requests) AS unpriced_requests,
+                   sum(requests) FILTER (WHERE routed) AS routed_requests
+            FROM dashboard_summaries WHERE period = $period AND org_id = $org AND bucket_start >= $since
+            GROUP BY bucket_start
+        )
+        SELECT t.*, l.latency_p50_ms, l.latency_p95_ms, l.ttfb_p50_ms, l.ttfb_p95_ms
+        FROM totals t LEFT JOIN dashboard_latency l
+          ON l.period = $period AND l.org_id = $org AND l.bucket_start = t.bucket_start
+        ORDER BY t.bucket_start
+        """,
+        {"period": _period(period), "org": org, "since": since},
+    )
+
+
+def overview_breakdown(path: str | Path, org: str, since: datetime, period: str) -> "pd.DataFrame":
+    """Requests, tokens and cost by feature, task, provider, model and rule over the period."""
+    return _frame(
+        path,
+        """
+        SELECT feature, task, provider, model_actual, rule_id, rule_name, routed,
+               sum(requests) AS requests, sum(errors) AS errors,
+               coalesce(sum(prompt_tokens), 0) + coalesce(sum(completion_tokens), 0) AS tokens,
+               coalesce(sum(cost_usd), 0) AS cost_usd
+        FROM dashboard_summaries WHERE period = ? AND org_id = ? AND bucket_start >= ?
+        GROUP BY ALL
+        """,
+        [_period(period), org, since],
+    )
+
+
+def dropped_since(path: str | Path, since: datetime) -> int:
+    """Events dropped (queue full, database unavailable) since then, across all orgs."""
+    frame = _frame(path, "SELECT coalesce(sum(events), 0) AS n FROM dropped_events WHERE ts >= ?", [since])
+    return int(frame["n"].iloc[0])
+
+
+def _log_where(org: str, since: datetime, until: datetime | None, filters: dict[str, str]) -> tuple[str, list]:
+    clauses, params = ["org_id = ?", "ts >= ?"], [org, since]
+    if until is not None:
+        clauses.append("ts < ?")
+        params.append(until)
+    columns = {"feature": "feature", "task": "task", "provider": "provider", "rule": "rule_name"}
+    for name, value in filters.items():
+        if name not in LOG_FILTERS:
+            raise ValueError(f"unknown request-log filter {name!r}; use one of {', '.join(LOG_FILTERS)}")
+        if value is None:
+            continue
+        if name == "model":
+            clauses.append("(model_actual = ? OR model_requested = ?)")
+            params += [value, value]
+        elif name == "outcome":
+            if value == "ok":
+                clauses.append("error_category IS NULL")
+            elif value == "error":
+                clauses.append("error_category IS NOT NULL")
+            else:
+                clauses.append("error_category = ?")
+                params.append(value)
+        elif value == NONE:
+            clauses.append(f"{columns[name]} IS NULL")
+        else:
+            clauses.append(f"{columns[name]} = ?")
+            params.append(value)
+    return " AND ".join(clauses), params
+
+
+def request_log(
+    path: str | Path,
+    org: str,
+    since: datetime,
+    until: datetime | None = None,
+    filters: dict[str, str] | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple["pd.DataFrame", int]:
+    """One page of the request log, newest first, and the number of rows matching the filters."""
+    where, params = _log_where(org, since, until, filters or {})
+    with connect(path, read_only=True) as con:
+        total = con.execute(f"SELECT count(*) FROM request_logs WHERE {where}", params).fetchone()[0]
+        page = con.execute(
+            f"""
+            SELECT ts, feature, task, provider, model_requested, model_actual,
+                   model_actual IS DISTINCT FROM model_requested AS substituted, rule_name,
+                   status_code, error_category, streaming,
+                   prompt_tokens, completion_tokens, cached_tokens, token_source, cost_usd,
+                   latency_ms, ttfb_ms, request_id
+            FROM request_logs WHERE {where}
+            ORDER BY ts DESC LIMIT ? OFFSET ?
+            """,
+            [*params, limit, offset],
+        ).df()
+    return page, total
+
+
+def request_log_choices(path: str | Path, org: str, since: datetime) -> dict[str, list[str]]:
+    """The values each request-log filter can take for this org (from the summaries, so it stays cheap)."""
+    frame = _frame(
+        path,
+        """
+        SELECT DISTINCT feature, task, provider, model_actual, rule_name FROM dashboard_summaries
+        WHERE period = 'day' AND org_id = ? AND bucket_start >= date_trunc('day', ?::TIMESTAMP)
+        """,
+        [org, since],
+    )
+    columns = {"feature": "feature", "task": "task", "provider": "provider", "model": "model_actual"}
+    columns["rule"] = "rule_name"
+    choices = {}
+    for name, column in columns.items():
+        values = sorted(frame[column].dropna().unique())
+        choices[name] = values + ([NONE] if frame[column].isna().any() and name != "model" else [])
+    return choices
+
+
+def rule_match_counts(path: str | Path, since: datetime) -> dict[str, int]:
+    """Requests each rule was applied to since then, all orgs, by rule id."""
+    frame = _frame(
+        path,
+        """
+        SELECT rule_id, sum(requests) AS requests FROM dashboard_summaries
+        WHERE period = 'hour' AND routed AND bucket_start >= date_trunc('hour', ?::TIMESTAMP) GROUP BY rule_id
+        """,
+        [since],
+    )
+    return {rule_id: int(n) for rule_id, n in zip(frame["rule_id"], frame["requests"])}
+
+
+def org_recommendations(path: str | Path, org: str) -> "pd.DataFrame":
+    return _frame(
+        path,
+        """
+        SELECT * FROM recommendations WHERE org_id = ?
+        ORDER BY CASE confidence WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END, monthly_saving_usd DESC
+        """,
+        [org],
+    )
+
+
+def org_anomalies(path: str | Path, org: str, limit: int = 200) -> "pd.DataFrame":
+    return _frame(
+        path,
+        "SELECT * FROM anomalies WHERE org_id = ? ORDER BY status = 'open' DESC, last_seen DESC LIMIT ?",
+        [org, limit],
+    )
+
+
+def _frame(path: str | Path, sql: str, params: list | dict | None = None) -> "pd.DataFrame":
+    with connect(path, read_only=True) as con:
+        return con.execute(sql, params or []).df()
+
+
+def _period(period: str) -> str:
+    if period not in ("hour", "day"):
+        raise ValueError(f"period must be 'hour' or 'day', not {period!r}")
+    return period
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = 30.0
 # Opening the file costs milliseconds; with a backlog, one open takes up to this many rows.
 MAX_ROWS_PER_WRITE = 20_000
+# With no traffic, an empty write this often tells the dashboard the proxy is alive.
+HEARTBEAT_SECONDS = 60.0
 
 
 class Writer:
@@ -39,6 +41,7 @@ class Writer:
         self._pending: list[dict] = []  # metered rows waiting for a successful write
         self._backoff = 0.0
         self._retry_at = 0.0
+        self._last_write = time.monotonic()
         self._stop_timeout = 10.0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lectr-writer", daemon=True)
@@ -77,7 +80,8 @@ class Writer:
                     log.exception("could not meter event %s; dropped", event.request_id)
                     self.dropped_unwritable += 1
         drops = self._drop_deltas()
-        if not self._pending and not any(drops.values()):
+        idle = not self._pending and not any(drops.values())
+        if idle and time.monotonic() - self._last_write < HEARTBEAT_SECONDS:
             return True
         if time.monotonic() < self._retry_at:
             self._drop_if_no_room()
@@ -93,6 +97,7 @@ class Writer:
         if self._backoff:
             log.info("writing to %s again", self.path)
         self.written += len(self._pending)
+        self._last_write = time.monotonic()
         self._pending = []
         self._backoff = 0.0
         self._persisted.update({reason: self._persisted[reason] + n for reason, n in drops.items()})
@@ -104,7 +109,7 @@ class Writer:
 
     def _drop_if_no_room(self) -> None:
         # Keep waiting for the database only while new events can still queue behind us.
-        if len(self.queue) + len(self._pending) >= self.queue.maxsize:
+        if self._pending and len(self.queue) + len(self._pending) >= self.queue.maxsize:
             log.error("database unavailable and the queue is full: dropping %d events", len(self._pending))
             self.dropped_unwritable += len(self._pending)
             self._pending = []

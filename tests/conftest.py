@@ -7,11 +7,8 @@ started it, also when the test fails.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,36 +17,9 @@ import pytest
 
 from lectr import keys, storage
 
-ROOT = Path(__file__).resolve().parent.parent
-MITMDUMP = str(Path(sys.executable).with_name("mitmdump"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(check, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (httpx.HTTPError, OSError):
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from harness import ROOT, free_port, simulator_env, start_simulator, stop, wait_until  # noqa: E402, F401
+from harness import start_lectr as start_lectr_process  # noqa: E402
 
 
 @dataclass
@@ -67,17 +37,12 @@ class Simulator:
 @pytest.fixture(scope="session")
 def simulator_process(tmp_path_factory):
     port = free_port()
-    log = open(tmp_path_factory.mktemp("sim") / "simulator.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "simulator.py"), "--port", str(port)], stdout=log, stderr=log
-    )
-    sim = Simulator(f"http://127.0.0.1:{port}", proc)
+    with open(tmp_path_factory.mktemp("sim") / "simulator.log", "w") as log:
+        proc = start_simulator(port, log)
     try:
-        wait_until(lambda: httpx.get(f"{sim.url}/_sim/health").status_code == 200, what="the simulator")
-        yield sim
+        yield Simulator(f"http://127.0.0.1:{port}", proc)
     finally:
         stop(proc)
-        log.close()
 
 
 @pytest.fixture
@@ -85,20 +50,6 @@ def sim(simulator_process) -> Simulator:
     """The simulator, with its record of received requests emptied for this test."""
     simulator_process.clear()
     return simulator_process
-
-
-def simulator_env(sim_url: str) -> dict[str, str]:
-    """Point every provider at the simulator, each at its own real path layout."""
-    return {
-        "LECTR_OPENAI_BASE_URL": f"{sim_url}/v1",
-        "LECTR_ANTHROPIC_BASE_URL": sim_url,
-        "LECTR_GROQ_BASE_URL": f"{sim_url}/openai/v1",
-        "LECTR_GEMINI_BASE_URL": f"{sim_url}/v1beta/openai",
-        "LECTR_MISTRAL_BASE_URL": f"{sim_url}/v1",
-        "LECTR_DEEPSEEK_BASE_URL": f"{sim_url}/v1",
-        "LECTR_XAI_BASE_URL": f"{sim_url}/v1",
-        "LECTR_AZURE_BASE_URL": sim_url,
-    }
 
 
 @dataclass
@@ -149,33 +100,9 @@ def start_lectr(
         "confdir": str(workdir / "confdir"),
         **(options or {}),
     }
-    args = [MITMDUMP, "-s", str(ROOT / "addons" / "lectr.py"), "-p", str(port)]
-    for name, value in opts.items():
-        args += ["--set", f"{name}={value}"]
-    full_env = {
-        k: v for k, v in os.environ.items() if not k.startswith("LECTR_") and k not in ("HTTPS_PROXY", "HTTP_PROXY")
-    }
-    full_env.update(simulator_env(sim_url))
-    full_env.update(env or {})
     log_path = workdir / "mitmdump.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=workdir)
-    log.close()
-    lectr = Lectr(port, new_key.key, workdir, proc, log_path)
-    try:
-        wait_until(
-            lambda: httpx.get(f"{lectr.url}/healthz", timeout=1).status_code == 200 or not lectr.alive(),
-            what="mitmdump to listen",
-        )
-        if not lectr.alive():
-            raise RuntimeError(f"mitmdump exited:\n{lectr.log()}")
-    except TimeoutError as e:
-        stop(proc)
-        raise RuntimeError(f"mitmdump did not start:\n{lectr.log()}") from e
-    except BaseException:
-        stop(proc)
-        raise
-    return lectr
+    proc = start_lectr_process(port, opts, {**simulator_env(sim_url), **(env or {})}, log_path, cwd=workdir)
+    return Lectr(port, new_key.key, workdir, proc, log_path)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,60 @@
+"""Lectr's dashboard: `streamlit run dashboard/app.py` (database from LECTR_DB or the sidebar).
+
+It reads the DuckDB file the proxy writes, as a separate process, and writes only the
+rules file (atomically; the proxy reloads it within a second).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import common` from the pages, under AppTest too
+
+import common  # noqa: E402
+
+from lectr import storage  # noqa: E402
+
+st.set_page_config(page_title="Lectr", page_icon="🔀", layout="wide")
+
+SCHEMA_HELP = {
+    "missing": "No database at `{db}`. Start the proxy (`bash scripts/run.sh`), or fill one with demo traffic: "
+    "`.venv/bin/python scripts/demo.py --db {db}`.",
+    "empty": "The database at `{db}` has no Lectr tables yet. Start the proxy once with `--set lectr_db={db}`, "
+    "or run `.venv/bin/lectr aggregate --db {db}`.",
+    "old": "The database at `{db}` is from an older Lectr version. Upgrade it by starting the proxy once, or with "
+    "`.venv/bin/lectr aggregate --db {db}` (the dashboard only reads, so it does not upgrade it itself).",
+    "newer": "The database at `{db}` was written by a newer Lectr version than this dashboard. Update this checkout.",
+}
+
+with st.sidebar:
+    st.title("Lectr")
+    st.text_input("Database", value=common.default_db(), key="db", help="The DuckDB file the proxy writes (lectr_db)")
+    st.text_input("Rules file", value=common.default_rules(), key="rules", help="The proxy's rules file (lectr_rules)")
+    try:
+        state = storage.schema_state(st.session_state.db)
+    except storage.StorageError as e:
+        state = "busy"
+        st.warning(f"The database is busy right now; reload in a moment. ({e})")
+    orgs = common.read("dashboard_orgs", st.session_state.db) if state == "ok" else []
+    st.selectbox("Org", orgs, key="org", placeholder="no orgs yet")
+    st.selectbox("Period", list(common.PERIODS), key="period")
+
+data_pages = [
+    st.Page("views/overview.py", title="Overview", icon="📈", default=True),
+    st.Page("views/requests.py", title="Requests", icon="📜"),
+]
+pages = [
+    *data_pages,
+    st.Page("views/rules.py", title="Rules", icon="🔀"),
+    st.Page("views/recommendations.py", title="Recommendations", icon="💡"),
+    st.Page("views/anomalies.py", title="Anomalies", icon="🚨"),
+]
+page = st.navigation(pages)
+if state != "ok" and page.title != "Rules":  # the rules page works on the rules file alone
+    st.title(page.title)
+    st.info(SCHEMA_HELP.get(state, "").format(db=st.session_state.db) or "Reload in a moment.")
+    st.stop()
+page.run()

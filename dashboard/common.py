@@ -1,0 +1,110 @@
+"""What every dashboard page shares: the sidebar's choices, cached reads, and messages.
+
+Reads go through `storage` (the one module that writes SQL), each opening the database
+read-only for one query, so the proxy's writer never waits more than a moment. Results
+(data frames, never connections) are cached for a few seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import streamlit as st
+
+from lectr import storage
+
+REFRESH_SECONDS = 15  # live pages re-read the database this often
+CACHE_SECONDS = 5
+STALE_AFTER = timedelta(minutes=3)  # the proxy's writer notes a heartbeat every minute
+
+# label -> (length, summary bucket)
+PERIODS = {
+    "Last 24 hours": (timedelta(hours=24), "hour"),
+    "Last 7 days": (timedelta(days=7), "hour"),
+    "Last 30 days": (timedelta(days=30), "day"),
+    "Last 90 days": (timedelta(days=90), "day"),
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    db: str
+    rules: str
+    org: str | None
+    period: str  # a PERIODS label
+    now: datetime  # UTC, to the minute
+
+    @property
+    def bucket(self) -> str:
+        return PERIODS[self.period][1]
+
+    @property
+    def since(self) -> datetime:
+        start = self.now - PERIODS[self.period][0]
+        return start.replace(minute=0) if self.bucket == "hour" else start.replace(hour=0, minute=0)
+
+
+def default_db() -> str:
+    return storage.default_db_path()
+
+
+def default_rules() -> str:
+    return os.environ.get("LECTR_RULES") or "rules.yaml"
+
+
+def context() -> Context:
+    state = st.session_state
+    now = storage.utc_now().replace(second=0, microsecond=0)
+    return Context(
+        state.get("db", default_db()),
+        state.get("rules", default_rules()),
+        state.get("org"),
+        state.get("period", next(iter(PERIODS))),
+        now,
+    )
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def _cached(name: str, *args):
+    return getattr(storage, name)(*args)
+
+
+def read(name: str, *args):
+    """storage.<name>(*args), cached briefly. A database locked for too long shows a notice instead."""
+    try:
+        return _cached(name, *args)
+    except storage.StorageError as e:
+        st.warning(f"The database is busy or unreadable right now; this page retries on its own. ({e})")
+        st.stop()
+
+
+def clear_cache() -> None:
+    _cached.clear()
+
+
+def require_org(ctx: Context) -> str:
+    if not ctx.org:
+        st.info(
+            "No org yet. Create one with `.venv/bin/lectr keys create ORG`, or load demo traffic with "
+            "`.venv/bin/python scripts/demo.py`."
+        )
+        st.stop()
+    return ctx.org
+
+
+def ago(ts: datetime | None, now: datetime) -> str:
+    if ts is None:
+        return "never"
+    seconds = max(0, int((now - ts).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def usd(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"${value:,.2f}" if abs(value) >= 1 else f"${value:,.4f}"

@@ -1,0 +1,85 @@
+"""Requests: the request log, filtered and paged in SQL so it stays fast on millions of rows."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+import common
+import streamlit as st
+
+from lectr.rules import TASKS
+
+PAGE_SIZE = 50
+ALL = "All"
+OUTCOMES = [
+    "ok",
+    "error",
+    "auth",
+    "client",
+    "rate_limit",
+    "upstream_5xx",
+    "timeout",
+    "connection",
+    "client_aborted",
+    "proxy",
+]
+
+ctx = common.context()
+org = common.require_org(ctx)
+st.title(f"Requests · {org}")
+
+choices = common.read("request_log_choices", ctx.db, org, ctx.since)
+choices["task"] = sorted(set(choices["task"]) | set(TASKS))
+choices["outcome"] = OUTCOMES
+labels = {
+    "feature": "Feature",
+    "task": "Task",
+    "provider": "Provider",
+    "model": "Model",
+    "rule": "Rule",
+    "outcome": "Status / error",
+}
+filters = {}
+for column, name in zip(st.columns(len(labels)), labels):
+    picked = column.selectbox(labels[name], [ALL, *choices[name]], key=f"filter_{name}")
+    filters[name] = None if picked == ALL else picked
+
+first, last = st.date_input(
+    "Time range (UTC)", value=(ctx.since.date(), ctx.now.date()), key="filter_dates", max_value=ctx.now.date()
+)[:2] or (ctx.since.date(), ctx.now.date())
+since = datetime.combine(first, time.min)
+until = datetime.combine(last, time.min) + timedelta(days=1)
+page = st.number_input("Page", min_value=1, value=1, step=1, key="page")
+
+
+@st.fragment(run_every=common.REFRESH_SECONDS)
+def log_page() -> None:
+    rows, total = common.read("request_log", ctx.db, org, since, until, filters, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    pages = max(1, -(-total // PAGE_SIZE))
+    st.caption(
+        f"{total:,} requests match · page {min(page, pages)} of {pages:,} · newest first · ⇄ = a rule changed the model"
+    )
+    if rows.empty:
+        st.info("No requests match these filters.")
+        return
+    rows.insert(0, "route", rows["substituted"].map({True: "⇄", False: ""}))
+    rows["feature"] = rows["feature"].fillna("(untagged)")
+    st.dataframe(
+        rows.drop(columns=["substituted"]),
+        hide_index=True,
+        column_config={
+            "ts": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+            "model_requested": "requested",
+            "model_actual": "actual",
+            "rule_name": "rule",
+            "status_code": st.column_config.NumberColumn("status", format="%d"),
+            "error_category": "error",
+            "token_source": "tokens from",
+            "cost_usd": st.column_config.NumberColumn("cost", format="$%.6f"),
+            "latency_ms": st.column_config.NumberColumn("latency ms", format="%.0f"),
+            "ttfb_ms": st.column_config.NumberColumn("ttfb ms", format="%.0f"),
+        },
+    )
+
+
+log_page()

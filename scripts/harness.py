@@ -1,0 +1,104 @@
+"""Start and stop the real processes: the provider simulator and `mitmdump -s addons/lectr.py`.
+
+Shared by the tests (tests/conftest.py), the demo and the benchmarks. Everything listens
+on 127.0.0.1 on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+MITMDUMP = str(Path(sys.executable).with_name("mitmdump"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGINT (Lectr flushes its queue), then kill if it does not exit within 10 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def start_simulator(port: int, log: IO, *args: str) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "simulator.py"), "--port", str(port), *args], stdout=log, stderr=log
+    )
+    try:
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/_sim/health").status_code == 200, what="the simulator")
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
+def simulator_env(sim_url: str) -> dict[str, str]:
+    """Point every provider at the simulator, each at its own real path layout."""
+    return {
+        "LECTR_OPENAI_BASE_URL": f"{sim_url}/v1",
+        "LECTR_ANTHROPIC_BASE_URL": sim_url,
+        "LECTR_GROQ_BASE_URL": f"{sim_url}/openai/v1",
+        "LECTR_GEMINI_BASE_URL": f"{sim_url}/v1beta/openai",
+        "LECTR_MISTRAL_BASE_URL": f"{sim_url}/v1",
+        "LECTR_DEEPSEEK_BASE_URL": f"{sim_url}/v1",
+        "LECTR_XAI_BASE_URL": f"{sim_url}/v1",
+        "LECTR_AZURE_BASE_URL": sim_url,
+    }
+
+
+def start_lectr(port: int, options: dict, env: dict, log_path: Path, cwd: Path | None = None) -> subprocess.Popen:
+    """`mitmdump -s addons/lectr.py` on 127.0.0.1:port with `--set` options; returns once /healthz answers."""
+    args = [MITMDUMP, "-s", str(ROOT / "addons" / "lectr.py"), "--listen-host", "127.0.0.1", "-p", str(port)]
+    for name, value in options.items():
+        args += ["--set", f"{name}={value}"]
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith("LECTR_") and k not in ("HTTPS_PROXY", "HTTP_PROXY")
+    }
+    full_env.update(env)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
+    alive = lambda: proc.poll() is None  # noqa: E731
+    try:
+        wait_until(
+            lambda: not alive() or httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200,
+            what="mitmdump to listen",
+        )
+        if not alive():
+            raise RuntimeError(f"mitmdump exited:\n{log_path.read_text(errors='replace')}")
+    except TimeoutError as e:
+        stop(proc)
+        raise RuntimeError(f"mitmdump did not start:\n{log_path.read_text(errors='replace')}") from e
+    except BaseException:
+        stop(proc)
+        raise
+    return proc

@@ -29,25 +29,36 @@ SCHEMA_HELP = {
     "newer": "The database at `{db}` was written by a newer Lectr version than this dashboard. Update this checkout.",
 }
 
+
+@st.fragment(run_every=2)
+def wait_for_the_database() -> None:
+    """Shown while another process holds the file longer than a moment: retry on our own."""
+    try:
+        storage.schema_state(st.session_state.db)
+    except storage.StorageError as e:
+        st.warning(f"The database is busy right now (another process holds it); retrying. ({e})")
+        return
+    st.rerun(scope="app")
+
+
 with st.sidebar:
     st.title("Lectr")
     st.text_input("Database", value=common.default_db(), key="db", help="The DuckDB file the proxy writes (lectr_db)")
     st.text_input("Rules file", value=common.default_rules(), key="rules", help="The proxy's rules file (lectr_rules)")
     try:
         state = storage.schema_state(st.session_state.db)
-    except storage.StorageError as e:
+    except storage.StorageError:
         state = "busy"
-        st.warning(f"The database is busy right now; reload in a moment. ({e})")
+    if state == "busy":
+        wait_for_the_database()
+        st.stop()
     orgs = common.read("dashboard_orgs", st.session_state.db) if state == "ok" else []
     st.selectbox("Org", orgs, key="org", placeholder="no orgs yet")
     st.selectbox("Period", list(common.PERIODS), key="period")
 
-data_pages = [
+pages = [
     st.Page("views/overview.py", title="Overview", icon="📈", default=True),
     st.Page("views/requests.py", title="Requests", icon="📜"),
-]
-pages = [
-    *data_pages,
     st.Page("views/rules.py", title="Rules", icon="🔀"),
     st.Page("views/recommendations.py", title="Recommendations", icon="💡"),
     st.Page("views/anomalies.py", title="Anomalies", icon="🚨"),

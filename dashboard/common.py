@@ -94,10 +94,10 @@ def require_org(ctx: Context) -> str:
     return ctx.org
 
 
-def ago(ts: datetime | None, now: datetime) -> str:
+def ago(ts: datetime | None) -> str:
     if ts is None:
         return "never"
-    seconds = max(0, int((now - ts).total_seconds()))
+    seconds = max(0, int((storage.utc_now() - ts).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             return f"{seconds // size} {unit} ago"

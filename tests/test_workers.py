@@ -69,10 +69,34 @@ def test_aggregator_summarises_by_period_and_dimensions(tmp_path):
     assert day == (11, 1)
     assert query(db, "SELECT sum(events) FROM dashboard_drops WHERE period = 'day'") == [(7,)]
 
+    (rule,) = query(db, "SELECT rule_id, requests FROM dashboard_summaries WHERE period = 'hour' AND routed")
+    assert rule == ("r1", 1)
+    # The org's own percentiles per bucket, not a mix of the finer rows' percentiles.
+    (latency,) = query(
+        db, "SELECT requests, latency_p50_ms, latency_p95_ms FROM dashboard_latency WHERE period = 'day'"
+    )
+    # 10, 20, ..., 100 and two rows at 100: the median is between 60 and 70, the p95 among the 100s.
+    assert latency == (12, pytest.approx(65.0), pytest.approx(100.0))
+
     write(db, [log_row(hour + timedelta(hours=1, minutes=30), rule_id="r1", model_actual="gpt-4o-mini")])
     workers.run_aggregate(db, NOW + timedelta(minutes=1))  # a second run recomputes, never double counts
     assert query(db, "SELECT sum(requests) FROM dashboard_summaries WHERE period = 'hour'") == [(13,)]
     assert query(db, "SELECT sum(requests) FROM dashboard_summaries WHERE period = 'day'") == [(13,)]
+
+
+def test_an_older_database_is_migrated_and_fully_resummarised(tmp_path):
+    db = tmp_path / "old.duckdb"
+    with storage.connect(db) as con:
+        con.execute("CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
+        for migration in storage.MIGRATIONS[:3]:
+            migration(con)
+            con.execute("INSERT INTO _migrations VALUES (?, ?)", [migration.__name__, NOW])
+        con.execute("INSERT INTO worker_runs VALUES ('aggregate', ?)", [NOW])
+    assert storage.schema_state(db) == "old"
+    write(db, [log_row(NOW - timedelta(days=3), rule_id="r1")])  # the writer migrates
+    assert storage.schema_state(db) == "ok"
+    workers.run_aggregate(db, NOW)  # the last run was forgotten: the old bucket is summarised too
+    assert query(db, "SELECT rule_id, requests FROM dashboard_summaries WHERE period = 'day'") == [("r1", 1)]
 
 
 # --- anomaly detector and email ----------------------------------------------------------

@@ -15,7 +15,7 @@ def anomalies() -> None:
     found = common.read("org_anomalies", ctx.db, org)
     runs = common.read("worker_runs", ctx.db)
     st.caption(
-        f"Last check {common.ago(runs.get('anomalies'), ctx.now)}: the last 60 minutes against the 168 hours "
+        f"Last check {common.ago(runs.get('anomalies'))}: the last 60 minutes against the 168 hours "
         "before, per org and per feature; z ≥ 4 warning, z ≥ 8 critical."
     )
     if found.empty:

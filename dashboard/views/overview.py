@@ -27,7 +27,7 @@ def overview() -> None:
         )
         return
     headline(series)
-    st.caption(f"Summaries updated {common.ago(runs.get('aggregate'), ctx.now)} · {ctx.bucket}ly buckets · UTC")
+    st.caption(f"Summaries updated {common.ago(runs.get('aggregate'))} · {ctx.bucket}ly buckets · UTC")
 
     left, right = st.columns(2)
     left.altair_chart(
@@ -67,7 +67,7 @@ def degradation_banners(ctx: common.Context, runs: dict, dropped: int) -> None:
     last_write = runs.get("writer")
     if last_write is None or ctx.now - last_write > common.STALE_AFTER:
         st.warning(
-            f"⚠ The proxy's last write to this database was {common.ago(last_write, ctx.now)}: "
+            f"⚠ The proxy's last write to this database was {common.ago(last_write)}: "
             "is Lectr running with this `lectr_db`? (It writes at least once a minute while up.)"
         )
 

@@ -33,7 +33,7 @@ def add_rule(rule_yaml: str, enabled: bool) -> None:
 recs = common.read("org_recommendations", ctx.db, org)
 runs = common.read("worker_runs", ctx.db)
 st.caption(
-    f"Generated {common.ago(runs.get('recommend'), ctx.now)} from the last 30 days (daily in the proxy, or "
+    f"Generated {common.ago(runs.get('recommend'))} from the last 30 days (daily in the proxy, or "
     "`.venv/bin/lectr recommend`). Reasoning traffic is never recommended for a downgrade."
 )
 if recs.empty:

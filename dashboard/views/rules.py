@@ -57,6 +57,9 @@ def save(rules: list[dict], message: str) -> None:
     st.rerun()
 
 
+# Form keys carry the file's version: after any saved change the forms show the file afresh
+# (a widget keeps its own state while its key stays the same).
+version = doc.signature[:8]
 ordered = sorted(doc.rules, key=lambda r: r.get("priority", 0))
 day, week = match_counts(1), match_counts(7)
 if ordered:
@@ -145,11 +148,11 @@ if ordered:
         )
     if remove.button("Delete", key="rule_delete", type="secondary", width="stretch"):
         save(rulesfile.delete(doc.rules, rid), f"Deleted '{rule['name']}'.")
-    edited = rule_form(f"edit_{rid}", rule, "Save changes")
+    edited = rule_form(f"edit_{rid}_{version}", rule, "Save changes")
     if edited is not None:
         save(rulesfile.put(doc.rules, edited, replacing=rid), f"Saved '{edited['name']}'.")
 
 st.subheader("Add a rule")
-new = rule_form("add", {"priority": rulesfile.free_priority(doc.rules)}, "Add rule")
+new = rule_form(f"add_{version}", {"priority": rulesfile.free_priority(doc.rules)}, "Add rule")
 if new is not None:
     save(rulesfile.put(doc.rules, new), f"Added '{new['name']}'.")

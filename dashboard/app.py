@@ -17,7 +17,7 @@ import common  # noqa: E402
 
 from lectr import storage  # noqa: E402
 
-st.set_page_config(page_title="Lectr", page_icon="🔀", layout="wide")
+st.set_page_config(page_title="Lectr", page_icon=":material/alt_route:", layout="wide")
 
 SCHEMA_HELP = {
     "missing": "No database at `{db}`. Start the proxy (`bash scripts/run.sh`), or fill one with demo traffic: "
@@ -57,11 +57,11 @@ with st.sidebar:
     st.selectbox("Period", list(common.PERIODS), key="period")
 
 pages = [
-    st.Page("views/overview.py", title="Overview", icon="📈", default=True),
-    st.Page("views/requests.py", title="Requests", icon="📜"),
-    st.Page("views/rules.py", title="Rules", icon="🔀"),
-    st.Page("views/recommendations.py", title="Recommendations", icon="💡"),
-    st.Page("views/anomalies.py", title="Anomalies", icon="🚨"),
+    st.Page("views/overview.py", title="Overview", icon=":material/monitoring:", default=True),
+    st.Page("views/requests.py", title="Requests", icon=":material/list:"),
+    st.Page("views/rules.py", title="Rules", icon=":material/alt_route:"),
+    st.Page("views/recommendations.py", title="Recommendations", icon=":material/savings:"),
+    st.Page("views/anomalies.py", title="Anomalies", icon=":material/warning:"),
 ]
 page = st.navigation(pages)
 if state != "ok" and page.title != "Rules":  # the rules page works on the rules file alone

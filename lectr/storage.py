@@ -290,24 +290,25 @@ def append_request_logs(path: str | Path, rows: list[dict], dropped: dict[str, i
         con.execute("COMMIT")
 
 
-def replay_history(path: str | Path, since: datetime, until: datetime, days: int, seed: float = 0.5) -> int:
+def replay_history(path: str | Path, since: datetime, until: datetime, days: int, seed: int = 0) -> int:
     """Demo data only: copy the rows logged in [since, until) back into each of the `days` * 24 hours before.
 
-    Each hour gets a random 70-100% of them (new request ids), so the anomaly detector
-    and the recommendation engine have the history they need. Returns rows written.
+    Each hour gets 70-100% of them (chosen by hash, so a seed gives the same history) with
+    new request ids, so the anomaly detector and the recommendation engine have the
+    history they need. Returns rows written.
     """
     with connect(path) as con:
         migrate(con)
-        con.execute("SELECT setseed(?)", [seed])
         con.execute("BEGIN TRANSACTION")
         written = con.execute(
             """
             INSERT INTO request_logs BY NAME
             SELECT r.* REPLACE (r.ts - to_hours(h.k) AS ts, r.request_id || '-h' || h.k AS request_id)
-            FROM request_logs r, (SELECT range AS k, 0.7 + 0.3 * random() AS keep FROM range(1, ? + 1)) h
-            WHERE r.ts >= ? AND r.ts < ? AND random() < h.keep
+            FROM request_logs r,
+                 (SELECT range AS k, 700 + hash(range, $seed) % 301 AS keep FROM range(1, $hours + 1)) h
+            WHERE r.ts >= $since AND r.ts < $until AND hash(r.request_id, h.k, $seed) % 1000 < h.keep
             """,
-            [days * 24, since, until],
+            {"seed": seed, "hours": days * 24, "since": since, "until": until},
         ).fetchone()[0]
         con.execute("COMMIT")
     return written

@@ -162,13 +162,16 @@ def main(argv: list[str] | None = None) -> int:
     print("Responses:", ", ".join(f"{n} x {status}" for status, n in sorted(statuses.items())))
 
     if args.history_days:
-        copied = storage.replay_history(args.db, started, baseline_end, args.history_days, seed=args.seed / 100)
+        copied = storage.replay_history(args.db, started, baseline_end, args.history_days, seed=args.seed)
         print(f"Copied the baseline back over {args.history_days} days: {copied:,} rows of history.")
     storage.aggregate(args.db, full=True)
     found = workers.run_anomalies(args.db, alerts.env_settings())
     recs = workers.run_recommend(args.db)
     print(f"Anomalies open: {len(found.new) + len(found.ongoing)}; recommendations: {len(recs)}.")
-    print(f"\nSee it: LECTR_DB={args.db} .venv/bin/streamlit run dashboard/app.py   (http://127.0.0.1:8501)")
+    print(
+        "\nSee it in the dashboard: http://127.0.0.1:8501 (bash scripts/run.sh starts it), or start one on this "
+        f"database: LECTR_DB={args.db} LECTR_RULES={args.rules} .venv/bin/streamlit run dashboard/app.py"
+    )
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -631,7 +631,7 @@ def request_log(
                    prompt_tokens, completion_tokens, cached_tokens, token_source, cost_usd,
                    latency_ms, ttfb_ms, request_id
             FROM request_logs WHERE {where}
-            ORDER BY ts DESC LIMIT ? OFFSET ?
+            ORDER BY ts DESC, request_id LIMIT ? OFFSET ?
             """,
             [*params, limit, offset],
         ).df()

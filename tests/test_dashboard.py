@@ -154,6 +154,15 @@ def test_request_log_filters_and_pages_in_sql(app):
     [(total,)] = sql(app.db, "SELECT count(*) FROM request_logs WHERE org_id = 'acme' AND ts >= ?", [log_start()])
     assert f"{total:,} requests match" in app.caption[0].value
     assert len(app.dataframe[0].value) == 50
+    app.number_input(key="page").set_value(3).run()
+    third = sql(
+        app.db,
+        "SELECT request_id FROM request_logs WHERE org_id = 'acme' AND ts >= ? "
+        "ORDER BY ts DESC, request_id LIMIT 50 OFFSET 100",
+        [log_start()],
+    )
+    assert list(app.dataframe[0].value["request_id"]) == [r for (r,) in third]
+    app.number_input(key="page").set_value(1).run()
 
     app.selectbox(key="filter_task").set_value("classification")
     app.selectbox(key="filter_rule").set_value("Downgrade classifiers to mini").run()

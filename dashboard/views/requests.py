@@ -44,9 +44,10 @@ for column, name in zip(st.columns(len(labels)), labels):
     picked = column.selectbox(labels[name], [ALL, *choices[name]], key=f"filter_{name}")
     filters[name] = None if picked == ALL else picked
 
-first, last = st.date_input(
+picked = st.date_input(
     "Time range (UTC)", value=(ctx.since.date(), ctx.now.date()), key="filter_dates", max_value=ctx.now.date()
-)[:2] or (ctx.since.date(), ctx.now.date())
+)
+first, last = (tuple(picked) * 2)[:2] if picked else (ctx.since.date(), ctx.now.date())  # one date: that day
 since = datetime.combine(first, time.min)
 until = datetime.combine(last, time.min) + timedelta(days=1)
 page = st.number_input("Page", min_value=1, value=1, step=1, key="page")
@@ -56,9 +57,10 @@ page = st.number_input("Page", min_value=1, value=1, step=1, key="page")
 def log_page() -> None:
     rows, total = common.read("request_log", ctx.db, org, since, until, filters, PAGE_SIZE, (page - 1) * PAGE_SIZE)
     pages = max(1, -(-total // PAGE_SIZE))
-    st.caption(
-        f"{total:,} requests match · page {min(page, pages)} of {pages:,} · newest first · ⇄ = a rule changed the model"
-    )
+    shown = min(page, pages)
+    if shown < page:  # past the end (fewer rows since the page number was chosen): show the last page
+        rows, total = common.read("request_log", ctx.db, org, since, until, filters, PAGE_SIZE, (shown - 1) * PAGE_SIZE)
+    st.caption(f"{total:,} requests match · page {shown} of {pages:,} · newest first · ⇄ = a rule changed the model")
     if rows.empty:
         st.info("No requests match these filters.")
         return

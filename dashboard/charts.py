@@ -17,7 +17,12 @@ def lines(frame: pd.DataFrame, columns: dict[str, str], title: str, unit: str) -
             x=alt.X("bucket_start:T", title=None),
             y=alt.Y("value:Q", title=unit),
             color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
-            tooltip=[alt.Tooltip("bucket_start:T", title="from"), "series:N", alt.Tooltip("value:Q", format=",.4~f")],
+            # alt.Tooltip objects, not strings: a string makes Altair rebuild its lookups at every chart.
+            tooltip=[
+                alt.Tooltip("bucket_start:T", title="from"),
+                alt.Tooltip("series:N"),
+                alt.Tooltip("value:Q", format=",.4~f"),
+            ],
         )
     )
 
@@ -29,6 +34,6 @@ def bars(frame: pd.DataFrame, category: str, value: str, title: str, fmt: str = 
         .encode(
             x=alt.X(f"{value}:Q", title=None),
             y=alt.Y(f"{category}:N", sort="-x", title=None),
-            tooltip=[f"{category}:N", alt.Tooltip(f"{value}:Q", format=fmt)],
+            tooltip=[alt.Tooltip(f"{category}:N"), alt.Tooltip(f"{value}:Q", format=fmt)],
         )
     )

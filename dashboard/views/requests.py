@@ -44,6 +44,9 @@ for column, name in zip(st.columns(len(labels)), labels):
     picked = column.selectbox(labels[name], [ALL, *choices[name]], key=f"filter_{name}")
     filters[name] = None if picked == ALL else picked
 
+if st.session_state.get("filter_dates_period") != ctx.period:  # a new sidebar period resets the range
+    st.session_state.pop("filter_dates", None)
+    st.session_state.filter_dates_period = ctx.period
 picked = st.date_input(
     "Time range (UTC)", value=(ctx.since.date(), ctx.now.date()), key="filter_dates", max_value=ctx.now.date()
 )

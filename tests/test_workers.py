@@ -11,7 +11,8 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from lectr import alerts, storage, workers
+from lectr import alerts, storage, workers, writer
+from lectr.events import EventQueue
 
 from conftest import ROOT, free_port, start_lectr, stop, wait_until
 
@@ -227,3 +228,17 @@ def test_the_proxy_runs_the_aggregator_on_its_schedule(simulator_process, tmp_pa
         wait_until(summarised, timeout=15, what="the scheduled aggregation")
     finally:
         stop(lectr.proc)
+
+
+def test_an_idle_writer_notes_a_heartbeat_once_a_minute(tmp_path, monkeypatch):
+    db = tmp_path / "w.duckdb"
+    clock = [1000.0]
+    monkeypatch.setattr(writer.time, "monotonic", lambda: clock[0])
+    w = writer.Writer(str(db), EventQueue(maxsize=10, batch_size=10))
+    assert w.flush() and not db.exists()  # just started: nothing to write yet
+    clock[0] += writer.HEARTBEAT_SECONDS + 1
+    assert w.flush()
+    (first,) = query(db, "SELECT last_run FROM worker_runs WHERE worker = 'writer'")[0]
+    clock[0] += 10
+    w.flush()  # within the minute: no second write
+    assert query(db, "SELECT last_run FROM worker_runs WHERE worker = 'writer'") == [(first,)]

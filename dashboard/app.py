@@ -49,6 +49,7 @@ with st.sidebar:
         state = storage.schema_state(st.session_state.db)
     except storage.StorageError:
         state = "busy"
+    st.session_state.db_state = state
     if state == "busy":
         wait_for_the_database()
         st.stop()

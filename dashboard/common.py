@@ -32,6 +32,7 @@ PERIODS = {
 class Context:
     db: str
     rules: str
+    db_state: str  # storage.schema_state as the app found it this run: ok, missing, empty, old, newer, busy
     org: str | None
     period: str  # a PERIODS label
     now: datetime  # UTC, to the minute
@@ -60,6 +61,7 @@ def context() -> Context:
     return Context(
         state.get("db", default_db()),
         state.get("rules", default_rules()),
+        state.get("db_state", "missing"),
         state.get("org"),
         state.get("period", next(iter(PERIODS))),
         now,
@@ -67,21 +69,33 @@ def context() -> Context:
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def _cached(name: str, *args):
+def cached(name: str, *args):
+    """storage.<name>(*args), cached briefly; raises storage.StorageError."""
     return getattr(storage, name)(*args)
 
 
 def read(name: str, *args):
     """storage.<name>(*args), cached briefly. A database locked for too long shows a notice instead."""
     try:
-        return _cached(name, *args)
+        return cached(name, *args)
     except storage.StorageError as e:
         st.warning(f"The database is busy or unreadable right now; this page retries on its own. ({e})")
         st.stop()
 
 
 def clear_cache() -> None:
-    _cached.clear()
+    cached.clear()
+
+
+def flash(messages: list[tuple[str, str]]) -> None:
+    """Rerun the page and show these (kind, text) messages at its top: st.success, st.warning, ..."""
+    st.session_state.flash = messages
+    st.rerun()
+
+
+def show_flash() -> None:
+    for kind, text in st.session_state.pop("flash", []):
+        getattr(st, kind)(text)
 
 
 def require_org(ctx: Context) -> str:

@@ -13,8 +13,7 @@ from lectr.rules import RuleError
 ctx = common.context()
 org = common.require_org(ctx)
 st.title(f"Recommendations · {org}")
-for kind, text in st.session_state.pop("recs_flash", []):
-    getattr(st, kind)(text)
+common.show_flash()
 
 
 def add_rule(rule_yaml: str, enabled: bool) -> None:
@@ -26,8 +25,7 @@ def add_rule(rule_yaml: str, enabled: bool) -> None:
         st.error(f"Not added: {e}")
         return
     state = "enabled: the proxy applies it within a second" if enabled else "disabled: review it on the Rules page"
-    st.session_state.recs_flash = [("success", f"Added rule '{rule['name']}' at priority {rule['priority']}, {state}.")]
-    st.rerun()
+    common.flash([("success", f"Added rule '{rule['name']}' at priority {rule['priority']}, {state}.")])
 
 
 recs = common.read("org_recommendations", ctx.db, org)

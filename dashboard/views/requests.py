@@ -7,22 +7,12 @@ from datetime import datetime, time, timedelta
 import common
 import streamlit as st
 
+from lectr.events import ERROR_CATEGORIES
 from lectr.rules import TASKS
 
 PAGE_SIZE = 50
 ALL = "All"
-OUTCOMES = [
-    "ok",
-    "error",
-    "auth",
-    "client",
-    "rate_limit",
-    "upstream_5xx",
-    "timeout",
-    "connection",
-    "client_aborted",
-    "proxy",
-]
+OUTCOMES = ["ok", "error", *ERROR_CATEGORIES]
 
 ctx = common.context()
 org = common.require_org(ctx)

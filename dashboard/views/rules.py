@@ -20,8 +20,7 @@ ctx = common.context()
 st.title("Rules")
 st.caption(f"`{ctx.rules}` · first enabled match wins, lowest priority first · saved changes apply within a second")
 
-for kind, text in st.session_state.pop("rules_flash", []):
-    getattr(st, kind)(text)
+common.show_flash()
 
 try:
     doc = rulesfile.read(ctx.rules)
@@ -34,12 +33,13 @@ except (RuleError, OSError) as e:
 
 
 def match_counts(days: int) -> dict[str, int]:
+    """Without a usable database the page still edits the rules file, just without counts."""
+    if ctx.db_state != "ok":
+        return {}
     try:
-        if storage.schema_state(ctx.db) == "ok":
-            return common.read("rule_match_counts", ctx.db, ctx.now - timedelta(days=days))
+        return common.cached("rule_match_counts", ctx.db, ctx.now - timedelta(days=days))
     except storage.StorageError:
-        pass
-    return {}
+        return {}
 
 
 def describe(mapping: dict | None) -> str:
@@ -52,9 +52,8 @@ def save(rules: list[dict], message: str) -> None:
     except (RuleError, OSError) as e:
         st.error(f"Not saved: {e}")
         return
-    st.session_state.rules_flash = [("success", message), *(("warning", w) for w in ruleset.warnings)]
     common.clear_cache()
-    st.rerun()
+    common.flash([("success", message), *(("warning", w) for w in ruleset.warnings)])
 
 
 # Form keys carry the file's version: after any saved change the forms show the file afresh

@@ -26,6 +26,6 @@ addons = [
     StreamUsage(),  # optionally asks for usage in streams (lectr_stream_usage=inject)
     UpstreamGuard(),  # upstream time limit; JSON errors when the provider cannot be reached
     StreamTap(),  # SSE passed through chunk by chunk, with a copy for the cold path
-    Recorder(),  # one event per finished request into the queue; the writer thread stores it
-    Workers(),  # aggregator, anomaly detector, recommendation engine on their schedules
+    Recorder(),  # one event per finished request into the queue; a writer process stores it
+    Workers(),  # aggregator, anomaly detector, recommendation engine on their schedules (own process)
 ]

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import glob
+import logging
+import signal
 import sys
+import time
+from typing import Callable
 
-from lectr import alerts, keys, storage, workers
+from lectr import alerts, collect, haproxy, keys, storage, workers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +29,32 @@ def main(argv: list[str] | None = None) -> int:
         "anomalies", help="check the last hour against the past week once; mail new anomalies (LECTR_SMTP_*)"
     )
     recommend = commands.add_parser("recommend", help="propose cheaper models per org, feature and model once")
-    for sub in (create, list_, revoke, aggregate, anomalies, recommend):
+    collect_ = commands.add_parser(
+        "collect", help="copy new rows from worker DuckDB files into the main file (--db) once; prints rows copied"
+    )
+    collect_.add_argument("sources", metavar="SOURCE", nargs="+", help="a worker's DuckDB file (its lectr_db)")
+    jobs = commands.add_parser(
+        "jobs",
+        help="collect worker files into --db every few seconds and run aggregate, anomalies (LECTR_SMTP_*) and "
+        "recommend on it, until SIGINT/SIGTERM (then one last collection); what scripts/workers.sh runs",
+    )
+    jobs.add_argument(
+        "--collect", metavar="GLOB", required=True, help="the workers' files, e.g. 'lectr-workers/worker-*.duckdb'"
+    )
+    jobs.add_argument("--collect-every", metavar="SECONDS", type=float, default=5, help="default 5")
+    for job, every in (("aggregate", 60), ("anomalies", 300), ("recommend", 86400)):
+        jobs.add_argument(
+            f"--{job}-every", metavar="SECONDS", type=float, default=every, help=f"0: never; default {every}"
+        )
+    config = commands.add_parser("haproxy-config", help="print the HAProxy configuration for Lectr workers")
+    config.add_argument("--port", type=int, required=True, help="where HAProxy listens (127.0.0.1)")
+    config.add_argument(
+        "--backends",
+        type=lambda text: text.split(","),
+        required=True,
+        help="the workers' addresses, comma-separated: 127.0.0.2:8080,127.0.0.3:8080 (a bare port: on 127.0.0.1)",
+    )
+    for sub in (create, list_, revoke, aggregate, anomalies, recommend, collect_, jobs):
         sub.add_argument(
             "--db", default=storage.default_db_path(), help="DuckDB file (default: $LECTR_DB or lectr.duckdb)"
         )
@@ -38,6 +68,15 @@ def main(argv: list[str] | None = None) -> int:
             return _anomalies(args.db)
         if args.command == "recommend":
             return _recommend(args.db)
+        if args.command == "collect":
+            logging.basicConfig(level=logging.INFO, format="%(message)s")
+            print(f"Copied {collect.collect(args.db, args.sources)} rows into {args.db}.")
+            return 0
+        if args.command == "jobs":
+            return _jobs(args)
+        if args.command == "haproxy-config":
+            print(haproxy.config(args.port, args.backends), end="")
+            return 0
         if args.action == "create":
             return _create(args.org, args.db)
         if args.action == "list":
@@ -102,6 +141,52 @@ def _recommend(db: str) -> int:
         )
     print(f"{len(found)} recommendations written to {db}.")
     return 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    db = args.db
+    smtp = alerts.env_settings()
+    scheduled = [
+        (args.aggregate_every, "aggregate", lambda: f"{workers.run_aggregate(db)} summary rows"),
+        (args.anomalies_every, "anomalies", lambda: f"{len(workers.run_anomalies(db, smtp).new)} new anomalies"),
+        (args.recommend_every, "recommend", lambda: f"{len(workers.run_recommend(db))} recommendations"),
+    ]
+    stopping: list[int] = []  # a flag the signal handler can set without taking a lock
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _: stopping.append(signum))
+    start = time.monotonic()
+    due = {name: start + every for every, name, _ in scheduled if every > 0}  # first runs after one interval
+    due["collect"] = start
+    logging.info("collecting %s into %s every %g s", args.collect, db, args.collect_every)
+    while True:
+        if stopping or time.monotonic() >= due["collect"]:
+            _turn("collect", lambda: _collect(db, args.collect))
+            due["collect"] = time.monotonic() + args.collect_every
+        if stopping:
+            logging.info("stopped; the last collection is in %s", db)
+            return 0
+        for every, name, job in scheduled:
+            if name in due and time.monotonic() >= due[name]:
+                _turn(name, job)
+                due[name] = time.monotonic() + every
+        while not stopping and time.monotonic() < min(due.values()):
+            time.sleep(0.1)
+
+
+def _collect(db: str, pattern: str) -> str:
+    copied = collect.collect(db, sorted(glob.glob(pattern)))
+    return f"{copied} rows copied" if copied else ""  # an idle collection says nothing
+
+
+def _turn(name: str, job: Callable[[], str]) -> None:
+    try:
+        done = job()
+    except Exception:  # the next turn may succeed (a locked file, a mail server down)
+        logging.exception("%s failed; trying again at its next turn", name)
+        return
+    if done:
+        logging.info("%s: %s", name, done)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ class Event:
     response_encoding: str = ""
     response_truncated: bool = False
     usage_injected: bool = False  # Lectr asked for stream usage the client did not
+    lectr_overhead_us: float | None = None  # time in Lectr's own hooks (lectr.addons.timed)
 
 
 def task_valid(task: str | None) -> bool | None:

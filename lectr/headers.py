@@ -1,19 +1,20 @@
 """Request headers: Lectr's metadata headers, and auth headers normalised per provider.
 
-The functions take any mutable mapping of header names to values whose key lookups
-ignore case (mitmproxy's `Headers`); they compare names case-insensitively themselves,
-so a plain dict with lower-case names works too.
+The functions work on header fields as mitmproxy holds them (`Headers.fields`): a tuple
+of (name, value) byte pairs, names in any case. One pass each: mitmproxy's mapping view
+rescans every field per lookup, which made these the costliest lines of the hot path.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import MutableMapping
 
 from lectr.providers import ANTHROPIC_VERSION, PROVIDERS
 
-LECTR_PREFIX = "x-lectr-"
-AUTH_HEADERS = ("authorization", "x-api-key", "api-key")
+Fields = tuple[tuple[bytes, bytes], ...]
+
+LECTR_PREFIX = b"x-lectr-"
+AUTH_HEADERS = (b"authorization", b"x-api-key", b"api-key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,40 +25,54 @@ class LectrHeaders:
     provider: str | None = None
 
 
-def pop_lectr_headers(headers: MutableMapping[str, str]) -> LectrHeaders:
-    """Remove every X-Lectr-* header (the provider never sees them) and return what they said."""
-    found: dict[str, str] = {}
-    for name in [n for n in headers.keys() if n.lower().startswith(LECTR_PREFIX)]:
-        value = headers.pop(name).strip()
-        if value:
-            found[name.lower()[len(LECTR_PREFIX) :]] = value
-    return LectrHeaders(
-        key=found.get("key"),
-        feature=found.get("feature"),
-        task=found.get("task"),
-        provider=found.get("provider", "").lower() or None,
+def split_lectr_headers(fields: Fields) -> tuple[LectrHeaders, Fields]:
+    """What the X-Lectr-* headers said, and the fields without them (the provider never sees them)."""
+    found: dict[bytes, str] = {}
+    kept = []
+    for name, value in fields:
+        lower = name.lower()
+        if lower.startswith(LECTR_PREFIX):
+            text = _text(value).strip()
+            if text:
+                found[lower[len(LECTR_PREFIX) :]] = text
+        else:
+            kept.append((name, value))
+    if not found and len(kept) == len(fields):
+        return LectrHeaders(), fields
+    return (
+        LectrHeaders(
+            key=found.get(b"key"),
+            feature=found.get(b"feature"),
+            task=found.get(b"task"),
+            provider=found.get(b"provider", "").lower() or None,
+        ),
+        tuple(kept),
     )
 
 
-def client_credential(headers: MutableMapping[str, str]) -> str | None:
+def client_credential(fields: Fields) -> str | None:
     """The provider key the client sent, in whichever provider's header it used."""
-    for name in headers.keys():
+    for name, value in fields:
         lower = name.lower()
-        if lower == "authorization":
-            scheme, _, token = headers[name].partition(" ")
+        if lower == b"authorization":
+            scheme, _, token = _text(value).partition(" ")
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
-        elif lower in ("x-api-key", "api-key") and headers[name].strip():
-            return headers[name].strip()
+        elif lower in AUTH_HEADERS and value.strip():
+            return _text(value).strip()
     return None
 
 
-def set_provider_auth(headers: MutableMapping[str, str], provider: str, key: str | None) -> None:
-    """Replace whatever auth header the request carries by the one `provider` expects."""
-    for name in [n for n in headers.keys() if n.lower() in AUTH_HEADERS]:
-        del headers[name]
+def with_provider_auth(fields: Fields, provider: str, key: str | None) -> Fields:
+    """The fields with whatever auth header they carry replaced by the one `provider` expects."""
+    kept = [(n, v) for n, v in fields if n.lower() not in AUTH_HEADERS]
     if key:
         style = PROVIDERS[provider].auth
-        headers[style] = f"Bearer {key}" if style == "authorization" else key
-    if provider == "anthropic" and not any(n.lower() == "anthropic-version" for n in headers.keys()):
-        headers["anthropic-version"] = ANTHROPIC_VERSION
+        kept.append((style.encode(), (f"Bearer {key}" if style == "authorization" else key).encode()))
+    if provider == "anthropic" and not any(n.lower() == b"anthropic-version" for n, _ in kept):
+        kept.append((b"anthropic-version", ANTHROPIC_VERSION.encode()))
+    return tuple(kept)
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")

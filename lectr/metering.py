@@ -67,6 +67,7 @@ class Meter:
             else None,
             "request_bytes": event.request_bytes,
             "response_bytes": event.response_bytes,
+            "lectr_overhead_us": event.lectr_overhead_us,
         }
 
     def _tokens(self, event: Event) -> tuple[usage.Usage, str] | None:

@@ -52,26 +52,51 @@ class Rule:
         )
 
 
+_CONDITIONS = ("org", "feature", "task", "provider", "model")
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSet:
     rules: tuple[Rule, ...] = ()  # every rule, in priority order
     warnings: tuple[str, ...] = ()
     _active: tuple[Rule, ...] = field(default=(), repr=False)
+    _index: tuple[tuple[dict[str, int], int], ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_active", tuple(r for r in self.rules if r.enabled))
+        active = tuple(r for r in self.rules if r.enabled)
+        object.__setattr__(self, "_active", active)
+        object.__setattr__(self, "_index", tuple(_condition_index(active, name) for name in _CONDITIONS))
 
     def first_match(
         self, org: str | None, feature: str | None, task: str | None, provider: str, model: str
     ) -> Rule | None:
-        """The enabled rule with the lowest priority number whose conditions all hold."""
-        feature = feature.lower() if feature else None
-        task = task.lower() if task else None
-        provider = provider.lower()
-        for rule in self._active:
-            if rule.matches(org, feature, task, provider, model):
-                return rule
-        return None
+        """The enabled rule with the lowest priority number whose conditions all hold.
+
+        The same answer as trying `Rule.matches` in priority order, in time that does not
+        grow with the number of rules: one dict lookup and one AND per condition.
+        """
+        values = (org, feature.lower() if feature else None, task.lower() if task else None, provider.lower(), model)
+        candidates = -1  # every rule
+        for (by_value, wildcard), value in zip(self._index, values):
+            candidates &= by_value.get(value, wildcard) if value is not None else wildcard
+            if not candidates:
+                return None
+        return self._active[(candidates & -candidates).bit_length() - 1]
+
+
+def _condition_index(rules: tuple[Rule, ...], name: str) -> tuple[dict[str, int], int]:
+    """For one condition, as bit sets over `rules` (bit i is rules[i], so the lowest set bit
+    is the first by priority): the rules that hold for each value named in some rule, and
+    the rules that hold for any other value (those that do not set the condition)."""
+    wildcard = 0
+    named: dict[str, int] = {}
+    for i, rule in enumerate(rules):
+        value = getattr(rule, name)
+        if value is None:
+            wildcard |= 1 << i
+        else:
+            named[value] = named.get(value, 0) | 1 << i
+    return {value: bits | wildcard for value, bits in named.items()}, wildcard
 
 
 def parse_rules(text: str, source: str = "rules file") -> RuleSet:

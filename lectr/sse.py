@@ -27,9 +27,7 @@ def split_events(data: bytes) -> tuple[list[bytes], bytes]:
 def event_data(event: bytes) -> str | None:
     """The event's `data:` field (lines joined by newlines), or None if it has none."""
     lines = [
-        line[5:].removeprefix(" ")
-        for line in event.decode("utf-8", "replace").splitlines()
-        if line.startswith("data:")
+        line[5:].removeprefix(" ") for line in event.decode("utf-8", "replace").splitlines() if line.startswith("data:")
     ]
     return "\n".join(lines) if lines else None
 

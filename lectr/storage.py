@@ -117,9 +117,7 @@ def m002_request_logs(con: duckdb.DuckDBPyConnection) -> None:
         )
         """
     )
-    con.execute(
-        "CREATE TABLE dropped_events (ts TIMESTAMP NOT NULL, reason VARCHAR NOT NULL, events BIGINT NOT NULL)"
-    )
+    con.execute("CREATE TABLE dropped_events (ts TIMESTAMP NOT NULL, reason VARCHAR NOT NULL, events BIGINT NOT NULL)")
 
 
 def m003_workers(con: duckdb.DuckDBPyConnection) -> None:
@@ -137,9 +135,7 @@ def m003_workers(con: duckdb.DuckDBPyConnection) -> None:
         )
         """
     )
-    con.execute(
-        "CREATE TABLE dashboard_drops (period VARCHAR, bucket_start TIMESTAMP, reason VARCHAR, events BIGINT)"
-    )
+    con.execute("CREATE TABLE dashboard_drops (period VARCHAR, bucket_start TIMESTAMP, reason VARCHAR, events BIGINT)")
     con.execute("CREATE TABLE worker_runs (worker VARCHAR PRIMARY KEY, last_run TIMESTAMP)")
     con.execute(
         """
@@ -191,11 +187,17 @@ def m004_dashboard(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DELETE FROM worker_runs WHERE worker = 'aggregate'")
 
 
+def m005_overhead(con: duckdb.DuckDBPyConnection) -> None:
+    # Microseconds spent in Lectr's own hooks on the request (lectr.addons.timed).
+    con.execute("ALTER TABLE request_logs ADD COLUMN lectr_overhead_us DOUBLE")
+
+
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m001_org_keys,
     m002_request_logs,
     m003_workers,
     m004_dashboard,
+    m005_overhead,
 ]
 
 
@@ -218,6 +220,12 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
 # --- org keys -------------------------------------------------------------------------
 
 
+def keys_stamp(path: str | Path) -> Path:
+    """Touched whenever a key is created or revoked: a running proxy rereads its keys when
+    this file changes, not at every write of the event log to the same database."""
+    return Path(f"{path}.keys")
+
+
 def insert_key(path: str | Path, org_id: str, new_key: NewKey) -> None:
     with connect(path) as con:
         migrate(con)
@@ -225,6 +233,7 @@ def insert_key(path: str | Path, org_id: str, new_key: NewKey) -> None:
             "INSERT INTO org_keys (key_id, org_id, key_hash, created_at) VALUES (?, ?, ?, ?)",
             [new_key.key_id, org_id, new_key.key_hash, utc_now()],
         )
+    keys_stamp(path).touch()
 
 
 def revoke_key(path: str | Path, key_id: str) -> bool:
@@ -234,6 +243,7 @@ def revoke_key(path: str | Path, key_id: str) -> bool:
             "UPDATE org_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL RETURNING key_id",
             [utc_now(), key_id],
         ).fetchall()
+    keys_stamp(path).touch()
     return bool(found)
 
 
@@ -261,6 +271,7 @@ _LOG_TYPES = {
     "latency_ms": pa.float64(),
     "ttfb_ms": pa.float64(),
     "cost_usd": pa.float64(),
+    "lectr_overhead_us": pa.float64(),
     **{c: pa.int64() for c in ("prompt_tokens", "completion_tokens", "cached_tokens")},
     **{c: pa.int64() for c in ("request_bytes", "response_bytes")},
     **{c: pa.bool_() for c in ("provider_unknown", "task_valid", "streaming", "price_known")},

@@ -16,6 +16,15 @@ T = TypeVar("T")
 _RETRY = object()  # a signature no file has: the next poll reads the file again
 
 
+def file_signature(path: str) -> tuple | None:
+    """Changes whenever the file is written or replaced; None when there is no file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 class WatchedFile(Generic[T]):
     def __init__(
         self,
@@ -25,6 +34,7 @@ class WatchedFile(Generic[T]):
         log: Callable[[str], None] = print,
         on_load: Callable[[WatchedFile[T]], None] | None = None,
         retry_on: tuple[type[Exception], ...] = (OSError,),
+        signature: Callable[[str], object] = file_signature,
     ) -> None:
         self.path = path
         self.value: T = missing
@@ -33,11 +43,12 @@ class WatchedFile(Generic[T]):
         self._log = log
         self._on_load = on_load
         self._retry_on = retry_on  # errors that may pass (a lock, a permission): try again next poll
+        self._signature_of = signature  # what tells that the file changed; None: there is no file
         self._signature: object = ()  # () = never polled; None = file absent
 
     def poll(self) -> bool:
         """Reload if the file changed since the last poll. True when a new value was taken."""
-        signature = _signature(self.path)
+        signature = self._signature_of(self.path)
         if signature == self._signature:
             return False
         first = self._signature == ()
@@ -86,11 +97,3 @@ class Poller:
             await asyncio.sleep(self.interval)
             for watched in self._files():
                 await asyncio.to_thread(watched.poll)
-
-
-def _signature(path: str) -> tuple | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)

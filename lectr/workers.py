@@ -86,5 +86,3 @@ def run_recommend(db: str | Path, now: datetime | None = None) -> list[Recommend
     found = recommend_all(storage.traffic_profiles(db, now - timedelta(days=RECOMMEND_DAYS)))
     storage.replace_recommendations(db, [r.row() for r in found], now)
     return found
-
-

@@ -1,4 +1,13 @@
-"""The writer thread: drains the event queue in batches into DuckDB.
+"""The writer: drains the event queue in batches into DuckDB, in a process of its own.
+
+`WriterProcess` is what the proxy runs. Metering and DuckDB hold Python's GIL for
+milliseconds at a time (opening the file alone stalls every other thread for up to
+~20 ms on a small machine); in a thread of the proxy that lands on requests in flight.
+So the proxy only hands batches to a pipe, from a thread, and a child process meters
+and writes them with the `Writer` below. Killing the proxy closes the pipe; the child
+then writes what it has and exits.
+
+The `Writer` thread (in that child, or in tests directly):
 
 A batch is written when `batch_size` events are waiting or every `interval` seconds,
 whichever comes first. The database file is opened per batch and closed again, so the
@@ -13,11 +22,13 @@ the next batch that succeeds. `stop()` flushes what is queued before returning.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import signal
 import threading
 import time
 
 from lectr import storage
-from lectr.events import EventQueue
+from lectr.events import Event, EventQueue
 from lectr.metering import Meter
 
 log = logging.getLogger(__name__)
@@ -29,28 +40,21 @@ MAX_ROWS_PER_WRITE = 20_000
 HEARTBEAT_SECONDS = 60.0
 
 
-class Writer:
-    def __init__(self, path: str, queue: EventQueue, interval: float = 1.0, meter: Meter | None = None) -> None:
-        self.path = path
+class _Drainer:
+    """A thread that takes from `queue` when a batch is waiting, or every `interval` seconds."""
+
+    def __init__(self, queue: EventQueue, interval: float, name: str) -> None:
         self.queue = queue
         self.interval = interval
-        self.meter = meter or Meter()
-        self.written = 0  # rows written since start
-        self.dropped_unwritable = 0  # events dropped because the database stayed unavailable
-        self._persisted = {"queue_full": 0, "db_unavailable": 0}
-        self._pending: list[dict] = []  # metered rows waiting for a successful write
-        self._backoff = 0.0
-        self._retry_at = 0.0
-        self._last_write = time.monotonic()
         self._stop_timeout = 10.0
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lectr-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Flush everything queued (trying the database until `timeout`), then end the thread."""
+        """Drain everything queued (within about `timeout`), then end the thread."""
         self._stop_timeout = timeout
         self._stopping.set()
         self.queue.ready.set()
@@ -61,6 +65,30 @@ class Writer:
             self.queue.ready.wait(self.interval)
             self.queue.ready.clear()
             self.flush()
+        self._finish()
+
+    def flush(self) -> object:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+
+class Writer(_Drainer):
+    def __init__(self, path: str, queue: EventQueue, interval: float = 1.0, meter: Meter | None = None) -> None:
+        super().__init__(queue, interval, "lectr-writer")
+        self.path = path
+        self.meter = meter or Meter()
+        self.written = 0  # rows written since start
+        self.dropped_unwritable = 0  # events dropped because the database stayed unavailable
+        self.dropped_upstream: dict[str, int] = {}  # totals by reason, counted before this queue (the proxy's)
+        self._persisted: dict[str, int] = {}
+        self._pending: list[dict] = []  # metered rows waiting for a successful write
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        self._last_write = time.monotonic()
+
+    def _finish(self) -> None:
         deadline = time.monotonic() + self._stop_timeout
         while time.monotonic() < deadline:  # the rest of the queue, and the drop counts
             self._retry_at = 0.0
@@ -100,12 +128,14 @@ class Writer:
         self._last_write = time.monotonic()
         self._pending = []
         self._backoff = 0.0
-        self._persisted.update({reason: self._persisted[reason] + n for reason, n in drops.items()})
+        self._persisted.update({reason: self._persisted.get(reason, 0) + n for reason, n in drops.items()})
         return True
 
     def _drop_deltas(self) -> dict[str, int]:
-        totals = {"queue_full": self.queue.dropped, "db_unavailable": self.dropped_unwritable}
-        return {reason: totals[reason] - self._persisted[reason] for reason in totals}
+        totals = dict(self.dropped_upstream)
+        totals["queue_full"] = totals.get("queue_full", 0) + self.queue.dropped
+        totals["db_unavailable"] = self.dropped_unwritable
+        return {reason: n - self._persisted.get(reason, 0) for reason, n in totals.items()}
 
     def _drop_if_no_room(self) -> None:
         # Keep waiting for the database only while new events can still queue behind us.
@@ -113,3 +143,91 @@ class Writer:
             log.error("database unavailable and the queue is full: dropping %d events", len(self._pending))
             self.dropped_unwritable += len(self._pending)
             self._pending = []
+
+
+class WriterProcess(_Drainer):
+    """The proxy's side: ships batches from `queue` to a `Writer` in a child process.
+
+    Sending may wait on the pipe (a busy child); that wait is this thread's, and the
+    queue in front of it drops and counts when full, as it does for the thread.
+    If the child dies it is started again, and the batch that could not be handed
+    over is counted as dropped ('writer_lost').
+    """
+
+    def __init__(self, path: str, queue: EventQueue, interval: float = 1.0) -> None:
+        super().__init__(queue, interval, "lectr-shipper")
+        self.path = path
+        self.lost = 0  # events that could not be handed to a child process
+        self._shipped_drops: dict[str, int] = {}
+        self._mp = multiprocessing.get_context("spawn")  # never fork a process running an event loop
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._pipe = None
+
+    def start(self) -> None:
+        self._spawn()
+        super().start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Hand over everything queued, then wait for the child to write it (up to `timeout`)."""
+        super().stop(timeout)
+        if self._process is not None:
+            self._process.join(timeout + 5)
+            if self._process.is_alive():
+                log.error("the writer process did not finish in time; stopping it")
+                self._process.terminate()
+
+    def _spawn(self) -> None:
+        if self._process is not None:
+            self._process.join(1)  # reap the one that died
+        receive, send = self._mp.Pipe(duplex=False)
+        args = (self.path, receive, self.interval, self.queue.maxsize, self.queue.batch_size)
+        self._process = self._mp.Process(target=_child, args=args, name="lectr-writer", daemon=True)
+        self._process.start()
+        receive.close()
+        self._pipe = send
+
+    def _finish(self) -> None:
+        while len(self.queue):
+            self.flush()
+        self.flush(final=True)
+
+    def flush(self, final: bool = False) -> None:
+        """Hand one batch (and the drop counts) to the child; `final` also tells it to finish."""
+        batch = self.queue.take(max(self.queue.batch_size, min(len(self.queue), MAX_ROWS_PER_WRITE)))
+        drops = {"queue_full": self.queue.dropped, "writer_lost": self.lost}
+        if not batch and drops == self._shipped_drops and not final:
+            return
+        self._shipped_drops = drops
+        message = (batch, drops)
+        for attempt in (1, 2):
+            try:
+                self._pipe.send(message)
+                if final:
+                    self._pipe.send(None)
+                    self._pipe.close()
+                return
+            except (OSError, ValueError) as e:  # the child is gone (killed, crashed)
+                log.error("the writer process is gone (%s); starting it again", e)
+                self._spawn()
+        self.lost += len(batch)
+
+
+def _child(path: str, pipe, interval: float, maxsize: int, batch_size: int) -> None:
+    """The writer process: receive batches until the proxy says stop (None) or goes away."""
+    # Ctrl-C reaches the whole process group; the proxy says when to stop, after its last batch.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, format="[lectr-writer] %(levelname)s %(message)s")
+    queue = EventQueue(maxsize, batch_size)
+    writer = Writer(path, queue, interval)
+    writer.start()
+    while True:
+        try:
+            message: tuple[list[Event], dict[str, int]] | None = pipe.recv()
+        except (EOFError, OSError):  # the proxy went away without saying so
+            break
+        if message is None:
+            break
+        events, writer.dropped_upstream = message
+        for event in events:
+            queue.offer(event)
+    writer.stop()

@@ -35,12 +35,30 @@ REQUEST = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content"
 
 def event(i: int) -> Event:
     return Event(
-        ts=time.time(), request_id=uuid.uuid4().hex, org_id="acme", mode="base_url", endpoint="/chat/completions",
-        provider="openai", provider_unknown=False, model_requested="gpt-4o", model_actual="gpt-4o-mini",
-        rule_id="cls-mini", rule_name="Classifiers to mini", route_skip_reason=None, passthrough_reason=None,
-        feature=f"feature-{i % 20}", task="classification", streaming=False, status_code=200, error_category=None,
-        latency_ms=412.0, ttfb_ms=380.0, request_bytes=len(REQUEST), response_bytes=len(BODY),
-        request_body=REQUEST, response_body=BODY,
+        ts=time.time(),
+        request_id=uuid.uuid4().hex,
+        org_id="acme",
+        mode="base_url",
+        endpoint="/chat/completions",
+        provider="openai",
+        provider_unknown=False,
+        model_requested="gpt-4o",
+        model_actual="gpt-4o-mini",
+        rule_id="cls-mini",
+        rule_name="Classifiers to mini",
+        route_skip_reason=None,
+        passthrough_reason=None,
+        feature=f"feature-{i % 20}",
+        task="classification",
+        streaming=False,
+        status_code=200,
+        error_category=None,
+        latency_ms=412.0,
+        ttfb_ms=380.0,
+        request_bytes=len(REQUEST),
+        response_bytes=len(BODY),
+        request_body=REQUEST,
+        response_body=BODY,
     )
 
 

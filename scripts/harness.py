@@ -1,12 +1,13 @@
-"""Start and stop the real processes: the provider simulator and `mitmdump -s addons/lectr.py`.
+"""Start and stop the real processes: the provider simulator, `mitmdump -s addons/lectr.py` and HAProxy.
 
 Shared by the tests (tests/conftest.py), the demo and the benchmarks. Everything listens
-on 127.0.0.1 on a free port.
+on 127.0.0.1 on a free port (workers behind HAProxy: on other loopback addresses, see lectr/haproxy.py).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+
+from lectr import haproxy
 
 ROOT = Path(__file__).resolve().parent.parent
 MITMDUMP = str(Path(sys.executable).with_name("mitmdump"))
@@ -76,9 +79,14 @@ def simulator_env(sim_url: str) -> dict[str, str]:
     }
 
 
-def start_lectr(port: int, options: dict, env: dict, log_path: Path, cwd: Path | None = None) -> subprocess.Popen:
-    """`mitmdump -s addons/lectr.py` on 127.0.0.1:port with `--set` options; returns once /healthz answers."""
-    args = [MITMDUMP, "-s", str(ROOT / "addons" / "lectr.py"), "--listen-host", "127.0.0.1", "-p", str(port)]
+def start_lectr(
+    port: int, options: dict, env: dict, log_path: Path, cwd: Path | None = None, host: str = "127.0.0.1"
+) -> subprocess.Popen:
+    """`mitmdump -s addons/lectr.py` on host:port with `--set` options; returns once /healthz answers.
+
+    A worker behind HAProxy listens on its own loopback address at HAProxy's port (lectr/haproxy.py).
+    """
+    args = [MITMDUMP, "-s", str(ROOT / "addons" / "lectr.py"), "--listen-host", host, "-p", str(port)]
     for name, value in options.items():
         args += ["--set", f"{name}={value}"]
     full_env = {
@@ -90,8 +98,8 @@ def start_lectr(port: int, options: dict, env: dict, log_path: Path, cwd: Path |
     alive = lambda: proc.poll() is None  # noqa: E731
     try:
         wait_until(
-            lambda: not alive() or httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200,
-            what="mitmdump to listen",
+            lambda: not alive() or httpx.get(f"http://{host}:{port}/healthz", timeout=1).status_code == 200,
+            what=f"mitmdump to listen on {host}:{port}",
         )
         if not alive():
             raise RuntimeError(f"mitmdump exited:\n{log_path.read_text(errors='replace')}")
@@ -102,3 +110,35 @@ def start_lectr(port: int, options: dict, env: dict, log_path: Path, cwd: Path |
         stop(proc)
         raise
     return proc
+
+
+def haproxy_binary() -> str:
+    """Debian's haproxy (in /usr/sbin, which is not on every user's PATH); a clear error when it is missing."""
+    found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
+    if found is None:
+        raise RuntimeError("HAProxy is not installed: run `bash scripts/setup.sh test` (as root) to install it")
+    return found
+
+
+def start_haproxy(port: int, backends: list[int | str], cfg_dir: Path, log: IO) -> subprocess.Popen:
+    """HAProxy on 127.0.0.1:port in front of Lectr workers (lectr/haproxy.py's config); returns once it listens.
+
+    backends: the workers' addresses ("127.0.0.2:8080") or ports on 127.0.0.1.
+    """
+    Path(cfg_dir).mkdir(parents=True, exist_ok=True)
+    cfg = Path(cfg_dir) / "haproxy.cfg"
+    cfg.write_text(haproxy.config(port, backends))
+    proc = subprocess.Popen([haproxy_binary(), "-db", "-f", str(cfg)], stdout=log, stderr=log)
+    try:
+        wait_until(lambda: proc.poll() is not None or _accepts("127.0.0.1", port), what="haproxy to listen")
+        if proc.poll() is not None:
+            raise RuntimeError(f"haproxy exited with status {proc.returncode}; see its log")
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
+def _accepts(host: str, port: int) -> bool:
+    with socket.create_connection((host, port), timeout=1):
+        return True

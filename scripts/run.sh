@@ -7,12 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
-[ -f rules.yaml ] || { cp rules.example.yaml rules.yaml; echo "Created rules.yaml from rules.example.yaml."; }
+source scripts/lib.sh
 db="${LECTR_DB:-lectr.duckdb}"
-if [ -z "$(.venv/bin/lectr keys list --db "$db" 2>/dev/null)" ]; then
-    echo "No org keys yet; creating one for org 'default':"
-    .venv/bin/lectr keys create default --db "$db"
-fi
+prepare_store "$db"
 port="${LECTR_PORT:-8080}"
 dashboard_port="${LECTR_DASHBOARD_PORT:-8501}"
 if [ "${LECTR_DASHBOARD:-1}" != 0 ]; then

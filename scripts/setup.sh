@@ -24,20 +24,11 @@ if [ ! -f "$stamp" ] && [ ! -f ".venv/.installed-$hash-test" ]; then
     touch "$stamp"
 fi
 
-# The browser test (tests/test_dashboard_browser.py) needs headless Chromium: Debian's `chromium`
-# package, installed with the test extras where apt-get may be used (as root, or passwordless sudo).
-# Elsewhere that one test is skipped.
-if [ "$extras" = test ] && ! command -v chromium >/dev/null 2>&1; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
-    if command -v apt-get >/dev/null 2>&1 && { [ -z "$sudo" ] || sudo -n true 2>/dev/null; }; then
-        echo "Installing Debian's chromium package for the dashboard browser test ..." >&2
-        export DEBIAN_FRONTEND=noninteractive
-        apt-cache show chromium >/dev/null 2>&1 || $sudo apt-get update -qq || true
-        $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null ||
-            echo "Could not install chromium: the dashboard browser test will be skipped." >&2
-    else
-        echo "chromium is not installed and cannot be (needs apt-get as root): the dashboard browser test" \
-            "will be skipped. Install Debian's chromium package to run it." >&2
-    fi
+# With the test extras, two Debian packages: `chromium` for the browser test
+# (tests/test_dashboard_browser.py; skipped without it) and `haproxy` for the multi-worker
+# test (tests/test_multiworker.py; fails without it).
+if [ "$extras" = test ]; then
+    source scripts/lib.sh
+    install_debs chromium haproxy || echo "Without chromium the browser test is skipped, without haproxy" \
+        "the multi-worker test fails." >&2
 fi

@@ -50,8 +50,9 @@ class Behaviour:
 
 
 class Simulator:
-    def __init__(self, defaults: Behaviour) -> None:
+    def __init__(self, defaults: Behaviour, record: bool = True) -> None:
         self.defaults = defaults
+        self.record = record  # off for long benchmarks: the list would grow without bound
         self.received: list[dict] = []
 
     def app(self) -> Starlette:
@@ -79,16 +80,17 @@ class Simulator:
             body = json.loads(raw) if raw else {}
         except ValueError:
             body = {"_unparsed": raw.decode("utf-8", "replace")}
-        self.received.append(
-            {
-                "method": request.method,
-                "path": request.url.path,
-                "query": request.url.query,
-                "headers": dict(request.headers),
-                "body": body,
-                "t": time.time(),
-            }
-        )
+        if self.record:
+            self.received.append(
+                {
+                    "method": request.method,
+                    "path": request.url.path,
+                    "query": request.url.query,
+                    "headers": dict(request.headers),
+                    "body": body,
+                    "t": time.time(),
+                }
+            )
         h = request.headers
         d = self.defaults
         behaviour = Behaviour(
@@ -334,8 +336,10 @@ def main() -> None:
     parser.add_argument("--first-token-ms", type=float, default=0.0)
     parser.add_argument("--chunk-gap-ms", type=float, default=0.0)
     parser.add_argument("--chunks", type=int, default=8)
+    parser.add_argument("--no-record", action="store_true", help="do not keep requests for /_sim/requests")
     args = parser.parse_args()
-    sim = Simulator(Behaviour(first_token_ms=args.first_token_ms, chunk_gap_ms=args.chunk_gap_ms, chunks=args.chunks))
+    defaults = Behaviour(first_token_ms=args.first_token_ms, chunk_gap_ms=args.chunk_gap_ms, chunks=args.chunks)
+    sim = Simulator(defaults, record=not args.no_record)
     uvicorn.run(sim.app(), host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

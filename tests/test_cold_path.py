@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import threading
 import time
+from pathlib import Path
 
 import anthropic
 import duckdb
@@ -120,7 +122,9 @@ def test_stream_usage_from_the_provider_wins(fast, sim):
     )
     usage = chunks[-1].usage
     claude = anthropic.Anthropic(
-        base_url=fast.url, api_key="sk-ant-client", max_retries=0,
+        base_url=fast.url,
+        api_key="sk-ant-client",
+        max_retries=0,
         default_headers={"X-Lectr-Key": fast.key, "X-Lectr-Feature": "cp-anthropic-stream"},
     )
     with claude.messages.stream(model="claude-haiku-4-5", max_tokens=50, messages=MESSAGES) as s:
@@ -129,13 +133,13 @@ def test_stream_usage_from_the_provider_wins(fast, sim):
     (claude_row,) = wait_rows(fast.db_path, 1, "feature = 'cp-anthropic-stream'")
     assert openai_row["token_source"] == claude_row["token_source"] == "provider"
     assert (openai_row["prompt_tokens"], openai_row["completion_tokens"]) == (
-        usage.prompt_tokens, usage.completion_tokens
+        usage.prompt_tokens,
+        usage.completion_tokens,
     )
-    assert (claude_row["provider"], claude_row["endpoint"], claude_row["streaming"]) == (
-        "anthropic", "/messages", True
-    )
+    assert (claude_row["provider"], claude_row["endpoint"], claude_row["streaming"]) == ("anthropic", "/messages", True)
     assert (claude_row["prompt_tokens"], claude_row["completion_tokens"]) == (
-        final.usage.input_tokens, final.usage.output_tokens
+        final.usage.input_tokens,
+        final.usage.output_tokens,
     )
     assert claude_row["cost_usd"] == pytest.approx(
         pricing.cost_usd("anthropic", "claude-haiku-4-5", Usage(final.usage.input_tokens, final.usage.output_tokens))
@@ -171,8 +175,11 @@ def test_an_unknown_model_has_no_price_rather_than_zero(fast, sim):
 def test_a_client_that_leaves_mid_stream_is_recorded_as_aborted(fast, sim):
     body = {"model": "gpt-4o", "messages": MESSAGES, "stream": True}
     headers = {
-        "X-Lectr-Key": fast.key, "X-Lectr-Feature": "cp-abort", "Authorization": "Bearer sk-c",
-        "X-Sim-Chunk-Gap-Ms": "300", "X-Sim-Chunks": "20",
+        "X-Lectr-Key": fast.key,
+        "X-Lectr-Feature": "cp-abort",
+        "Authorization": "Bearer sk-c",
+        "X-Sim-Chunk-Gap-Ms": "300",
+        "X-Sim-Chunks": "20",
     }
     with httpx.stream("POST", f"{fast.url}/v1/chat/completions", json=body, headers=headers, timeout=10) as r:
         next(r.iter_raw())
@@ -330,3 +337,34 @@ def test_inject_gets_exact_stream_usage_and_the_client_sees_no_difference(simula
 def _normalised(stream: bytes) -> bytes:
     stream = re.sub(rb"chatcmpl-[0-9a-f]+", b"ID", stream)
     return re.sub(rb'"created": \d+', b'"created": 0', stream)
+
+
+def _writer_processes(pid: int) -> list[int]:
+    """The proxy's live writer: a child started by multiprocessing's spawn (not its resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+            if state != "Z" and int(parent) == pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+        except OSError:  # gone meanwhile
+            continue
+    return found
+
+
+def test_the_writer_runs_in_its_own_process_and_comes_back_when_killed(simulator_process, tmp_path):
+    lectr = start_lectr(tmp_path, simulator_process.url, options={"lectr_flush_ms": 100})
+    try:
+        assert _send(lectr, "before-kill", 3) == [200] * 3
+        before = wait_rows(lectr.db_path, 3, "feature = 'before-kill'")
+        # Lectr's own time on each request is on its row, and is part of the request's time.
+        assert all(0 < r["lectr_overhead_us"] < r["latency_ms"] * 1000 for r in before)
+        [writer] = _writer_processes(lectr.proc.pid)
+        os.kill(writer, signal.SIGKILL)
+        wait_until(lambda: writer not in _writer_processes(lectr.proc.pid), what="the writer to die")
+        assert _send(lectr, "after-kill", 3) == [200] * 3  # requests never notice
+        wait_rows(lectr.db_path, 3, "feature = 'after-kill'")
+        assert "the writer process is gone" in lectr.log()
+        assert len(_writer_processes(lectr.proc.pid)) == 1
+    finally:
+        stop(lectr.proc)

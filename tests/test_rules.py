@@ -1,4 +1,7 @@
+import random
+
 import pytest
+import yaml
 
 from lectr.rules import RuleError, RuleSet, load_rules_file, parse_rules
 
@@ -102,3 +105,46 @@ def test_example_rules_file_is_valid():
     rules = load_rules_file("rules.example.yaml")
     assert len(rules.rules) >= 5
     assert rules.warnings == ()
+
+
+def test_indexed_first_match_agrees_with_trying_each_rule_in_order():
+    rng = random.Random(7)
+    values = {
+        "org": ["acme", "globex"],
+        "feature": ["bot", "search", "Bot"],
+        "task": ["classification", "reasoning"],
+        "provider": ["openai", "groq"],
+        "model": ["gpt-4o", "gpt-4o-mini", "GPT-4o"],
+    }
+    for _ in range(300):
+        rules = []
+        for priority in rng.sample(range(1, 60), rng.randint(0, 12)):
+            match = {k: rng.choice(v) for k, v in values.items() if k != "org" and rng.random() < 0.4}
+            org = rng.choice(values["org"]) if rng.random() < 0.3 else None
+            rules.append(
+                {
+                    "name": f"r{priority}",
+                    "priority": priority,
+                    "enabled": rng.random() < 0.8,
+                    "match": match,
+                    "target": {"model": "m"},
+                    **({"org": org} if org else {}),
+                }
+            )
+        ruleset = parse_rules(yaml.safe_dump({"rules": rules}))
+        for _ in range(20):
+            request = [rng.choice(values[k] + [None]) for k in ("org", "feature", "task")]
+            request += [rng.choice(values["provider"]), rng.choice(values["model"])]
+            org, feature, task, provider, model = request
+            expected = next(
+                (
+                    r
+                    for r in ruleset.rules
+                    if r.enabled
+                    and r.matches(
+                        org, feature.lower() if feature else None, task.lower() if task else None, provider, model
+                    )
+                ),
+                None,
+            )
+            assert ruleset.first_match(*request) is expected

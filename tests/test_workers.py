@@ -21,14 +21,35 @@ NOW = datetime(2026, 11, 20, 12, 30)
 
 def log_row(ts: datetime, **values) -> dict:
     row = {
-        "ts": ts, "request_id": f"r{ts.timestamp()}-{id(values)}", "org_id": "acme", "mode": "base_url",
-        "endpoint": "/chat/completions", "provider": "openai", "provider_unknown": False,
-        "model_requested": "gpt-4o", "model_actual": "gpt-4o", "rule_id": None, "rule_name": None,
-        "route_skip_reason": None, "passthrough_reason": None, "feature": "support", "task": None,
-        "task_valid": None, "streaming": False, "status_code": 200, "error_category": None,
-        "latency_ms": 100.0, "ttfb_ms": 50.0, "prompt_tokens": 500, "completion_tokens": 20,
-        "cached_tokens": 0, "token_source": "provider", "cost_usd": 0.0015, "price_known": True,
-        "request_bytes": 1000, "response_bytes": 400,
+        "ts": ts,
+        "request_id": f"r{ts.timestamp()}-{id(values)}",
+        "org_id": "acme",
+        "mode": "base_url",
+        "endpoint": "/chat/completions",
+        "provider": "openai",
+        "provider_unknown": False,
+        "model_requested": "gpt-4o",
+        "model_actual": "gpt-4o",
+        "rule_id": None,
+        "rule_name": None,
+        "route_skip_reason": None,
+        "passthrough_reason": None,
+        "feature": "support",
+        "task": None,
+        "task_valid": None,
+        "streaming": False,
+        "status_code": 200,
+        "error_category": None,
+        "latency_ms": 100.0,
+        "ttfb_ms": 50.0,
+        "prompt_tokens": 500,
+        "completion_tokens": 20,
+        "cached_tokens": 0,
+        "token_source": "provider",
+        "cost_usd": 0.0015,
+        "price_known": True,
+        "request_bytes": 1000,
+        "response_bytes": 400,
     }
     row.update(values)
     return row
@@ -52,8 +73,16 @@ def test_aggregator_summarises_by_period_and_dimensions(tmp_path):
     write(
         db,
         [log_row(hour + timedelta(minutes=i), latency_ms=float(10 * (i + 1)), cost_usd=0.01) for i in range(10)]
-        + [log_row(hour + timedelta(minutes=5), status_code=500, error_category="upstream_5xx", cost_usd=None,
-                   prompt_tokens=None, completion_tokens=None)]
+        + [
+            log_row(
+                hour + timedelta(minutes=5),
+                status_code=500,
+                error_category="upstream_5xx",
+                cost_usd=None,
+                prompt_tokens=None,
+                completion_tokens=None,
+            )
+        ]
         + [log_row(hour + timedelta(hours=1), rule_id="r1", model_actual="gpt-4o-mini", cost_usd=0.001)],
     )
     storage.append_request_logs(db, [], {"queue_full": 7})
@@ -117,8 +146,11 @@ def smtp():
     inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
-    yield inbox, alerts.SmtpSettings(
-        host="127.0.0.1", port=controller.port, sender="lectr@test", recipients=("ops@test",), starttls=False
+    yield (
+        inbox,
+        alerts.SmtpSettings(
+            host="127.0.0.1", port=controller.port, sender="lectr@test", recipients=("ops@test",), starttls=False
+        ),
     )
     controller.stop()
 
@@ -145,7 +177,8 @@ def test_a_cost_spike_is_recorded_and_mailed_once(tmp_path, smtp):
     assert "cost_usd was 0.6 where 0.063 is usual" in mail.get_payload()
     stored = query(db, "SELECT metric, feature, status, severity, notified_at FROM anomalies ORDER BY feature")
     assert [(r[0], r[1], r[2], r[3]) for r in stored] == [
-        ("cost_usd", "support", "open", "critical"), ("cost_usd", None, "open", "critical")
+        ("cost_usd", "support", "open", "critical"),
+        ("cost_usd", None, "open", "critical"),
     ]
     assert all(r[4] == NOW for r in stored)
 
@@ -183,10 +216,22 @@ def test_recommendations_from_stored_traffic_and_the_cli(tmp_path):
     rows = []
     for i in range(200):
         ts = start + timedelta(hours=i)
-        rows.append(log_row(ts, feature="tagger", task="classification", prompt_tokens=300, completion_tokens=5,
-                            cost_usd=0.0008))
-        rows.append(log_row(ts, feature="planner", task="reasoning", model_actual="gpt-5", prompt_tokens=300,
-                            completion_tokens=5, cost_usd=0.0004))
+        rows.append(
+            log_row(
+                ts, feature="tagger", task="classification", prompt_tokens=300, completion_tokens=5, cost_usd=0.0008
+            )
+        )
+        rows.append(
+            log_row(
+                ts,
+                feature="planner",
+                task="reasoning",
+                model_actual="gpt-5",
+                prompt_tokens=300,
+                completion_tokens=5,
+                cost_usd=0.0004,
+            )
+        )
     write(db, rows)
     found = workers.run_recommend(db, NOW)
     assert [(r.feature, r.current_model, r.suggested_model, r.confidence) for r in found] == [
@@ -207,9 +252,7 @@ def test_recommendations_from_stored_traffic_and_the_cli(tmp_path):
 
 
 def test_the_proxy_runs_the_aggregator_on_its_schedule(simulator_process, tmp_path):
-    lectr = start_lectr(
-        tmp_path, simulator_process.url, options={"lectr_flush_ms": 100, "lectr_aggregate_every": 1}
-    )
+    lectr = start_lectr(tmp_path, simulator_process.url, options={"lectr_flush_ms": 100, "lectr_aggregate_every": 1})
     try:
         r = httpx.post(
             f"{lectr.url}/v1/chat/completions",

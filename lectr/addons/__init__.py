@@ -1,9 +1,15 @@
 """The mitmproxy addons, one concern each, composed in `addons/lectr.py`.
 
 They share one `FlowRecord` per flow through `flow.metadata`; `record_of` finds it.
+Their per-request hooks are `@timed`: the sum is stored on every event as
+`lectr_overhead_us`, Lectr's own time on the request, visible in production too.
 """
 
 from __future__ import annotations
+
+import functools
+import time
+from typing import Callable
 
 from mitmproxy import http
 
@@ -12,6 +18,22 @@ from lectr.flowrecord import FlowRecord
 
 RECORD = "lectr.record"
 PRESENTED_KEY = "lectr.presented_key"  # popped by Auth as soon as it has been checked
+
+
+def timed(hook: Callable[[object, http.HTTPFlow], None]) -> Callable[[object, http.HTTPFlow], None]:
+    """Add the hook's own time to the flow's record (once the hook has made one)."""
+
+    @functools.wraps(hook)
+    def timed_hook(self: object, flow: http.HTTPFlow) -> None:
+        started = time.perf_counter()
+        try:
+            hook(self, flow)
+        finally:
+            record = flow.metadata.get(RECORD)
+            if record is not None:
+                record.overhead_s += time.perf_counter() - started
+
+    return timed_hook
 
 
 def record_of(flow: http.HTTPFlow) -> FlowRecord | None:

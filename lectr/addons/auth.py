@@ -1,20 +1,22 @@
 """Auth: every request Lectr handles must carry a valid X-Lectr-Key.
 
 Keys are checked against hashes held in memory; the key store (DuckDB) is re-read in
-the background when its file changes, so `lectr keys create` and `revoke` take effect
-within seconds without a restart, and no request waits on the database.
+the background when a key is created or revoked (`lectr keys` touches a stamp file
+beside it), so both take effect within seconds without a restart, and no request waits
+on the database.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 
 from mitmproxy import ctx, http
 
 from lectr import storage
-from lectr.addons import PRESENTED_KEY, pending_record, respond_error
+from lectr.addons import PRESENTED_KEY, pending_record, respond_error, timed
 from lectr.keys import KeyRing
-from lectr.watch import Poller, WatchedFile
+from lectr.watch import Poller, WatchedFile, file_signature
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +33,34 @@ class Auth:
             "lectr_db",
             str,
             storage.default_db_path(),
-            "Lectr's DuckDB file: org keys (and, read by other components, request logs). "
+            "Lectr's DuckDB file: request logs and, unless lectr_keys_db names another file, org keys. "
             "Default: $LECTR_DB, else lectr.duckdb in the working directory.",
+        )
+        loader.add_option(
+            "lectr_keys_db",
+            str,
+            "",
+            "DuckDB file the org keys are read from (read-only); empty: lectr_db. For several Lectr processes "
+            "behind one address (scripts/workers.sh): each writes its own lectr_db, all read keys from the main file.",
         )
 
     def configure(self, updated: set[str]) -> None:
-        if "lectr_db" in updated:
+        if "lectr_db" in updated or "lectr_keys_db" in updated:
+            path = ctx.options.lectr_keys_db or ctx.options.lectr_db
             # The key store is never hand-edited: any failure to read it (a writer's lock) is passing.
-            self.keys = WatchedFile(ctx.options.lectr_db, _load_keys, KeyRing(), log.warning, retry_on=(Exception,))
+            self.keys = WatchedFile(
+                path, _load_keys, KeyRing(), log.warning, retry_on=(Exception,), signature=_keys_signature
+            )
             self.keys.poll()
             if not len(self.keys.value):
                 log.warning(
                     "No Lectr keys in %s yet: every request will get 401. "
                     "Create one with: lectr keys create ORG --db %s",
-                    ctx.options.lectr_db,
-                    ctx.options.lectr_db,
+                    path,
+                    path,
                 )
 
+    @timed
     def request(self, flow: http.HTTPFlow) -> None:
         record = pending_record(flow)
         if record is None:
@@ -67,3 +80,16 @@ class Auth:
 
 def _load_keys(path: str) -> KeyRing:
     return KeyRing(storage.active_keys(path))
+
+
+def _keys_signature(path: str) -> object:
+    """Changes when keys are created or revoked (storage.keys_stamp) or the file is replaced.
+
+    Not the file's own signature: the event writer changes it every second, and reopening
+    DuckDB that often in the proxy's process would stall requests in flight.
+    """
+    try:
+        inode = os.stat(path).st_ino
+    except OSError:
+        return None
+    return inode, file_signature(str(storage.keys_stamp(path)))

@@ -12,10 +12,10 @@ import logging
 
 from mitmproxy import ctx, http, tls
 
-from lectr.addons import PRESENTED_KEY, RECORD, respond_error
+from lectr.addons import PRESENTED_KEY, RECORD, respond_error, timed
 from lectr.endpoints import parse_path
 from lectr.flowrecord import FlowRecord
-from lectr.headers import pop_lectr_headers
+from lectr.headers import split_lectr_headers
 from lectr.providers import provider_for_host
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class Gateway:
         if not provider_for_host(host or ""):
             data.ignore_connection = True
 
+    @timed
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or RECORD in flow.metadata:
             return
@@ -73,7 +74,7 @@ class Gateway:
             record = FlowRecord("base_url")
         else:
             return  # plain proxy traffic to some other host: not Lectr's business
-        meta = pop_lectr_headers(request.headers)
+        meta, request.headers.fields = split_lectr_headers(request.headers.fields)
         record.feature, record.task, record.provider_declared = meta.feature, meta.task, meta.provider
         flow.metadata[RECORD] = record
         flow.metadata[PRESENTED_KEY] = meta.key

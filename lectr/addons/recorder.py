@@ -2,8 +2,8 @@
 
 When a flow completes, errors or is abandoned by the client, the Recorder builds an
 `Event` from the flow's record and offers it to a bounded queue; a full queue drops the
-event and counts it. The writer thread (lectr/writer.py) meters and stores the queue in
-DuckDB. On shutdown, `done` flushes the queue before mitmproxy exits.
+event and counts it. The writer (lectr/writer.py, a process of its own) meters and
+stores the queue in DuckDB. On shutdown, `done` flushes the queue before mitmproxy exits.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from mitmproxy import ctx, http
 from lectr.addons import record_of
 from lectr.events import BODY_KEEP_LIMIT, Event, EventQueue, error_category
 from lectr.flowrecord import FlowRecord
-from lectr.writer import Writer
+from lectr.writer import WriterProcess
 
 log = logging.getLogger(__name__)
 
@@ -24,15 +24,14 @@ log = logging.getLogger(__name__)
 class Recorder:
     def __init__(self) -> None:
         self.queue = EventQueue(10_000, 500)
-        self.writer: Writer | None = None
+        self.writer: WriterProcess | None = None
 
     def load(self, loader) -> None:
         loader.add_option(
             "lectr_queue_size",
             int,
             10_000,
-            "Events held in memory for the writer. When full, new events are dropped and counted; "
-            "requests never wait.",
+            "Events held in memory for the writer. When full, new events are dropped and counted; requests never wait.",
         )
         loader.add_option(
             "lectr_batch_size", int, 500, "Events written to DuckDB per batch (also written every lectr_flush_ms)."
@@ -60,16 +59,19 @@ class Recorder:
         self.response(flow)  # mitmproxy calls one or the other; both end the flow
 
     def emit(self, flow: http.HTTPFlow, record: FlowRecord) -> None:
+        started = time.perf_counter()
         record.emitted = True
         try:
-            self.queue.offer(build_event(flow, record))
+            event = build_event(flow, record)
+            event.lectr_overhead_us = (record.overhead_s + time.perf_counter() - started) * 1e6
+            self.queue.offer(event)
         except Exception:  # the cold path must never break the hot path
             log.exception("could not build the event for %s", record.request_id)
 
     def _start_writer(self) -> None:
         options = ctx.options
         self.queue = EventQueue(max(1, options.lectr_queue_size), max(1, options.lectr_batch_size))
-        self.writer = Writer(options.lectr_db, self.queue, max(1, options.lectr_flush_ms) / 1000)
+        self.writer = WriterProcess(options.lectr_db, self.queue, max(1, options.lectr_flush_ms) / 1000)
         self.writer.start()
 
     def _stop_writer(self) -> None:

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from mitmproxy import ctx, http
 
 from lectr import providers
-from lectr.addons import pending_record, respond_error
+from lectr.addons import pending_record, respond_error, timed
 from lectr.credentials import DEFAULT_AZURE_API_VERSION, Credentials, parse_credentials
 from lectr.endpoints import Endpoint, parse_path, split_url, upstream_url
 from lectr.flowrecord import FlowRecord
-from lectr.headers import client_credential, set_provider_auth
+from lectr.headers import client_credential, with_provider_auth
 from lectr.routing import Route, choose_route
 from lectr.rules import RuleSet, load_rules_file
 from lectr.usage import parse_json
@@ -78,6 +78,7 @@ class Router:
             self.credentials.poll()
             _warn_if_readable_by_others(ctx.options.lectr_secrets)
 
+    @timed
     def request(self, flow: http.HTTPFlow) -> None:
         record = pending_record(flow)
         if record is None or record.org_id is None:
@@ -121,7 +122,7 @@ class Router:
         if route.switches_from(provider):
             key = credentials.api_key(record.org_id, route.provider)
         else:
-            key = client_credential(request.headers) or credentials.api_key(record.org_id, route.provider)
+            key = client_credential(request.headers.fields) or credentials.api_key(record.org_id, route.provider)
         content = None
         if route.model != model:
             body["model"] = route.model
@@ -176,7 +177,7 @@ class Router:
         if plan.content is not None:
             request.content = plan.content
         if plan.normalise_auth:
-            set_provider_auth(request.headers, plan.provider, plan.key)
+            request.headers.fields = with_provider_auth(request.headers.fields, plan.provider, plan.key)
         request.scheme, request.host, request.port, request.path = (
             upstream.scheme,
             upstream.host,

@@ -14,12 +14,13 @@ import time
 
 from mitmproxy import http
 
-from lectr.addons import record_of
+from lectr.addons import record_of, timed
 from lectr.flowrecord import STREAM_COPY_LIMIT, FlowRecord
 from lectr.sse import UsageChunkFilter
 
 
 class StreamTap:
+    @timed
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         record = record_of(flow)
         if record is None or flow.response is None:
@@ -52,6 +53,7 @@ class _Tap:
                 record.stream_copy += chunk
             else:
                 record.stream_copy_truncated = True
+            record.overhead_s += time.perf_counter() - now
         return chunk
 
 
@@ -64,6 +66,9 @@ class _FilteredTap:
         self.tap, self.filter = tap, filter
 
     def __call__(self, chunk: bytes) -> bytes | list[bytes]:
-        out = self.filter(self.tap(chunk))
+        chunk = self.tap(chunk)
+        started = time.perf_counter()
+        out = self.filter(chunk)
+        self.tap.record.overhead_s += time.perf_counter() - started
         # Nothing to send must be an empty list: an empty chunk would end a chunked response.
         return out if out else []

@@ -13,7 +13,7 @@ import logging
 
 from mitmproxy import ctx, http
 
-from lectr.addons import pending_record
+from lectr.addons import pending_record, timed
 from lectr.usage import parse_json
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ class StreamUsage:
             choices=("off", "inject"),
         )
 
+    @timed
     def request(self, flow: http.HTTPFlow) -> None:
         record = pending_record(flow)
         if record is None or ctx.options.lectr_stream_usage != "inject" or not record.streaming:

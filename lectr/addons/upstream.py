@@ -20,7 +20,7 @@ from mitmproxy.net.http import status_codes
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers.http import _http1, _http2, _http3
 
-from lectr.addons import pending_record, record_of
+from lectr.addons import pending_record, record_of, timed
 from lectr.errors import error_body
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class UpstreamGuard:
         )
         _install_json_errors()
 
+    @timed
     def request(self, flow: http.HTTPFlow) -> None:
         record = pending_record(flow)
         if record is None:
@@ -47,6 +48,7 @@ class UpstreamGuard:
         loop = asyncio.get_running_loop()
         self._timers[flow.id] = loop.call_later(ctx.options.lectr_upstream_timeout, self._expire, flow)
 
+    @timed
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self._cancel(flow)
 

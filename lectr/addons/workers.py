@@ -1,13 +1,19 @@
 """Workers: the aggregator, anomaly detector and recommendation engine on their schedules.
 
-Each job runs in a thread on stored data only; a failing job logs and tries again at its
-next turn. The same jobs run once from the command line: `lectr aggregate|anomalies|recommend`.
+Each job runs on stored data only, in a process of its own (one, kept for all jobs):
+DuckDB and pandas hold the GIL for milliseconds at a time, which in a thread of the
+proxy would stall requests in flight. A failing job logs and tries again at its next
+turn. The same jobs run once from the command line: `lectr aggregate|anomalies|recommend`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
 
 from mitmproxy import ctx
@@ -20,6 +26,7 @@ log = logging.getLogger(__name__)
 class Workers:
     def __init__(self) -> None:
         self._tasks: list[asyncio.Task] = []
+        self._pool: ProcessPoolExecutor | None = None
 
     def load(self, loader) -> None:
         env = alerts.env_settings()
@@ -37,18 +44,31 @@ class Workers:
 
     def running(self) -> None:
         loop = asyncio.get_running_loop()
+        o = ctx.options
         for every, job in (
-            (ctx.options.lectr_aggregate_every, lambda: workers.run_aggregate(ctx.options.lectr_db)),
-            (ctx.options.lectr_anomalies_every, lambda: workers.run_anomalies(ctx.options.lectr_db, self.smtp())),
-            (ctx.options.lectr_recommend_every, lambda: workers.run_recommend(ctx.options.lectr_db)),
+            (o.lectr_aggregate_every, lambda: functools.partial(workers.run_aggregate, o.lectr_db)),
+            (o.lectr_anomalies_every, lambda: functools.partial(workers.run_anomalies, o.lectr_db, self.smtp())),
+            (o.lectr_recommend_every, lambda: functools.partial(workers.run_recommend, o.lectr_db)),
         ):
             if every > 0:
-                self._tasks.append(loop.create_task(_every(every, job)))
+                self._tasks.append(loop.create_task(_every(every, job, self._run_in_pool)))
 
     def done(self) -> None:
         for task in self._tasks:
             task.cancel()
         self._tasks.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    async def _run_in_pool(self, job: Callable[[], object]) -> None:
+        if self._pool is None:  # started on first use: a proxy with every job off has no extra process
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._pool, job)
+        except BrokenProcessPool:  # its process was killed: the next turn starts a new one
+            self._pool = None
+            raise
 
     @staticmethod
     def smtp() -> alerts.SmtpSettings:
@@ -64,10 +84,11 @@ class Workers:
         )
 
 
-async def _every(seconds: int, job: Callable[[], object]) -> None:
+async def _every(seconds: int, job: Callable[[], Callable[[], object]], run) -> None:
+    """`job()` makes the call to run (options are read at each turn); `run` runs it elsewhere."""
     while True:
         await asyncio.sleep(seconds)
         try:
-            await asyncio.to_thread(job)
-        except Exception:  # the next turn may succeed (a locked file, a full disk)
+            await run(job())
+        except Exception:  # the next turn may succeed (a locked file, a full disk, a killed process)
             log.exception("background job failed; trying again in %ss", seconds)

@@ -1,0 +1,782 @@
+"""The side-by-side benchmark: how much does Lectr add, next to bare mitmproxy and LiteLLM?
+
+    .venv/bin/python scripts/bench.py              # the full run, about 25 minutes
+    .venv/bin/python scripts/bench.py --quick      # every phase, small counts: a smoke run
+    .venv/bin/python scripts/bench.py --no-litellm # skip D (its first install takes a minute)
+
+One run starts the provider simulator (scripts/simulator.py) on loopback and, against it:
+  A  direct to the simulator;
+  B  bare `mitmdump` (no addon) in reverse mode: mitmproxy's own cost, the floor for this design;
+  C  `mitmdump -s addons/lectr.py` with auth, 50 rules, event recording and the cold path;
+  D  the LiteLLM proxy (installed by this script into .bench/litellm, its own virtual
+     environment; never a Lectr dependency), master key set, no database (no spend logs);
+  W1/W2  HAProxy in front of 1 and 2 Lectr workers (scripts/workers.sh's layout).
+Targets are measured in interleaved rounds so that machine noise hits all of them alike.
+The load comes from a minimal HTTP/1.1 client in this process (keep-alive, one connection
+per concurrent caller), cheaper per request than an SDK so that it is not the bottleneck.
+
+Writes results/bench-<UTC stamp>.{json,md,png} and copies them to results/latest.*.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness  # noqa: E402
+
+from lectr import haproxy, keys, storage  # noqa: E402
+from lectr.endpoints import parse_path  # noqa: E402
+from lectr.routing import choose_route  # noqa: E402
+from lectr.rules import parse_rules  # noqa: E402
+
+LITELLM_VERSION = "1.106.2"
+LITELLM_VENV = harness.ROOT / ".bench" / "litellm"
+LITELLM_MASTER_KEY = "sk-bench-Master-Key-7f3a9c2e41d84b6a"
+MODEL = "gpt-4o-mini"  # served by the instant simulator
+# Streams go to a second simulator that spaces its chunks: Lectr reaches it as "groq"
+# (X-Lectr-Provider), LiteLLM by this model name. (A Llama model name would make LiteLLM
+# fetch a tokenizer from the internet first.)
+STREAM_MODEL = "gpt-4o"
+STREAM_CHUNKS, STREAM_GAP_MS = 20, 20
+FEATURE = "bench-summary"
+BODY = {
+    "model": MODEL,
+    "messages": [
+        {"role": "system", "content": "You are a terse assistant."},
+        {"role": "user", "content": "Summarise in one sentence why a proxy should add as little latency as it can."},
+    ],
+    "max_tokens": 64,
+}
+
+
+# --- a minimal keep-alive HTTP/1.1 client -----------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    t_sent: float
+    t_headers: float
+    t_done: float
+    chunks: list[tuple[float, int]] = field(default_factory=list)  # (arrival, SSE data events in it)
+
+    @property
+    def ms(self) -> float:
+        return (self.t_done - self.t_sent) * 1000
+
+    def first_event_ms(self) -> float | None:
+        return next(((t - self.t_sent) * 1000 for t, n in self.chunks if n), None)
+
+    def event_times(self) -> list[float]:
+        return [t for t, n in self.chunks for _ in range(n)]
+
+
+class Conn:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def send(self, request: bytes) -> Reply:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        reader = self.reader
+        t_sent = time.perf_counter()
+        self.writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        reply = Reply(int(head[9:12]), t_sent, time.perf_counter(), 0.0)
+        headers = {}
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip().lower()
+        if headers.get(b"transfer-encoding") == b"chunked":
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                if size == 0:
+                    await reader.readuntil(b"\r\n")
+                    break
+                data = await reader.readexactly(size + 2)
+                reply.chunks.append((time.perf_counter(), data.count(b"data:")))
+        elif b"content-length" in headers:
+            data = await reader.readexactly(int(headers[b"content-length"]))
+            reply.chunks.append((time.perf_counter(), data.count(b"data:")))
+        else:
+            data = await reader.read()
+            reply.chunks.append((time.perf_counter(), data.count(b"data:")))
+            headers[b"connection"] = b"close"
+        reply.t_done = time.perf_counter()
+        if headers.get(b"connection") == b"close":
+            self.close()
+        return reply
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+# --- what is measured -------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    key: str  # A, B, C, D, W1, W2
+    label: str
+    port: int
+    path: str
+    headers: dict[str, str]
+    pids: list[int] = field(default_factory=list)  # whose resident memory is measured
+    stream_port: int | None = None  # A and B stream from elsewhere (see start and start_b)
+    stream_headers: dict[str, str] = field(default_factory=dict)  # added to streaming requests
+    sent: int = 0
+
+    def request(self, stream: bool = False) -> bytes:
+        if stream:
+            body = dict(BODY, model=STREAM_MODEL, stream=True)
+            return raw_request(self.path, {**self.headers, **self.stream_headers}, json.dumps(body).encode())
+        return raw_request(self.path, self.headers, json.dumps(BODY).encode())
+
+
+def raw_request(path: str, headers: dict[str, str], body: bytes) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def sequential(target: Target, n: int, stream: bool = False) -> list[Reply]:
+    conn = Conn(target.stream_port if stream and target.stream_port else target.port)
+    request = target.request(stream)
+    replies = []
+    try:
+        for _ in range(n):
+            replies.append(await conn.send(request))
+    finally:
+        conn.close()
+    target.sent += n
+    return replies
+
+
+async def load(target: Target, concurrency: int, seconds: float | None = None, requests: int | None = None) -> float:
+    """Callers each on their own connection, back to back; returns requests per second."""
+    request = target.request()
+    done = 0
+    deadline = time.perf_counter() + seconds if seconds else None
+
+    async def caller() -> None:
+        nonlocal done
+        conn = Conn(target.port)
+        try:
+            while (deadline is None or time.perf_counter() < deadline) and (requests is None or done < requests):
+                done += 1
+                reply = await conn.send(request)
+                if reply.status != 200:
+                    raise RuntimeError(f"{target.label}: HTTP {reply.status}")
+        finally:
+            conn.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    target.sent += done
+    return done / (time.perf_counter() - t0)
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def rss_mb(pids: list[int]) -> float:
+    """Resident memory of these processes and all their descendants."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, list(pids)
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+# --- the processes ------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.procs: list[subprocess.Popen] = []
+        self.logs: list = []
+        self.targets: dict[str, Target] = {}
+
+    def log(self, name: str):
+        f = open(self.work / f"{name}.log", "w")
+        self.logs.append(f)
+        return f
+
+    def keep(self, proc: subprocess.Popen) -> subprocess.Popen:
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            harness.stop(proc)
+        for f in self.logs:
+            f.close()
+
+    def start(self) -> None:
+        self.sim = harness.free_port()
+        self.sim_stream = harness.free_port()
+        self.keep(harness.start_simulator(self.sim, self.log("simulator"), "--no-record"))
+        self.keep(
+            harness.start_simulator(
+                self.sim_stream,
+                self.log("simulator-stream"),
+                "--no-record",
+                "--chunks",
+                str(STREAM_CHUNKS),
+                "--chunk-gap-ms",
+                str(STREAM_GAP_MS),
+            )
+        )
+        auth = {"Authorization": "Bearer sk-bench-provider-key"}
+        self.targets["A"] = Target("A", "A direct", self.sim, "/v1/chat/completions", auth)
+        self.targets["A"].stream_port = self.sim_stream
+        self.targets["B"] = self.start_b(auth)
+        self.targets["C"] = self.start_c(auth)
+        if not self.args.no_litellm:
+            self.targets["D"] = self.start_d()
+
+    def start_b(self, auth: dict) -> Target:
+        # Bare mitmdump buffers whole responses unless told to stream; the streaming phase
+        # uses a second instance with stream_large_bodies=1 (Lectr streams SSE itself).
+        ports = []
+        for upstream, extra in ((self.sim, []), (self.sim_stream, ["--set", "stream_large_bodies=1"])):
+            port = harness.free_port()
+            args = [harness.MITMDUMP, "--mode", f"reverse:http://127.0.0.1:{upstream}", "--listen-host", "127.0.0.1"]
+            proc = self.keep(subprocess.Popen([*args, "-p", str(port), *extra], stdout=self.log(f"mitmdump-{port}")))
+            harness.wait_until(lambda: _accepts(port), what="bare mitmdump")
+            ports.append((port, proc))
+        (port, proc), (stream_port, _) = ports
+        return Target("B", "B bare mitmdump", port, "/v1/chat/completions", auth, [proc.pid], stream_port)
+
+    def start_c(self, auth: dict) -> Target:
+        db, rules = self.work / "lectr.duckdb", self.work / "rules.yaml"
+        new_key = keys.generate_key()
+        storage.insert_key(db, "bench", new_key)
+        rules.write_text(bench_rules(50))
+        env = harness.simulator_env(f"http://127.0.0.1:{self.sim}")
+        env["LECTR_GROQ_BASE_URL"] = f"http://127.0.0.1:{self.sim_stream}/openai/v1"
+        port = harness.free_port()
+        options = {"lectr_db": db, "lectr_rules": rules, **dict(o.split("=", 1) for o in self.args.lectr_set)}
+        proc = self.keep(harness.start_lectr(port, options, env, self.work / "lectr.log"))
+        self.lectr_proc, self.lectr_db = proc, db
+        headers = dict(auth, **{"X-Lectr-Key": new_key.key, "X-Lectr-Feature": FEATURE})
+        target = Target("C", "C Lectr", port, "/v1/chat/completions", headers, [proc.pid])
+        target.stream_headers = {"X-Lectr-Provider": "groq"}
+        return target
+
+    def start_d(self) -> Target:
+        litellm = ensure_litellm()
+        config = self.work / "litellm.yaml"
+        config.write_text(
+            json.dumps(
+                {
+                    "model_list": [
+                        {
+                            "model_name": name,
+                            "litellm_params": {"model": f"openai/{name}", "api_base": base, "api_key": "sk-sim"},
+                        }
+                        for name, base in (
+                            (MODEL, f"http://127.0.0.1:{self.sim}/v1"),
+                            (STREAM_MODEL, f"http://127.0.0.1:{self.sim_stream}/openai/v1"),
+                        )
+                    ],
+                    "litellm_settings": {"telemetry": False},
+                    "general_settings": {"master_key": LITELLM_MASTER_KEY},
+                }
+            )
+        )
+        port = harness.free_port()
+        env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_TELEMETRY="False")
+        proc = self.keep(
+            subprocess.Popen(
+                [
+                    str(litellm),
+                    "--config",
+                    str(config),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--num_workers",
+                    "1",
+                ],
+                stdout=self.log("litellm"),
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.work,
+            )
+        )
+        harness.wait_until(lambda: _accepts(port), timeout=120, what="the LiteLLM proxy")
+        headers = {"Authorization": f"Bearer {LITELLM_MASTER_KEY}"}
+        return Target("D", "D LiteLLM proxy", port, "/v1/chat/completions", headers, [proc.pid])
+
+    def start_workers(self, n: int) -> Target:
+        """HAProxy in front of n Lectr workers, laid out as scripts/workers.sh does."""
+        main_db = self.work / f"w{n}-lectr.duckdb"
+        new_key = keys.generate_key()
+        storage.insert_key(main_db, "bench", new_key)
+        env = harness.simulator_env(f"http://127.0.0.1:{self.sim}")
+        port, pids = harness.free_port(), []
+        addresses = haproxy.worker_addresses(port, n)
+        for i, address in enumerate(addresses, 1):
+            options = {
+                "lectr_db": self.work / f"w{n}-worker-{i}.duckdb",
+                "lectr_keys_db": main_db,
+                "lectr_rules": self.work / "rules.yaml",
+                "lectr_aggregate_every": 0,
+                "lectr_anomalies_every": 0,
+                "lectr_recommend_every": 0,
+            }
+            host = address.rsplit(":", 1)[0]
+            proc = self.keep(harness.start_lectr(port, options, env, self.work / f"w{n}-worker-{i}.log", host=host))
+            pids.append(proc.pid)
+        self.keep(harness.start_haproxy(port, addresses, self.work / f"haproxy-{n}", self.log(f"haproxy-{n}")))
+        headers = dict(self.targets["C"].headers, **{"X-Lectr-Key": new_key.key})
+        label = f"HAProxy + {n} Lectr worker{'s' if n > 1 else ''}"
+        return Target(f"W{n}", label, port, "/v1/chat/completions", headers, pids)
+
+
+def _accepts(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def ensure_litellm() -> Path:
+    exe = LITELLM_VENV / "bin" / "litellm"
+    if not exe.exists():
+        print(f"Installing litellm[proxy]=={LITELLM_VERSION} into {LITELLM_VENV} (once) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run(
+            [str(LITELLM_VENV / "bin" / "pip"), "install", "--quiet", f"litellm[proxy]=={LITELLM_VERSION}"], check=True
+        )
+    return exe
+
+
+def bench_rules(n: int) -> str:
+    """n rules; the benchmark's requests match only the last one, which rewrites the model."""
+    lines = ["rules:"]
+    for i in range(1, n):
+        lines += [
+            f"  - name: other feature {i}",
+            f"    priority: {i}",
+            f"    match: {{feature: feature-{i}, model: gpt-4o}}",
+            "    target: {model: gpt-4o-mini}",
+        ]
+    lines += [
+        "  - name: bench summaries to the small model",
+        f"    priority: {n}",
+        f"    match: {{feature: {FEATURE}}}",
+        "    target: {model: gpt-4.1-mini}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --- phases ---------------------------------------------------------------------------------
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+async def phase_latency(targets: list[Target], rounds: int, per_round: int) -> dict:
+    samples: dict[str, list[float]] = {t.key: [] for t in targets}
+    for t in targets:
+        await sequential(t, 50)  # warm-up: connections, caches, JIT-free Python still has them
+    for r in range(rounds):
+        for t in random.sample(targets, len(targets)):
+            samples[t.key] += [reply.ms for reply in await sequential(t, per_round)]
+        if (r + 1) % max(1, rounds // 5) == 0:
+            progress(f"  latency: round {r + 1}/{rounds}")
+    out = {}
+    base = {p: pct(samples["A"], p) for p in (50, 95, 99)}
+    for key, values in samples.items():
+        out[key] = {
+            "n": len(values),
+            **{f"p{p}_ms": pct(values, p) for p in (50, 95, 99)},
+            **{f"added_p{p}_ms": pct(values, p) - base[p] for p in (50, 95, 99)},
+        }
+    return out
+
+
+async def phase_throughput(targets: list[Target], levels: tuple[int, ...], seconds: float, rounds: int) -> dict:
+    out: dict[str, dict[str, float]] = {t.key: {} for t in targets}
+    for c in levels:
+        got: dict[str, list[float]] = {t.key: [] for t in targets}
+        for _ in range(rounds):
+            for t in random.sample(targets, len(targets)):
+                got[t.key].append(await load(t, c, seconds=seconds))
+        for key, values in got.items():
+            out[key][str(c)] = statistics.median(values)
+        progress(
+            "  throughput at concurrency %d: %s" % (c, ", ".join(f"{k} {v[str(c)]:.0f}/s" for k, v in out.items()))
+        )
+    return out
+
+
+async def phase_streaming(targets: list[Target], rounds: int, per_round: int) -> dict:
+    replies: dict[str, list[Reply]] = {t.key: [] for t in targets}
+    for t in targets:
+        await sequential(t, 3, stream=True)
+    for _ in range(rounds):
+        for t in random.sample(targets, len(targets)):
+            replies[t.key] += await sequential(t, per_round, stream=True)
+    half_gap = STREAM_GAP_MS / 2 / 1000
+    out = {}
+    first_a = statistics.median(r.first_event_ms() for r in replies["A"])
+    for key, rs in replies.items():
+        firsts = [r.first_event_ms() for r in rs]
+        spaced, gaps = [], []
+        for r in rs:
+            times = r.event_times()
+            steps = [b - a for a, b in zip(times, times[1:])]
+            spaced.append(sum(1 for s in steps if s >= half_gap))
+            gaps += [s * 1000 for s in steps if s >= half_gap]
+        out[key] = {
+            "n": len(rs),
+            "first_chunk_p50_ms": statistics.median(firsts),
+            "added_first_chunk_p50_ms": statistics.median(firsts) - first_a,
+            "events_per_stream": statistics.median(len(r.event_times()) for r in rs),
+            "spaced_gaps_min": min(spaced),  # the simulator spaces STREAM_CHUNKS - 1 gaps
+            "gap_p50_ms": statistics.median(gaps) if gaps else None,
+        }
+    return out
+
+
+async def phase_memory(targets: list[Target], first: int, total: int, concurrency: int) -> dict:
+    out = {}
+    for t in targets:
+        await load(t, concurrency, requests=max(0, first - t.sent))
+        at_first = rss_mb(t.pids)
+        progress(f"  memory {t.label}: {at_first:.0f} MB after {t.sent} requests; sending up to {total} ...")
+        step = max(1, (total - t.sent) // 10)
+        while t.sent < total:
+            await load(t, concurrency, requests=min(step, total - t.sent))
+        out[t.key] = {"first_requests": first, "rss_first_mb": at_first, "requests": t.sent, "rss_mb": rss_mb(t.pids)}
+        out[t.key]["growth"] = out[t.key]["rss_mb"] / at_first - 1
+        progress(f"  memory {t.label}: {out[t.key]['rss_mb']:.0f} MB after {t.sent} requests")
+    return out
+
+
+def lectr_events(db: Path, sent: int) -> dict:
+    with storage.connect(db, read_only=True) as con:
+        written, streaming = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE streaming) FROM request_logs"
+        ).fetchone()
+        dropped = con.execute("SELECT coalesce(sum(events), 0) FROM dropped_events").fetchone()[0]
+        overhead = {}
+        for kind, streamed in (("non_streaming", False), ("streaming", True)):
+            row = con.execute(
+                "SELECT quantile_cont(lectr_overhead_us, [0.5, 0.95, 0.99]) FROM request_logs WHERE streaming = ?",
+                [streamed],
+            ).fetchone()[0]
+            overhead[kind] = dict(zip(("p50_us", "p95_us", "p99_us"), row or (None, None, None)))
+    return {
+        "sent": sent,
+        "written": written,
+        "streaming_written": streaming,
+        "dropped": dropped,
+        "lectr_overhead_us": overhead,
+    }
+
+
+def rule_evaluation(counts=(1, 100, 1000)) -> dict:
+    """Microseconds per request to pick a route, rule set in memory, request matching no rule."""
+    endpoint = parse_path("/v1/chat/completions")
+    out = {}
+    for n in counts:
+        rules = parse_rules(bench_rules(n))
+        call = lambda: choose_route(  # noqa: E731
+            rules,
+            org="bench",
+            feature="not-a-feature",
+            task=None,
+            provider="openai",
+            model=MODEL,
+            endpoint=endpoint,
+            can_serve=lambda p: True,
+        )
+        number = 20_000
+        best = min(timeit.repeat(call, number=number, repeat=5)) / number
+        out[str(n)] = best * 1e6
+    return out
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "os": platform.platform()}
+
+
+def verdicts(r: dict) -> list[tuple[str, str, bool | None]]:
+    lat, thr, st, mem, ev = r["latency"], r["throughput"], r["streaming"], r["memory"], r["events"]
+    out = []
+    ratio_b = lat["C"]["added_p50_ms"] / lat["B"]["added_p50_ms"]
+    out.append(("added latency p50, C/B", f"{ratio_b:.2f}x (target <= 1.15x)", ratio_b <= 1.15))
+    if "D" in lat:
+        ratio_d = lat["C"]["added_p50_ms"] / lat["D"]["added_p50_ms"]
+        out.append(("added latency p50, C/D", f"{ratio_d:.2f}x (target <= 0.33x)", ratio_d <= 1 / 3))
+    tb = thr["C"]["8"] / thr["B"]["8"]
+    out.append(("throughput at 8, C/B", f"{tb:.2f}x (target >= 0.85x)", tb >= 0.85))
+    if "D" in thr:
+        td = thr["C"]["8"] / thr["D"]["8"]
+        out.append(("throughput at 8, C/D", f"{td:.2f}x (target >= 2x)", td >= 2))
+    added = st["C"]["added_first_chunk_p50_ms"]
+    out.append(("streaming: added time to first chunk p50", f"{added:.2f} ms (target < 3 ms)", added < 3))
+    kept = st["C"]["spaced_gaps_min"] >= st["A"]["spaced_gaps_min"]
+    out.append(
+        (
+            "streaming: chunks never coalesced",
+            f"{st['C']['spaced_gaps_min']} of {st['A']['spaced_gaps_min']} gaps kept in the worst stream",
+            kept,
+        )
+    )
+    growth = mem["C"]["growth"]
+    out.append(
+        (
+            f"memory {mem['C']['first_requests']} -> {mem['C']['requests']} requests",
+            f"{growth:+.1%} (target within 10%)",
+            abs(growth) <= 0.10,
+        )
+    )
+    out.append(
+        (
+            "events written / dropped",
+            f"{ev['written']} of {ev['sent']} / {ev['dropped']} dropped",
+            ev["dropped"] == 0 and ev["written"] == ev["sent"],
+        )
+    )
+    ru = r["rule_evaluation_us"]["1000"]
+    out.append(("rule evaluation, 1000 rules", f"{ru:.1f} us (target < 50 us)", ru < 50))
+    return out
+
+
+def markdown(r: dict) -> str:
+    m = r["machine"]
+    labels = r["labels"]
+    lines = [
+        f"Benchmark of {r['started']} on {m['cpu']}, {m['cores']} cores, Python {m['python']}"
+        f" ({'quick run' if r['quick'] else 'full run'}; `{r['command']}`).",
+        "",
+        "| | added p50 | added p95 | added p99 | req/s at 1 | at 8 | at 32 | added time to 1st chunk | "
+        f"gaps kept | RSS after {_memory_first(r):,} requests | RSS at the end (requests) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in r["latency"]:
+        lat, thr, st = r["latency"][key], r["throughput"].get(key, {}), r["streaming"].get(key, {})
+        mem = r["memory"].get(key)
+        lines.append(
+            f"| {labels[key]} | {_ms(lat['added_p50_ms'])} | {_ms(lat['added_p95_ms'])} | {_ms(lat['added_p99_ms'])} | "
+            + " | ".join(f"{thr[c]:.0f}" if c in thr else "" for c in ("1", "8", "32"))
+            + f" | {_ms(st.get('added_first_chunk_p50_ms'))} | {st.get('spaced_gaps_min', '')} | "
+            + (f"{mem['rss_first_mb']:.0f} MB | {mem['rss_mb']:.0f} MB ({mem['requests']:,}) |" if mem else " | |")
+        )
+    lines += [
+        "",
+        "A's own times (the baseline): p50 {p50_ms:.2f} ms, p95 {p95_ms:.2f} ms, p99 {p99_ms:.2f} ms.".format(
+            **r["latency"]["A"]
+        ),
+    ]
+    if r.get("workers"):
+        w = r["workers"]
+        lines += ["", "| more than one core | req/s at 8 | at 32 |", "|---|---|---|"]
+        for key, values in w.items():
+            lines.append(f"| {labels[key]} | {values['8']:.0f} | {values['32']:.0f} |")
+    ev = r["events"]
+    lines += [
+        "",
+        f"Lectr's own time in its hooks (`lectr_overhead_us`, from the stored events): non-streaming "
+        f"p50 {_us(ev['lectr_overhead_us']['non_streaming']['p50_us'])}, p95 "
+        f"{_us(ev['lectr_overhead_us']['non_streaming']['p95_us'])}; streaming p50 "
+        f"{_us(ev['lectr_overhead_us']['streaming']['p50_us'])}.",
+        "Rule evaluation (a request matching none of N rules): "
+        + ", ".join(f"{n} rules {us:.2f} us" for n, us in r["rule_evaluation_us"].items())
+        + ".",
+        "",
+        "| target | result | met |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {value} | {'yes' if ok else 'NO'} |" for name, value, ok in verdicts(r)]
+    return "\n".join(lines) + "\n"
+
+
+def _memory_first(r: dict) -> int:
+    return next(iter(r["memory"].values()))["first_requests"]
+
+
+def _ms(v: float | None) -> str:
+    return "" if v is None else f"{v:.2f} ms"
+
+
+def _us(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.0f} us"
+
+
+def chart(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = r["labels"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    keys_ = [k for k in r["latency"] if k != "A"]
+    x = range(len(keys_))
+    for i, p in enumerate((50, 95, 99)):
+        axes[0].bar([v + i * 0.27 for v in x], [r["latency"][k][f"added_p{p}_ms"] for k in keys_], 0.27, label=f"p{p}")
+    axes[0].set_xticks([v + 0.27 for v in x], [labels[k] for k in keys_], fontsize=8)
+    axes[0].set_ylabel("ms added over direct")
+    axes[0].set_title("Added latency, concurrency 1")
+    axes[0].legend()
+    levels = ("1", "8", "32")
+    tkeys = list(r["throughput"]) + list(r.get("workers", {}))
+    for i, k in enumerate(tkeys):
+        values = r["throughput"].get(k) or r["workers"][k]
+        axes[1].bar(
+            [j + i * 0.8 / len(tkeys) for j in range(len(levels))],
+            [values.get(c, 0) for c in levels],
+            0.8 / len(tkeys),
+            label=labels[k],
+        )
+    axes[1].set_xticks([j + 0.4 for j in range(len(levels))], [f"concurrency {c}" for c in levels])
+    axes[1].set_ylabel("requests per second")
+    axes[1].set_title("Throughput (instant upstream)")
+    axes[1].legend(fontsize=7)
+    skeys = [k for k in r["streaming"] if k != "A"]
+    axes[2].bar([labels[k] for k in skeys], [r["streaming"][k]["added_first_chunk_p50_ms"] for k in skeys])
+    axes[2].set_ylabel("ms added to the first chunk, p50")
+    axes[2].set_title(f"Streaming ({STREAM_CHUNKS} chunks, {STREAM_GAP_MS} ms apart)")
+    axes[2].tick_params(axis="x", labelsize=8)
+    fig.suptitle(f"Lectr benchmark, {r['started']}, {r['machine']['cores']} cores")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+async def run(bench: Bench, args: argparse.Namespace) -> dict:
+    q = args.quick
+    t = bench.targets
+    core = [t[k] for k in ("A", "B", "C", "D") if k in t]
+    result: dict = {"labels": {k: v.label for k, v in t.items()}}
+    progress(f"latency at concurrency 1 ({'A, B, C, D' if 'D' in t else 'A, B, C'}, interleaved) ...")
+    result["latency"] = await phase_latency(core, rounds=4 if q else 40, per_round=25 if q else 50)
+    progress("throughput at concurrency 1, 8, 32 ...")
+    result["throughput"] = await phase_throughput(core, (1, 8, 32), seconds=1 if q else 4, rounds=1 if q else 3)
+    progress(f"streaming: {STREAM_CHUNKS} chunks {STREAM_GAP_MS} ms apart ...")
+    result["streaming"] = await phase_streaming(core, rounds=3 if q else 6, per_round=5 if q else 10)
+    progress("memory: resident size after a first and a last count of requests ...")
+    first, total = (1_000, 3_000) if q else (10_000, args.memory_requests)
+    result["memory"] = await phase_memory([x for x in core if x.key in ("B", "C")], first, total, concurrency=8)
+    if "D" in t:  # at its ~50 requests/s, 100k would take over half an hour
+        result["memory"].update(await phase_memory([t["D"]], first, min(total, args.litellm_memory_requests), 8))
+    if not args.no_workers:
+        progress("more than one core: HAProxy in front of 1 and of 2 Lectr workers, interleaved ...")
+        workers = [bench.start_workers(n) for n in (1, 2)]
+        for w in workers:
+            result["labels"][w.key] = w.label
+            await load(w, 8, requests=500)  # warm-up: every worker's first requests
+        result["workers"] = await phase_throughput(workers, (8, 32), seconds=1 if q else 4, rounds=1 if q else 3)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small counts: checks that every phase works")
+    parser.add_argument("--no-litellm", action="store_true", help="skip D, the LiteLLM proxy")
+    parser.add_argument("--no-workers", action="store_true", help="skip the HAProxy + N workers phase")
+    parser.add_argument("--memory-requests", type=int, default=100_000, help="B and C: RSS after this many")
+    parser.add_argument("--litellm-memory-requests", type=int, default=20_000, help="D: RSS after this many")
+    parser.add_argument("--lectr-set", action="append", default=[], metavar="OPTION=VALUE", help="an option for C")
+    parser.add_argument("--out", default=str(harness.ROOT / "results"), help="where to write the results")
+    args = parser.parse_args()
+    started = datetime.now(timezone.utc)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="lectr-bench-"))
+    bench = Bench(args, work)
+    try:
+        progress(f"starting the simulator and the proxies (logs in {work}) ...")
+        bench.start()
+        result = asyncio.run(run(bench, args))
+        progress("stopping Lectr (it flushes its queue) and reading its events ...")
+        harness.stop(bench.lectr_proc)
+        result["events"] = lectr_events(bench.lectr_db, bench.targets["C"].sent)
+    finally:
+        bench.close()
+    progress("rule evaluation with 1, 100 and 1,000 rules ...")
+    result["rule_evaluation_us"] = rule_evaluation()
+    result.update(
+        started=started.strftime("%Y-%m-%d %H:%M UTC"),
+        quick=args.quick,
+        command="python scripts/bench.py " + " ".join(sys.argv[1:]),
+        machine=machine(),
+        litellm={"version": LITELLM_VERSION, "database_logging": False} if not args.no_litellm else None,
+    )
+    stem = out / f"bench-{started:%Y%m%dT%H%M%SZ}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(result))
+    chart(result, stem.with_suffix(".png"))
+    for suffix in (".json", ".md", ".png"):
+        shutil.copyfile(stem.with_suffix(suffix), (out / "latest").with_suffix(suffix))
+    shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(markdown(result))
+    print(f"Written: {stem}.{{json,md,png}} and {out / 'latest'}.*")
+    return 0 if all(ok for _, _, ok in verdicts(result)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""scripts/bench.py, in its quick mode: every phase runs and the report is complete.
+
+The figures themselves are benchmark results (README, results/), not asserted here;
+what is asserted holds on any machine: nothing Lectr recorded was lost on the way.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_the_benchmark_runs_every_phase_and_writes_its_report(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "scripts/bench.py", "--quick", "--no-litellm", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert "Written:" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads((tmp_path / "latest.json").read_text())
+    assert set(result["latency"]) == set(result["throughput"]) == set(result["streaming"]) == {"A", "B", "C"}
+    assert set(result["workers"]) == {"W1", "W2"} and all(v["8"] > 0 for v in result["workers"].values())
+    # Every request C answered is one stored event, streaming ones included, and none dropped.
+    events, streaming = result["events"], result["streaming"]["C"]
+    assert events["written"] == events["sent"] and events["dropped"] == 0
+    assert events["streaming_written"] == streaming["n"] + 3  # + the warm-up streams
+    assert events["lectr_overhead_us"]["non_streaming"]["p50_us"] > 0
+    # Streams arrive whole through every hop: the simulator's events, all of them.
+    assert {s["events_per_stream"] for s in result["streaming"].values()} == {streaming["events_per_stream"]}
+    assert set(result["rule_evaluation_us"]) == {"1", "100", "1000"}
+    report = (tmp_path / "latest.md").read_text()
+    assert "| C Lectr |" in report and "| HAProxy + 2 Lectr workers |" in report
+    assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -199,7 +199,7 @@ class WriterProcess(_Drainer):
             return
         self._shipped_drops = drops
         message = (batch, drops)
-        for attempt in (1, 2):
+        for _ in range(2):
             try:
                 self._pipe.send(message)
                 if final:
@@ -214,8 +214,10 @@ class WriterProcess(_Drainer):
 
 def _child(path: str, pipe, interval: float, maxsize: int, batch_size: int) -> None:
     """The writer process: receive batches until the proxy says stop (None) or goes away."""
-    # Ctrl-C reaches the whole process group; the proxy says when to stop, after its last batch.
+    # Ctrl-C, or a service manager's SIGTERM, reaches the whole process group. The proxy says
+    # when to stop, after its last batch; if it dies instead, the pipe closes and ends the loop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="[lectr-writer] %(levelname)s %(message)s")
     queue = EventQueue(maxsize, batch_size)
     writer = Writer(path, queue, interval)

@@ -9,6 +9,7 @@ another process holds the lock.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import threading
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import duckdb
-import pyarrow as pa
 
 from lectr.keys import NewKey, StoredKey
 
@@ -265,17 +265,23 @@ def active_keys(path: str | Path) -> list[StoredKey]:
 
 # --- request logs ---------------------------------------------------------------------
 
-_LOG_TYPES = {
-    "ts": pa.timestamp("us"),
-    "status_code": pa.int32(),
-    "latency_ms": pa.float64(),
-    "ttfb_ms": pa.float64(),
-    "cost_usd": pa.float64(),
-    "lectr_overhead_us": pa.float64(),
-    **{c: pa.int64() for c in ("prompt_tokens", "completion_tokens", "cached_tokens")},
-    **{c: pa.int64() for c in ("request_bytes", "response_bytes")},
-    **{c: pa.bool_() for c in ("provider_unknown", "task_valid", "streaming", "price_known")},
-}
+
+@functools.cache
+def _log_types() -> dict:
+    """Arrow types of the request_logs columns that are not strings (pyarrow loaded on first write)."""
+    import pyarrow as pa
+
+    return {
+        "ts": pa.timestamp("us"),
+        "status_code": pa.int32(),
+        "latency_ms": pa.float64(),
+        "ttfb_ms": pa.float64(),
+        "cost_usd": pa.float64(),
+        "lectr_overhead_us": pa.float64(),
+        **{c: pa.int64() for c in ("prompt_tokens", "completion_tokens", "cached_tokens")},
+        **{c: pa.int64() for c in ("request_bytes", "response_bytes")},
+        **{c: pa.bool_() for c in ("provider_unknown", "task_valid", "streaming", "price_known")},
+    }
 
 
 def append_request_logs(path: str | Path, rows: list[dict], dropped: dict[str, int] | None = None) -> None:
@@ -289,7 +295,10 @@ def append_request_logs(path: str | Path, rows: list[dict], dropped: dict[str, i
         con.execute("BEGIN TRANSACTION")
         if rows:
             columns = {name: [row[name] for row in rows] for name in rows[0]}
-            batch = pa.table({n: pa.array(v, type=_LOG_TYPES.get(n, pa.string())) for n, v in columns.items()})
+            import pyarrow as pa  # only the writer process needs it: the proxy stays smaller
+
+            types = _log_types()
+            batch = pa.table({n: pa.array(v, type=types.get(n, pa.string())) for n, v in columns.items()})
             con.register("batch", batch)
             con.execute("INSERT INTO request_logs BY NAME SELECT * FROM batch")
             con.unregister("batch")

@@ -26,10 +26,13 @@ import multiprocessing
 import signal
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from lectr import storage
 from lectr.events import Event, EventQueue
-from lectr.metering import Meter
+
+if TYPE_CHECKING:
+    from lectr.metering import Meter
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,10 @@ class _Drainer:
 
 class Writer(_Drainer):
     def __init__(self, path: str, queue: EventQueue, interval: float = 1.0, meter: Meter | None = None) -> None:
+        # Imported here: metering loads tiktoken and the price data, which only the writer
+        # process needs; the proxy that imports this module for WriterProcess stays smaller.
+        from lectr.metering import Meter
+
         super().__init__(queue, interval, "lectr-writer")
         self.path = path
         self.meter = meter or Meter()

@@ -283,7 +283,7 @@ class Bench:
             port = harness.free_port()
             args = [harness.MITMDUMP, "--mode", f"reverse:http://127.0.0.1:{upstream}", "--listen-host", "127.0.0.1"]
             proc = self.keep(subprocess.Popen([*args, "-p", str(port), *extra], stdout=self.log(f"mitmdump-{port}")))
-            harness.wait_until(lambda: _accepts(port), what="bare mitmdump")
+            harness.wait_until(lambda: harness.accepts("127.0.0.1", port), what="bare mitmdump")
             ports.append((port, proc))
         (port, proc), (stream_port, _) = ports
         return Target("B", "B bare mitmdump", port, "/v1/chat/completions", auth, [proc.pid], stream_port)
@@ -346,7 +346,7 @@ class Bench:
                 cwd=self.work,
             )
         )
-        harness.wait_until(lambda: _accepts(port), timeout=120, what="the LiteLLM proxy")
+        harness.wait_until(lambda: harness.accepts("127.0.0.1", port), timeout=120, what="the LiteLLM proxy")
         headers = {"Authorization": f"Bearer {LITELLM_MASTER_KEY}"}
         return Target("D", "D LiteLLM proxy", port, "/v1/chat/completions", headers, [proc.pid])
 
@@ -374,13 +374,6 @@ class Bench:
         headers = dict(self.targets["C"].headers, **{"X-Lectr-Key": new_key.key})
         label = f"HAProxy + {n} Lectr worker{'s' if n > 1 else ''}"
         return Target(f"W{n}", label, port, "/v1/chat/completions", headers, pids)
-
-
-def _accepts(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def ensure_litellm() -> Path:

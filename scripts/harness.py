@@ -130,7 +130,7 @@ def start_haproxy(port: int, backends: list[int | str], cfg_dir: Path, log: IO) 
     cfg.write_text(haproxy.config(port, backends))
     proc = subprocess.Popen([haproxy_binary(), "-db", "-f", str(cfg)], stdout=log, stderr=log)
     try:
-        wait_until(lambda: proc.poll() is not None or _accepts("127.0.0.1", port), what="haproxy to listen")
+        wait_until(lambda: proc.poll() is not None or accepts("127.0.0.1", port), what="haproxy to listen")
         if proc.poll() is not None:
             raise RuntimeError(f"haproxy exited with status {proc.returncode}; see its log")
     except BaseException:
@@ -139,6 +139,7 @@ def start_haproxy(port: int, backends: list[int | str], cfg_dir: Path, log: IO) 
     return proc
 
 
-def _accepts(host: str, port: int) -> bool:
+def accepts(host: str, port: int) -> bool:
+    """Something listens at host:port (raises OSError otherwise; wait_until takes that as 'not yet')."""
     with socket.create_connection((host, port), timeout=1):
         return True

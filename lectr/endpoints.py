@@ -9,6 +9,7 @@ provider by `upstream_url`. Pure functions, no I/O.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -36,6 +37,7 @@ class Endpoint:
         return self.suffix == CHAT or (self.native == "anthropic" and self.suffix == MESSAGES)
 
 
+@functools.lru_cache(maxsize=4096)  # a service sends a handful of paths, each many times
 def parse_path(path: str) -> Endpoint | None:
     """The endpoint a request path addresses, or None when it is not an LLM API path."""
     path_only, _, query = path.partition("?")
@@ -80,6 +82,7 @@ def upstream_url(
     return f"{url}?{query}" if query else url
 
 
+@functools.lru_cache(maxsize=4096)
 def split_url(url: str) -> Upstream:
     """Break an absolute http(s) URL into what mitmproxy needs to address a request."""
     match = re.match(r"^(https?)://(\[[^\]]+\]|[^/:]+)(?::(\d+))?(/.*)?$", url)

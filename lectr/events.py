@@ -2,7 +2,7 @@
 
 Pure. The hot path builds an `Event` from plain values and offers it to the
 `EventQueue`; it never waits. Everything that costs time (decoding bodies, counting
-tokens, pricing, writing) happens later, in the writer thread.
+tokens, pricing, writing) happens later, in the writer process.
 
 An event never carries a provider key or the Lectr key. It carries the request and
 response bodies in memory only, for token counting; they are never stored.
@@ -99,7 +99,7 @@ def error_category(
 class EventQueue:
     """A bounded queue whose `offer` never blocks: when full, the event is dropped and counted.
 
-    Safe for one producer (the event loop) and one consumer (the writer thread): deque
+    Safe for one producer (the event loop) and one consumer (the thread that drains it): deque
     appends and pops are atomic, and the producer is the only one that counts drops.
     """
 

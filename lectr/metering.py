@@ -1,6 +1,6 @@
 """Metering: turn an `Event` into the stored row, with its token counts and cost.
 
-Runs in the writer thread, never on the event loop. Token source, in order of trust:
+Runs in the writer process (lectr/writer.py), never in the proxy. Token source, in order of trust:
 - `provider`: the provider reported usage (in the body, or in the stream);
 - `calibrated`: tiktoken's count, scaled by what this model's provider reported on
   earlier responses where Lectr had both (see `tokens.Calibrator`);

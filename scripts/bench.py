@@ -599,7 +599,7 @@ def markdown(r: dict) -> str:
     labels = r["labels"]
     lines = [
         f"Benchmark of {r['started']} on {m['cpu']}, {m['cores']} cores, Python {m['python']}"
-        f" ({'quick run' if r['quick'] else 'full run'}; `{r['command']}`).",
+        f" ({'quick run' if r['quick'] else 'full run'} at commit {r.get('commit') or '?'}; `{r['command']}`).",
         "",
         "| | added p50 | added p95 | added p99 | req/s at 1 | at 8 | at 32 | added time to 1st chunk | "
         f"gaps kept | RSS after {_memory_first(r):,} requests | RSS at the end (requests) |",
@@ -755,6 +755,9 @@ def main() -> int:
         started=started.strftime("%Y-%m-%d %H:%M UTC"),
         quick=args.quick,
         command="python scripts/bench.py " + " ".join(sys.argv[1:]),
+        commit=subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=harness.ROOT, capture_output=True, text=True
+        ).stdout.strip(),
         machine=machine(),
         litellm={"version": LITELLM_VERSION, "database_logging": False} if not args.no_litellm else None,
     )

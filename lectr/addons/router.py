@@ -178,12 +178,10 @@ class Router:
             request.content = plan.content
         if plan.normalise_auth:
             request.headers.fields = with_provider_auth(request.headers.fields, plan.provider, plan.key)
-        request.scheme, request.host, request.port, request.path = (
-            upstream.scheme,
-            upstream.host,
-            upstream.port,
-            upstream.path,
-        )
+        # Each of mitmproxy's host and port setters rewrites the Host header; the port goes in
+        # first, underneath, so that the host setter writes the header once, with both.
+        request.scheme, request.data.port = upstream.scheme, upstream.port
+        request.host, request.path = upstream.host, upstream.path
 
 
 def _rules_loaded(rules: WatchedFile[RuleSet]) -> None:

@@ -145,13 +145,15 @@ class Target:
     headers: dict[str, str]
     pids: list[int] = field(default_factory=list)  # whose resident memory is measured
     stream_port: int | None = None  # A and B stream from elsewhere (see start and start_b)
+    stream_path: str | None = None
     stream_headers: dict[str, str] = field(default_factory=dict)  # added to streaming requests
     sent: int = 0
 
     def request(self, stream: bool = False) -> bytes:
         if stream:
             body = dict(BODY, model=STREAM_MODEL, stream=True)
-            return raw_request(self.path, {**self.headers, **self.stream_headers}, json.dumps(body).encode())
+            headers = {**self.headers, **self.stream_headers}
+            return raw_request(self.stream_path or self.path, headers, json.dumps(body).encode())
         return raw_request(self.path, self.headers, json.dumps(BODY).encode())
 
 
@@ -270,23 +272,33 @@ class Bench:
         auth = {"Authorization": "Bearer sk-bench-provider-key"}
         self.targets["A"] = Target("A", "A direct", self.sim, "/v1/chat/completions", auth)
         self.targets["A"].stream_port = self.sim_stream
-        self.targets["B"] = self.start_b(auth)
+        self.targets["B"], self.targets["B'"] = self.start_b(auth)
         self.targets["C"] = self.start_c(auth)
         if not self.args.no_litellm:
             self.targets["D"] = self.start_d()
 
-    def start_b(self, auth: dict) -> Target:
-        # Bare mitmdump buffers whole responses unless told to stream; the streaming phase
-        # uses a second instance with stream_large_bodies=1 (Lectr streams SSE itself).
-        ports = []
-        for upstream, extra in ((self.sim, []), (self.sim_stream, ["--set", "stream_large_bodies=1"])):
+    def start_b(self, auth: dict) -> list[Target]:
+        """Bare mitmdump: B in Lectr's own (regular) mode, the client using it as an HTTP proxy
+        (absolute-form request lines); B' in reverse mode, for reference. Bare mitmdump buffers
+        whole responses unless told to stream, so B streams through a third instance with
+        stream_large_bodies=1 (Lectr streams SSE itself)."""
+        chat = "/v1/chat/completions"
+        ports = {}
+        for name, mode, extra in (
+            ("B", [], []),
+            ("B-stream", [], ["--set", "stream_large_bodies=1"]),
+            ("B'", ["--mode", f"reverse:http://127.0.0.1:{self.sim}"], []),
+        ):
             port = harness.free_port()
-            args = [harness.MITMDUMP, "--mode", f"reverse:http://127.0.0.1:{upstream}", "--listen-host", "127.0.0.1"]
-            proc = self.keep(subprocess.Popen([*args, "-p", str(port), *extra], stdout=self.log(f"mitmdump-{port}")))
+            args = [harness.MITMDUMP, *mode, "--listen-host", "127.0.0.1", "-p", str(port), *extra]
+            proc = self.keep(subprocess.Popen(args, stdout=self.log(f"mitmdump-{port}")))
             harness.wait_until(lambda: harness.accepts("127.0.0.1", port), what="bare mitmdump")
-            ports.append((port, proc))
-        (port, proc), (stream_port, _) = ports
-        return Target("B", "B bare mitmdump", port, "/v1/chat/completions", auth, [proc.pid], stream_port)
+            ports[name] = port, proc
+        b_url = f"http://127.0.0.1:{self.sim}{chat}"
+        b = Target("B", "B bare mitmdump", ports["B"][0], b_url, auth, [ports["B"][1].pid])
+        b.stream_port, b.stream_path = ports["B-stream"][0], f"http://127.0.0.1:{self.sim_stream}{chat}"
+        b_rev = Target("B'", "B' bare mitmdump, reverse mode", ports["B'"][0], chat, auth, [ports["B'"][1].pid])
+        return [b, b_rev]
 
     def start_c(self, auth: dict) -> Target:
         db, rules = self.work / "lectr.duckdb", self.work / "rules.yaml"
@@ -703,11 +715,12 @@ async def run(bench: Bench, args: argparse.Namespace) -> dict:
     q = args.quick
     t = bench.targets
     core = [t[k] for k in ("A", "B", "C", "D") if k in t]
+    every = [t[k] for k in ("A", "B", "B'", "C", "D") if k in t]  # B' (reverse mode) for latency and throughput
     result: dict = {"labels": {k: v.label for k, v in t.items()}}
     progress(f"latency at concurrency 1 ({'A, B, C, D' if 'D' in t else 'A, B, C'}, interleaved) ...")
-    result["latency"] = await phase_latency(core, rounds=4 if q else 40, per_round=25 if q else 50)
+    result["latency"] = await phase_latency(every, rounds=4 if q else 40, per_round=25 if q else 50)
     progress("throughput at concurrency 1, 8, 32 ...")
-    result["throughput"] = await phase_throughput(core, (1, 8, 32), seconds=1 if q else 4, rounds=1 if q else 3)
+    result["throughput"] = await phase_throughput(every, (1, 8, 32), seconds=1 if q else 4, rounds=1 if q else 3)
     progress(f"streaming: {STREAM_CHUNKS} chunks {STREAM_GAP_MS} ms apart ...")
     result["streaming"] = await phase_streaming(core, rounds=3 if q else 6, per_round=5 if q else 10)
     progress("memory: resident size after a first and a last count of requests ...")

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         "--collect", metavar="GLOB", required=True, help="the workers' files, e.g. 'lectr-workers/worker-*.duckdb'"
     )
     jobs.add_argument("--collect-every", metavar="SECONDS", type=float, default=5, help="default 5")
-    for job, every in (("aggregate", 60), ("anomalies", 300), ("recommend", 86400)):
+    for job, every in workers.EVERY.items():
         jobs.add_argument(
             f"--{job}-every", metavar="SECONDS", type=float, default=every, help=f"0: never; default {every}"
         )

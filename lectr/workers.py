@@ -16,6 +16,8 @@ from lectr.recommend import Recommendation, recommend_all
 log = logging.getLogger(__name__)
 
 RECOMMEND_DAYS = 30  # traffic considered by the recommendation engine
+# Seconds between runs, in the proxy (lectr_*_every) and in `lectr jobs` (--*-every).
+EVERY = {"aggregate": 60, "anomalies": 300, "recommend": 86400}
 
 
 def run_aggregate(db: str | Path, now: datetime | None = None) -> int:

@@ -30,9 +30,8 @@ class Workers:
 
     def load(self, loader) -> None:
         env = alerts.env_settings()
-        loader.add_option("lectr_aggregate_every", int, 60, "Seconds between dashboard aggregations; 0: never.")
-        loader.add_option("lectr_anomalies_every", int, 300, "Seconds between anomaly checks; 0: never.")
-        loader.add_option("lectr_recommend_every", int, 86400, "Seconds between recommendation runs; 0: never.")
+        for job, seconds in workers.EVERY.items():
+            loader.add_option(f"lectr_{job}_every", int, seconds, f"Seconds between {job} runs; 0: never.")
         loader.add_option("lectr_smtp_host", str, env.host, "SMTP server for anomaly alerts; empty: no email.")
         loader.add_option("lectr_smtp_port", int, env.port, "SMTP port.")
         loader.add_option("lectr_smtp_from", str, env.sender, "Sender address of alert emails.")

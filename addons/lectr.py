@@ -11,6 +11,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lectr.addons.auth import Auth  # noqa: E402
+from lectr.addons.clientguard import ClientGuard  # noqa: E402
 from lectr.addons.gateway import Gateway  # noqa: E402
 from lectr.addons.recorder import Recorder  # noqa: E402
 from lectr.addons.router import Router  # noqa: E402
@@ -21,6 +22,7 @@ from lectr.addons.workers import Workers  # noqa: E402
 
 addons = [
     Gateway(),  # which traffic is Lectr's; X-Lectr-* headers read and removed
+    ClientGuard(),  # time limit on the client sending its request body
     Auth(),  # X-Lectr-Key -> org, or 401
     Router(),  # provider detection, rules, auth normalisation, upstream address
     StreamUsage(),  # optionally asks for usage in streams (lectr_stream_usage=inject)

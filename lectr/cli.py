@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import glob
 import logging
 import signal
@@ -10,7 +11,8 @@ import sys
 import time
 from typing import Callable
 
-from lectr import alerts, collect, haproxy, keys, storage, workers
+from lectr import alerts, collect, haproxy, keys, secretsfile, storage, workers
+from lectr.providers import PROVIDERS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +26,22 @@ def main(argv: list[str] | None = None) -> int:
     list_ = keys_commands.add_parser("list", help="list keys (ids and orgs, never the keys)")
     revoke = keys_commands.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id", metavar="KEY_ID")
+    secrets_parser = commands.add_parser(
+        "secrets", help="set and list the provider keys Lectr uses when a rule switches provider"
+    )
+    secrets_commands = secrets_parser.add_subparsers(dest="action", required=True)
+    secrets_set = secrets_commands.add_parser(
+        "set",
+        help="store PROVIDER's key, read from stdin (typed without echo on a terminal; never an argument, so it "
+        "stays out of shell history); the file is written owner-only (0600)",
+    )
+    secrets_set.add_argument("provider", metavar="PROVIDER", choices=PROVIDERS, help=", ".join(PROVIDERS))
+    secrets_set.add_argument("--org", help="for this org only (default: for every org)")
+    secrets_list = secrets_commands.add_parser("list", help="list providers and orgs with keys (masked)")
+    for sub in (secrets_set, secrets_list):
+        sub.add_argument(
+            "--file", default=secretsfile.DEFAULT_PATH, help=f"secrets file (default: {secretsfile.DEFAULT_PATH})"
+        )
     aggregate = commands.add_parser("aggregate", help="recompute the dashboard summaries once")
     anomalies = commands.add_parser(
         "anomalies", help="check the last hour against the past week once; mail new anomalies (LECTR_SMTP_*)"
@@ -77,12 +95,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "haproxy-config":
             print(haproxy.config(args.port, args.backends), end="")
             return 0
+        if args.command == "secrets" and args.action == "set":
+            return _secrets_set(args.provider, args.org, args.file)
+        if args.command == "secrets":
+            return _secrets_list(args.file)
         if args.action == "create":
             return _create(args.org, args.db)
         if args.action == "list":
             return _list(args.db)
         return _revoke(args.key_id, args.db)
-    except storage.StorageError as e:
+    except (storage.StorageError, secretsfile.SecretsFileError) as e:
         print(f"lectr: {e}", file=sys.stderr)
         return 1
 
@@ -113,6 +135,25 @@ def _revoke(key_id: str, db: str) -> int:
         return 0
     print(f"lectr: no active key with id {key_id!r} in {db} ('lectr keys list --db {db}' shows them)", file=sys.stderr)
     return 1
+
+
+def _secrets_set(provider: str, org: str | None, path: str) -> int:
+    if sys.stdin.isatty():
+        api_key = getpass.getpass(f"{provider} API key (not shown): ")
+    else:
+        api_key = sys.stdin.read()
+    secretsfile.set_key(path, provider, api_key, org)
+    scope = f"org {org!r}" if org else "every org"
+    print(f"Stored the {provider} key for {scope} in {path} (owner-only). A running proxy reloads it within a second.")
+    return 0
+
+
+def _secrets_list(path: str) -> int:
+    for entry in secretsfile.entries(path):
+        print(f"{entry.provider}  {entry.org or '(every org)'}  {entry.masked_key}")
+    if secretsfile.readable_by_others(path):
+        print(f"lectr: others can read {path}: chmod 600 {path}", file=sys.stderr)
+    return 0
 
 
 def _anomalies(db: str) -> int:

@@ -77,7 +77,12 @@ class Credentials:
 def parse_credentials(
     text: str | None, env: Mapping[str, str] = os.environ, source: str = "secrets file"
 ) -> Credentials:
-    doc = yaml.safe_load(text) if text else None
+    try:
+        doc = yaml.safe_load(text) if text else None
+    except RecursionError as e:
+        raise CredentialsError(f"{source}: not valid YAML: nested too deeply") from e
+    except Exception as e:  # PyYAML also raises ValueError, KeyError... (`2024-02-30`, `!!bool x`)
+        raise CredentialsError(f"{source}: not valid YAML: {_where(e)}") from e
     doc = doc or {}
     if not isinstance(doc, dict) or set(doc) - {"providers", "orgs"}:
         raise CredentialsError(f"{source}: expected top-level keys 'providers' and/or 'orgs'")
@@ -131,6 +136,14 @@ def _parse_providers(doc: object, where: str) -> dict[str, ProviderSettings]:
             deployments={str(k): str(v) for k, v in deployments.items()},
         )
     return parsed
+
+
+def _where(e: Exception) -> str:
+    """Where and what, without the text around it: that text may be a key, and this goes to the log."""
+    mark = getattr(e, "problem_mark", None)
+    if mark is None:
+        return f"a value that cannot be read ({type(e).__name__})"
+    return f"line {mark.line + 1}, column {mark.column + 1}: {getattr(e, 'problem', None) or 'syntax error'}"
 
 
 def _str_or_none(value: object) -> str | None:

@@ -37,9 +37,18 @@ class Endpoint:
         return self.suffix == CHAT or (self.native == "anthropic" and self.suffix == MESSAGES)
 
 
-@functools.lru_cache(maxsize=4096)  # a service sends a handful of paths, each many times
+# A service sends a handful of paths, each many times: both parsers are cached. Only short
+# strings, though: mitmproxy sets no limit on a request line, and 4096 cached paths of a
+# megabyte each would be 4 GB held for anyone who sends them (before any key is checked).
+CACHED_MAX_LENGTH = 1024
+
+
 def parse_path(path: str) -> Endpoint | None:
     """The endpoint a request path addresses, or None when it is not an LLM API path."""
+    return _parse_path_cached(path) if len(path) <= CACHED_MAX_LENGTH else _parse_path(path)
+
+
+def _parse_path(path: str) -> Endpoint | None:
     path_only, _, query = path.partition("?")
     azure = _AZURE.match(path_only)
     if azure:
@@ -50,6 +59,9 @@ def parse_path(path: str) -> Endpoint | None:
         if path_only.startswith(root + "/"):
             return Endpoint(path_only[len(root) :], query)
     return None
+
+
+_parse_path_cached = functools.lru_cache(maxsize=4096)(_parse_path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +94,17 @@ def upstream_url(
     return f"{url}?{query}" if query else url
 
 
-@functools.lru_cache(maxsize=4096)
 def split_url(url: str) -> Upstream:
     """Break an absolute http(s) URL into what mitmproxy needs to address a request."""
-    match = re.match(r"^(https?)://(\[[^\]]+\]|[^/:]+)(?::(\d+))?(/.*)?$", url)
+    return _split_url_cached(url) if len(url) <= CACHED_MAX_LENGTH else _split_url(url)
+
+
+# DOTALL: the path part is whatever follows the host, every character of it.
+_URL = re.compile(r"^(https?)://(\[[^\]]+\]|[^/:]+)(?::([0-9]+))?(/.*)?$", re.DOTALL)
+
+
+def _split_url(url: str) -> Upstream:
+    match = _URL.match(url)
     if not match:
         raise ValueError(f"not an absolute http(s) URL: {url!r}")
     scheme, host, port, path = match.groups()
@@ -95,3 +114,6 @@ def split_url(url: str) -> Upstream:
         int(port) if port else (443 if scheme == "https" else 80),
         path or "/",
     )
+
+
+_split_url_cached = functools.lru_cache(maxsize=4096)(_split_url)

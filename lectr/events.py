@@ -21,9 +21,9 @@ from lectr.rules import TASKS
 BODY_KEEP_LIMIT = 1024 * 1024
 
 ERROR_CATEGORIES = (
-    "auth",  # 401/403: the Lectr key or the provider key
+    "auth",  # 401/403: the Lectr key or the provider key; Lectr's 429 after too many invalid Lectr keys
     "client",  # any other 4xx
-    "rate_limit",  # 429
+    "rate_limit",  # the provider's 429
     "upstream_5xx",  # the provider answered 5xx
     "timeout",  # no response headers within lectr_upstream_timeout
     "connection",  # the provider could not be reached, or dropped the connection
@@ -89,8 +89,8 @@ def error_category(
         return None
     if status in (401, 403):
         return "auth"
-    if status == 429:
-        return "rate_limit"
+    if status == 429:  # Lectr's own 429 limits failed X-Lectr-Key attempts
+        return "auth" if lectr_error else "rate_limit"
     if lectr_error:
         return {502: "connection", 504: "timeout"}.get(status, "client" if status < 500 else "proxy")
     return "upstream_5xx" if status >= 500 else "client"

@@ -7,6 +7,7 @@ rescans every field per lookup, which made these the costliest lines of the hot 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from lectr.providers import ANTHROPIC_VERSION, PROVIDERS
@@ -68,10 +69,25 @@ def with_provider_auth(fields: Fields, provider: str, key: str | None) -> Fields
     kept = [(n, v) for n, v in fields if n.lower() not in AUTH_HEADERS]
     if key:
         style = PROVIDERS[provider].auth
-        kept.append((style.encode(), (f"Bearer {key}" if style == "authorization" else key).encode()))
+        # surrogateescape: a client's key that is not UTF-8 goes on as the bytes it was (_text).
+        value = (f"Bearer {key}" if style == "authorization" else key).encode("utf-8", "surrogateescape")
+        kept.append((style.encode(), value))
     if provider == "anthropic" and not any(n.lower() == b"anthropic-version" for n, _ in kept):
         kept.append((b"anthropic-version", ANTHROPIC_VERSION.encode()))
     return tuple(kept)
+
+
+# RFC 9110 5.5: CR, LF and NUL are never valid in a field value, and a proxy that passes
+# them on lets a lenient server read one request as two. mitmproxy checks names only.
+_FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\x00]")
+
+
+def invalid_field(fields: Fields) -> bytes | None:
+    """The name of the first field whose value holds CR, LF or NUL, or None when all are sound."""
+    for name, value in fields:
+        if _FORBIDDEN_IN_VALUE.search(value):
+            return name
+    return None
 
 
 def _text(value: bytes) -> str:

@@ -10,9 +10,7 @@ Runs in the writer process (lectr/writer.py), never in the proxy. Token source, 
 
 from __future__ import annotations
 
-import gzip
 import logging
-import zlib
 from datetime import datetime, timezone
 
 from lectr import pricing, tokens, usage
@@ -33,9 +31,9 @@ class Meter:
         ts = datetime.fromtimestamp(event.ts, timezone.utc).replace(tzinfo=None)
         counted = self._tokens(event)
         cost = None
-        if counted is not None and event.model_actual:
+        if counted is not None and _priceable(event.model_actual):
             cost = pricing.cost_usd(event.provider, event.model_actual, counted[0], ts)
-        return {
+        row = {
             "ts": ts,
             "request_id": event.request_id,
             "org_id": event.org_id,
@@ -62,13 +60,14 @@ class Meter:
             "cached_tokens": counted[0].cached if counted else None,
             "token_source": counted[1] if counted else None,
             "cost_usd": cost,
-            "price_known": pricing.has_price(event.provider, event.model_actual)
+            "price_known": _priceable(event.model_actual) and pricing.has_price(event.provider, event.model_actual)
             if event.provider and event.model_actual
             else None,
             "request_bytes": event.request_bytes,
             "response_bytes": event.response_bytes,
             "lectr_overhead_us": event.lectr_overhead_us,
         }
+        return {name: _storable(value) for name, value in row.items()}
 
     def _tokens(self, event: Event) -> tuple[usage.Usage, str] | None:
         style = usage.style_of(event.endpoint)
@@ -124,33 +123,38 @@ def _response_text(body: object, style: str) -> str:
         return ""
     parts: list[str] = []
     if style == "anthropic":
-        for block in body.get("content") or ():
+        for block in usage.as_list(body.get("content")):
             if isinstance(block, dict) and isinstance(block.get("text"), str):
                 parts.append(block["text"])
-    for choice in body.get("choices") or ():
+    for choice in usage.as_list(body.get("choices")):
         message = choice.get("message") if isinstance(choice, dict) else None
         if isinstance(message, dict) and isinstance(message.get("content"), str):
             parts.append(message["content"])
     return "".join(parts)
 
 
+# No model has a longer name. A longer one (a client can send 100 KB) has no price, and is
+# not looked up: each lookup costs time and stays in pricing's cache.
+MODEL_NAME_MAX = 256
+
+
+def _priceable(model: str | None) -> bool:
+    return bool(model) and len(model) <= MODEL_NAME_MAX
+
+
 def decode(data: bytes | None, encoding: str) -> bytes | None:
-    """Undo a Content-Encoding. Unknown or broken encodings give None (nothing to count)."""
-    if not data or not encoding or encoding == "identity":
-        return data
-    try:
-        if encoding == "gzip":
-            return gzip.decompress(data)
-        if encoding == "deflate":
-            return zlib.decompress(data)
-        if encoding == "br":
-            import brotli  # installed with mitmproxy
+    """Undo a Content-Encoding. Unknown or broken encodings, and bombs, give None (nothing to count)."""
+    return usage.decoded(data, encoding)
 
-            return brotli.decompress(data)
-        if encoding == "zstd":
-            import zstandard  # installed with mitmproxy
 
-            return zstandard.ZstdDecompressor().decompress(data, max_output_size=64 * 1024 * 1024)
-    except Exception:
-        return None
-    return None
+def _storable(value: object) -> object:
+    """The value as the database can take it. One row it cannot take fails its whole batch,
+    and the writer would retry that batch until the queue behind it overflowed."""
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # a header or path decoded with surrogateescape, or JSON's "\ud800"
+            return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+    elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return None  # BIGINT
+    return value

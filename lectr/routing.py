@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from lectr import faults
 from lectr.endpoints import Endpoint
 from lectr.rules import Rule, RuleSet
 
@@ -38,6 +39,7 @@ def choose_route(
     unchanged = Route(provider, model)
     if model is None or not endpoint.routable:
         return unchanged
+    faults.check("rules.evaluate")
     rule = rules.first_match(org, feature, task, provider, model)
     if rule is None:
         return unchanged

@@ -103,7 +103,9 @@ def parse_rules(text: str, source: str = "rules file") -> RuleSet:
     """Parse and validate a rules document. Raises RuleError naming the rule and the problem."""
     try:
         doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
+    except RecursionError as e:
+        raise RuleError(f"{source}: not valid YAML: nested too deeply") from e
+    except Exception as e:  # PyYAML also raises ValueError, KeyError... (`2024-02-30`, `!!bool x`)
         raise RuleError(f"{source}: not valid YAML: {e}") from e
     if doc is None:
         return RuleSet()
@@ -135,8 +137,16 @@ def parse_rules(text: str, source: str = "rules file") -> RuleSet:
 
 
 def load_rules_file(path: str | Path) -> RuleSet:
-    path = Path(path)
-    return parse_rules(path.read_text(encoding="utf-8"), source=str(path))
+    return parse_rules(read_rules_text(path), source=str(path))
+
+
+def read_rules_text(path: str | Path) -> str:
+    """The file's text; RuleError when it is not UTF-8 (YAML's own encoding)."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RuleError(f"{path}: not UTF-8 text (byte {e.start}): save it as UTF-8") from e
 
 
 def _parse_rule(item: object, source: str, index: int, warnings: list[str]) -> Rule:

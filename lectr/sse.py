@@ -43,7 +43,7 @@ def iter_json(data: bytes) -> Iterator[dict]:
             continue
         try:
             value = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
             continue
         if isinstance(value, dict):
             yield value
@@ -52,6 +52,7 @@ def iter_json(data: bytes) -> Iterator[dict]:
 # OpenAI adds `"usage":null` to every chunk once include_usage is set; the client that did
 # not ask for it would not have seen it. Matches both compact and spaced JSON.
 _NULL_USAGE = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])')
+_USAGE_KEY = re.compile(rb'"usage"\s*:')
 
 
 class UsageChunkFilter:
@@ -80,8 +81,14 @@ def _without_usage(event: bytes) -> bytes:
         return event
     try:
         value = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return event
-    if isinstance(value, dict) and value.get("choices") == [] and isinstance(value.get("usage"), dict):
+    if not isinstance(value, dict) or "usage" not in value:
+        return event
+    if value.get("choices") == [] and isinstance(value.get("usage"), dict):
         return b""  # the usage-only chunk the client did not ask for
+    if value["usage"] is not None or len(_USAGE_KEY.findall(event)) != 1:
+        # Only the top-level null goes; with another "usage" key in the event (nested,
+        # say) the text alone cannot tell which is which, and a null usage is harmless.
+        return event
     return _NULL_USAGE.sub(b"", event, count=1)

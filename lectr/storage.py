@@ -10,6 +10,7 @@ another process holds the lock.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import random
 import threading
@@ -25,6 +26,8 @@ from lectr.keys import NewKey, StoredKey
 
 if TYPE_CHECKING:
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DB = "lectr.duckdb"
 
@@ -49,6 +52,7 @@ def connect(path: str | Path, read_only: bool = False, attempts: int = 20) -> It
     path = str(path)
     if read_only and not Path(path).exists():
         raise StorageError(f"no database at {path}: create it with 'lectr keys create ORG --db {path}'")
+    existed = read_only or os.path.exists(path)
     with _process_lock:
         for attempt in range(attempts):
             try:
@@ -58,6 +62,8 @@ def connect(path: str | Path, read_only: bool = False, attempts: int = 20) -> It
                 if "lock" not in str(e).lower() or attempt == attempts - 1:
                     raise StorageError(f"cannot open {path}: {e}") from e
                 time.sleep(0.01 * (attempt + 1) + random.uniform(0, 0.02))
+        if not existed and os.path.isfile(path):
+            os.chmod(path, 0o600)  # org data (request log, key hashes): owner-only, whatever the umask
         try:
             yield con
         finally:
@@ -263,6 +269,12 @@ def active_keys(path: str | Path) -> list[StoredKey]:
     return [StoredKey(*row) for row in rows]
 
 
+def has_keys(path: str | Path) -> bool:
+    """Whether the key store holds any key at all, revoked ones included."""
+    with connect(path, read_only=True, attempts=5) as con:
+        return _has_table(con, "org_keys") and con.execute("SELECT count(*) FROM org_keys").fetchone()[0] > 0
+
+
 # --- request logs ---------------------------------------------------------------------
 
 
@@ -290,24 +302,37 @@ def append_request_logs(path: str | Path, rows: list[dict], dropped: dict[str, i
     Also notes the write in `worker_runs` ('writer'): an empty batch is the proxy's heartbeat.
     Columnar: the batch goes in as one Arrow table, ~100x faster than row-by-row inserts.
     """
-    with connect(path) as con:
-        migrate(con)
-        con.execute("BEGIN TRANSACTION")
-        if rows:
-            columns = {name: [row[name] for row in rows] for name in rows[0]}
-            import pyarrow as pa  # only the writer process needs it: the proxy stays smaller
+    committed = False
+    try:
+        with connect(path) as con:
+            _append(con, rows, dropped)
+            committed = True
+    except Exception:
+        if not committed:
+            raise
+        # The batch is in; only closing the file (its checkpoint) failed. The next open replays
+        # the log. Raising would have the writer retry the batch and store it twice.
+        log.warning("wrote %d rows to %s, but closing it failed", len(rows), path, exc_info=True)
 
-            types = _log_types()
-            batch = pa.table({n: pa.array(v, type=types.get(n, pa.string())) for n, v in columns.items()})
-            con.register("batch", batch)
-            con.execute("INSERT INTO request_logs BY NAME SELECT * FROM batch")
-            con.unregister("batch")
-        now = utc_now()
-        for reason, count in (dropped or {}).items():
-            if count:
-                con.execute("INSERT INTO dropped_events VALUES (?, ?, ?)", [now, reason, count])
-        _note_run(con, "writer", now)
-        con.execute("COMMIT")
+
+def _append(con: duckdb.DuckDBPyConnection, rows: list[dict], dropped: dict[str, int] | None) -> None:
+    migrate(con)
+    con.execute("BEGIN TRANSACTION")
+    if rows:
+        columns = {name: [row[name] for row in rows] for name in rows[0]}
+        import pyarrow as pa  # only the writer process needs it: the proxy stays smaller
+
+        types = _log_types()
+        batch = pa.table({n: pa.array(v, type=types.get(n, pa.string())) for n, v in columns.items()})
+        con.register("batch", batch)
+        con.execute("INSERT INTO request_logs BY NAME SELECT * FROM batch")
+        con.unregister("batch")
+    now = utc_now()
+    for reason, count in (dropped or {}).items():
+        if count:
+            con.execute("INSERT INTO dropped_events VALUES (?, ?, ?)", [now, reason, count])
+    _note_run(con, "writer", now)
+    con.execute("COMMIT")
 
 
 def replay_history(path: str | Path, since: datetime, until: datetime, days: int, seed: int = 0) -> int:

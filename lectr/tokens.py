@@ -58,11 +58,24 @@ def encoding(name: str) -> tiktoken.Encoding:
         return _encodings[name]
 
 
+# tiktoken's pattern backtracks over a run of whitespace, and past a million steps its
+# regex engine gives up with a Rust panic (a BaseException, which `except Exception` does
+# not catch: it took the writer process down). Text is counted in pieces no longer than
+# this; where a boundary splits a token, the count is one higher.
+PIECE_LENGTH = 100_000
+
+
 def count_text(texts: list[str] | str, model: str | None) -> int:
     enc = encoding(encoding_name(model))
     if isinstance(texts, str):
         texts = [texts]
-    return sum(len(enc.encode_ordinary(t)) for t in texts)
+    return sum(len(enc.encode_ordinary(piece)) for text in texts for piece in _pieces(text))
+
+
+def _pieces(text: str) -> list[str]:
+    if len(text) <= PIECE_LENGTH:
+        return [text]
+    return [text[i : i + PIECE_LENGTH] for i in range(0, len(text), PIECE_LENGTH)]
 
 
 def count_prompt(texts: list[str], messages: int, model: str | None) -> int:

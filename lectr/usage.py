@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from typing import NamedTuple
 
 from lectr import sse
@@ -86,7 +87,8 @@ def from_stream(data: bytes, style: str) -> StreamContent:
         return StreamContent(normalise(merged, "anthropic") if merged else None, text)
     usage = None
     for chunk in events:
-        reported = chunk.get("usage") or (chunk.get("x_groq") or {}).get("usage")  # Groq: x_groq.usage
+        groq = chunk.get("x_groq")  # Groq: x_groq.usage
+        reported = chunk.get("usage") or (groq.get("usage") if isinstance(groq, dict) else None)
         usage = normalise(reported, "openai") or usage
     return StreamContent(usage, text)
 
@@ -113,10 +115,10 @@ def prompt_texts(body: object, style: str) -> list[str]:
     texts: list[str] = []
     if style == "anthropic":
         _collect_content(texts, body.get("system"))
-    for message in body.get("messages") or ():
+    for message in as_list(body.get("messages")):
         if isinstance(message, dict):
             _collect_content(texts, message.get("content"))
-            for call in message.get("tool_calls") or ():
+            for call in as_list(message.get("tool_calls")):
                 if isinstance(call, dict) and isinstance(call.get("function"), dict):
                     _collect(texts, call["function"].get("arguments"))
     for field in ("input", "prompt", "instructions"):  # responses, completions, embeddings
@@ -139,6 +141,122 @@ def parse_json(data: bytes | None) -> object:
         return None
 
 
+# A compressed body is read up to this size decompressed. Brotli turns 256 MB of zeros
+# into 421 bytes: without a limit, a request of a few kilobytes takes gigabytes to read.
+DECODED_LIMIT = 64 * 1024 * 1024
+
+
+def decoded(data: bytes | None, encoding: str | None) -> bytes | None:
+    """The body with its Content-Encoding undone; None when the encoding is unknown or
+    broken, or the body decompresses to more than DECODED_LIMIT (nothing to read)."""
+    encoding = (encoding or "").strip().lower()
+    if not data or encoding in ("", "identity", "none"):
+        return data
+    try:
+        if encoding in ("gzip", "x-gzip"):
+            return _inflate(data, 16 + zlib.MAX_WBITS)
+        if encoding == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send it
+            try:
+                return _inflate(data, zlib.MAX_WBITS)
+            except zlib.error:
+                return _inflate(data, -zlib.MAX_WBITS)
+        if encoding == "br":
+            import brotli  # installed with mitmproxy
+
+            return _unbrotli(brotli.Decompressor(), data)
+        if encoding == "zstd":
+            import zstandard  # installed with mitmproxy
+
+            return _unzstd(zstandard.ZstdDecompressor(), data)
+    except Exception:  # broken data: each library has its own error
+        return None
+    return None
+
+
+def _inflate(data: bytes, wbits: int) -> bytes | None:
+    out = bytearray()
+    while data:  # gzip allows several members one after another
+        inflater = zlib.decompressobj(wbits)
+        out += inflater.decompress(data, DECODED_LIMIT + 1 - len(out))  # max_length 0 would mean no limit
+        if len(out) > DECODED_LIMIT or not inflater.eof:
+            return None  # too large, or cut short
+        data = inflater.unused_data
+    return bytes(out)
+
+
+def _unbrotli(decompressor, data: bytes) -> bytes | None:
+    # This brotli has no output limit: fed 16 bytes at a time, one call yields ~16 MB at most.
+    out = bytearray()
+    for i in range(0, len(data), 16):
+        out += decompressor.process(data[i : i + 16])
+        if len(out) > DECODED_LIMIT:
+            return None
+    return bytes(out) if decompressor.is_finished() else None
+
+
+def _unzstd(decompressor, data: bytes) -> bytes | None:
+    # Read in steps: `decompress(max_output_size=...)` trusts the size the frame declares.
+    out = bytearray()
+    with decompressor.stream_reader(data, read_across_frames=True) as reader:
+        while piece := reader.read(1 << 20):
+            out += piece
+            if len(out) > DECODED_LIMIT:
+                return None
+    return bytes(out)
+
+
+def unreadable_reason(data: bytes) -> str | None:
+    """Why a body `parse_json` gave up on is JSON all the same, or None when it is not JSON.
+
+    Python's parser stops where JSON itself does not: at its recursion limit, and at
+    integers of more than 4300 digits. Such a body is forwarded unread, and the reason
+    recorded, because it is Lectr's limit and not the client's mistake.
+    """
+    nested = "the JSON body is nested too deeply for Lectr to read it"
+    try:
+        json.loads(data, parse_int=len)  # no int() call: no digit limit
+    except RecursionError:
+        return nested
+    except ValueError:
+        return None  # not JSON
+    try:
+        json.loads(data)
+    except RecursionError:
+        return nested
+    except ValueError:  # readable but for its integers
+        return "the JSON body has an integer too long for Lectr to read it"
+    return None  # readable after all: `null`
+
+
+def rewrite_json(data: bytes, changes: dict) -> bytes | None:
+    """The JSON object `data` with top-level `changes` applied, or None when a rewrite
+    would change more than `changes` (the caller then forwards the body unchanged).
+
+    A parse and a dump lose what Python's JSON cannot carry through: of duplicate keys,
+    all but the last (a provider may read the first); numbers beyond a float's range,
+    which load as inf and would be written as `Infinity`, not JSON; NaN and Infinity
+    literals. A lone surrogate escape ("\\ud800") is kept as an escape.
+    """
+    try:
+        body = json.loads(data, object_pairs_hook=_unique_keys)
+        if not isinstance(body, dict):
+            return None
+        body.update(changes)
+        try:
+            return json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
+        except UnicodeEncodeError:  # a lone surrogate: escaped, as the client sent it
+            return json.dumps(body, allow_nan=False).encode()
+    except (ValueError, RecursionError):
+        return None
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise ValueError("duplicate keys")
+    return value
+
+
 def _collect_content(out: list[str], content: object) -> None:
     """Content as a string, or a list of parts with `text` (OpenAI and Anthropic shapes alike)."""
     if isinstance(content, str):
@@ -151,6 +269,11 @@ def _collect_content(out: list[str], content: object) -> None:
                 _collect(out, part.get("text"))
                 if isinstance(part.get("content"), (str, list)):  # tool results
                     _collect_content(out, part["content"])
+
+
+def as_list(value: object) -> list:
+    """A list field as a list; anything else a client sent there (a number, a string) as empty."""
+    return value if isinstance(value, list) else []
 
 
 def _collect(out: list[str], value: object) -> None:
@@ -166,5 +289,10 @@ def _count(value: object) -> int | None:
     return value if _is_count(value) else None
 
 
+# Token counts are stored as BIGINT: a larger "count" is not one a model produced, and
+# storing it would fail the whole batch it is written with.
+MAX_COUNT = 2**53
+
+
 def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_COUNT

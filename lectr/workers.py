@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from lectr import alerts, anomaly, storage
+from lectr import alerts, anomaly, faults, storage
 from lectr.recommend import Recommendation, recommend_all
 
 log = logging.getLogger(__name__)
@@ -21,13 +21,14 @@ EVERY = {"aggregate": 60, "anomalies": 300, "recommend": 86400}
 
 
 def run_aggregate(db: str | Path, now: datetime | None = None) -> int:
+    faults.check("aggregate.run")
     return storage.aggregate(db, now)
 
 
 @dataclass
 class AnomalyRun:
     new: list[anomaly.Finding]  # opened this run (mailed)
-    ongoing: list[anomaly.Finding]  # still open from an earlier run (not mailed again unless escalated)
+    ongoing: list[anomaly.Finding]  # still open from an earlier run (mailed again only if escalated or never sent)
     resolved: int
     mailed: bool
     mail_error: str | None = None
@@ -39,6 +40,7 @@ def run_anomalies(
     now: datetime | None = None,
     settings: anomaly.Settings = anomaly.Settings(),
 ) -> AnomalyRun:
+    faults.check("anomalies.run")
     now = now or storage.utc_now()
     findings = anomaly.detect(storage.hourly_metrics(db, now), settings)
     open_by_key = {anomaly.anomaly_key(a["org_id"], a["feature"], a["metric"]): a for a in storage.open_anomalies(db)}
@@ -64,9 +66,10 @@ def run_anomalies(
             to_mail.append((f, row))
         else:
             escalated = previous["severity"] == "warning" and f.severity == "critical"
+            never_mailed = previous["notified_at"] is None  # the mail server was down: try again
             row.update({k: previous[k] for k in ("anomaly_id", "first_seen", "notified_at", "notify_error")})
             ongoing.append(f)
-            if escalated:
+            if escalated or never_mailed:
                 to_mail.append((f, row))
         upserts.append(row)
     mailed, error = False, None
@@ -84,6 +87,7 @@ def run_anomalies(
 
 
 def run_recommend(db: str | Path, now: datetime | None = None) -> list[Recommendation]:
+    faults.check("recommend.run")
     now = now or storage.utc_now()
     found = recommend_all(storage.traffic_profiles(db, now - timedelta(days=RECOMMEND_DAYS)))
     storage.replace_recommendations(db, [r.row() for r in found], now)

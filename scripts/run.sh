@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Everything from here on is owner-only: logs, the database, rules and secrets hold org data.
+# (After setup.sh, so that the virtual environment and Debian's packages install as usual.)
+umask 077
 
 source scripts/lib.sh
 db="${LECTR_DB:-lectr.duckdb}"

@@ -20,6 +20,9 @@ bash scripts/setup.sh
 
 source scripts/lib.sh
 install_debs haproxy || exit 1
+# Everything from here on is owner-only: logs, the database, rules and secrets hold org data.
+# (After setup.sh and install_debs, so that the virtual environment and Debian's packages install as usual.)
+umask 077
 haproxy="$(command -v haproxy || echo /usr/sbin/haproxy)"
 db="${LECTR_DB:-lectr.duckdb}"
 prepare_store "$db"

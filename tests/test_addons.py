@@ -13,6 +13,7 @@ from lectr.addons.auth import Auth
 from lectr.addons.gateway import Gateway
 from lectr.addons.router import Router
 from lectr.addons.streamtap import StreamTap
+from lectr.addons.streamusage import with_usage_requested
 from lectr.flowrecord import FlowRecord
 from lectr.keys import generate_key
 from lectr.storage import insert_key
@@ -105,18 +106,18 @@ def test_gateway_admits_api_paths_and_strips_lectr_headers():
         flow = chat_flow(
             {"model": "gpt-4o"}, **{"X-Lectr-Key": "lk_a_b", "X-Lectr-Feature": "bot", "X-Lectr-Task": "x"}
         )
-        gateway.request(flow)
+        gateway.requestheaders(flow)
         record = flow.metadata[RECORD]
         assert (record.mode, record.feature, record.task) == ("base_url", "bot", "x")
         assert flow.metadata[PRESENTED_KEY] == "lk_a_b"
         assert not [h for h in flow.request.headers if h.lower().startswith("x-lectr")]
 
         proxied = chat_flow({"model": "gpt-4o"}, host="api.anthropic.com", port=443, path=b"/v1/messages")
-        gateway.request(proxied)
+        gateway.requestheaders(proxied)
         assert (proxied.metadata[RECORD].mode, proxied.metadata[RECORD].provider) == ("proxy", "anthropic")
 
         elsewhere = chat_flow({}, host="example.com", port=80, path=b"/index.html", **{"X-Lectr-Feature": "f"})
-        gateway.request(elsewhere)
+        gateway.requestheaders(elsewhere)
         assert RECORD not in elsewhere.metadata and elsewhere.request.headers["X-Lectr-Feature"] == "f"
 
 
@@ -148,3 +149,15 @@ def test_streamtap_passes_chunks_unchanged_and_keeps_a_copy():
     assert [flow.response.stream(c) for c in chunks + [b""]] == chunks + [b""]
     assert record.streaming and record.chunk_count == 2 and bytes(record.stream_copy) == b"".join(chunks)
     assert record.t_first_chunk <= record.t_last_chunk
+
+
+def test_stream_usage_is_asked_for_only_when_the_body_can_carry_it_faithfully():
+    assert with_usage_requested(b'{"model": "gpt-4o", "stream": true}') == (
+        b'{"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}}'
+    )
+    # A number JSON cannot round-trip, or duplicate keys: forwarded as sent, not as 'Infinity'.
+    assert with_usage_requested(b'{"model": "gpt-4o", "stream": true, "x": 1e400}') is None
+    assert with_usage_requested(b'{"model": "a", "model": "b", "stream": true}') is None
+    assert (
+        with_usage_requested(b'{"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}}') is None
+    )

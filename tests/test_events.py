@@ -33,6 +33,7 @@ def test_task_valid():
         (403, False, False, False, False, "auth"),
         (401, True, False, False, False, "auth"),
         (429, False, False, False, False, "rate_limit"),
+        (429, True, False, False, False, "auth"),  # Lectr's own: too many invalid Lectr keys
         (400, False, False, False, False, "client"),
         (404, False, False, False, False, "client"),
         (500, False, False, False, False, "upstream_5xx"),

@@ -15,6 +15,18 @@ import pytest
 from conftest import set_rules, wait_until
 
 MESSAGES = [{"role": "user", "content": "Is this message about billing or shipping?"}]
+# Provider switches, which need Lectr's own key for the target (also used by test_security.py).
+SWITCH_RULES = """
+rules:
+  - name: summaries to groq
+    priority: 1
+    match: {task: summarisation}
+    target: {provider: groq, model: llama-3.1-8b-instant}
+  - name: extraction to gemini
+    priority: 2
+    match: {task: extraction}
+    target: {provider: gemini, model: gemini-2.0-flash}
+"""
 
 
 def oai(lectr, **headers) -> openai.OpenAI:
@@ -146,20 +158,7 @@ rules:
 
 
 def test_a_rule_switches_provider_with_lectrs_own_key(lectr, sim):
-    set_rules(
-        lectr,
-        """
-rules:
-  - name: summaries to groq
-    priority: 1
-    match: {task: summarisation}
-    target: {provider: groq, model: llama-3.1-8b-instant}
-  - name: extraction to gemini
-    priority: 2
-    match: {task: extraction}
-    target: {provider: gemini, model: gemini-2.0-flash}
-""",
-    )
+    set_rules(lectr, SWITCH_RULES)
     client = oai(lectr, **{"X-Lectr-Task": "summarisation"})
     stream = client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).startswith("Lectr")

@@ -198,13 +198,21 @@ def test_normal_traffic_raises_nothing(tmp_path, smtp):
     assert run.new == [] and inbox.messages == []
 
 
-def test_a_mail_server_that_is_down_does_not_stop_detection(tmp_path):
+def test_a_mail_server_that_is_down_does_not_stop_detection_and_the_alert_is_sent_later(tmp_path, smtp):
     db = tmp_path / "a.duckdb"
     week_of_traffic(db, spike=10)
+    inbox, up = smtp
     down = alerts.SmtpSettings(host="127.0.0.1", port=free_port(), recipients=("ops@test",), starttls=False)
     run = workers.run_anomalies(db, down, NOW)
     assert len(run.new) == 2 and not run.mailed and "ConnectionRefused" in run.mail_error
-    assert query(db, "SELECT count(*) FROM anomalies WHERE notify_error IS NOT NULL") == [(2,)]
+    assert query(db, "SELECT count(*) FROM anomalies WHERE notify_error IS NOT NULL AND notified_at IS NULL") == [(2,)]
+    # The server is back at the next run: the same two anomalies, still open, are mailed then, once.
+    later = workers.run_anomalies(db, up, NOW + timedelta(minutes=5))
+    assert len(later.ongoing) == 2 and later.mailed and later.mail_error is None
+    assert len(inbox.messages) == 1 and "2 anomalies" in inbox.messages[0]["Subject"]
+    assert query(db, "SELECT count(*) FROM anomalies WHERE notify_error IS NULL AND notified_at IS NOT NULL") == [(2,)]
+    workers.run_anomalies(db, up, NOW + timedelta(minutes=10))
+    assert len(inbox.messages) == 1
 
 
 # --- recommendations -------------------------------------------------------------------

@@ -8,9 +8,12 @@ Two ways in, one listener:
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 
 from mitmproxy import ctx, http, tls
+from mitmproxy.addonmanager import traverse
 
 from lectr.addons import PRESENTED_KEY, RECORD, respond_error, timed
 from lectr.endpoints import parse_path
@@ -25,6 +28,12 @@ _LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
 class Gateway:
+    def __init__(self) -> None:
+        self.admitted = 0  # requests Lectr took on since start; each ends as one event
+
+    def status(self) -> dict[str, int]:
+        return {"requests_admitted": self.admitted}
+
     def configure(self, updated: set[str]) -> None:
         # mitmproxy listens on every interface by default; Lectr serves loopback unless told otherwise.
         if "listen_host" in updated and not ctx.options.listen_host:
@@ -39,8 +48,11 @@ class Gateway:
         if not provider_for_host(host or ""):
             data.ignore_connection = True
 
+    # At the headers, not the whole request: a client that never finishes its body still
+    # gets a record, a time limit (ClientGuard) and an event. An answer given here is
+    # sent once the body is in.
     @timed
-    def request(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or RECORD in flow.metadata:
             return
         try:
@@ -60,7 +72,7 @@ class Gateway:
             record = FlowRecord("proxy", provider=host_provider)
         elif not flow.client_conn.tls and (api_path or _addressed_to_lectr(flow)):
             if request.path == HEALTH_PATH:
-                flow.response = http.Response.make(200, b'{"status":"ok"}', {"content-type": "application/json"})
+                flow.response = http.Response.make(200, json.dumps(_health()), {"content-type": "application/json"})
                 return
             if not api_path:
                 respond_error(
@@ -77,7 +89,22 @@ class Gateway:
         meta, request.headers.fields = split_lectr_headers(request.headers.fields)
         record.feature, record.task, record.provider_declared = meta.feature, meta.task, meta.provider
         flow.metadata[RECORD] = record
+        self.admitted += 1
         flow.metadata[PRESENTED_KEY] = meta.key
+
+
+def _health() -> dict[str, object]:
+    """Liveness, and the counters that show a leak or a backlog (each Lectr addon's `status()`)."""
+    health: dict[str, object] = {
+        "status": "ok",
+        "connections": len(ctx.master.addons.get("proxyserver").connections),
+        "tasks": len(asyncio.all_tasks()),
+    }
+    for addon in traverse(ctx.master.addons.chain):  # ours are nested in the script's addon
+        status = getattr(addon, "status", None)
+        if callable(status):
+            health.update(status())
+    return health
 
 
 def _addressed_to_lectr(flow: http.HTTPFlow) -> bool:

@@ -25,6 +25,7 @@ class Recorder:
     def __init__(self) -> None:
         self.queue = EventQueue(10_000, 500)
         self.writer: WriterProcess | None = None
+        self.emitted = 0  # events built since start (queued or dropped)
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -49,6 +50,14 @@ class Recorder:
     def done(self) -> None:
         self._stop_writer()
 
+    def status(self) -> dict[str, int]:
+        return {
+            "events_emitted": self.emitted,
+            "events_queued": len(self.queue),
+            "events_dropped": self.queue.dropped,
+            "events_lost": self.writer.lost if self.writer else 0,
+        }
+
     def response(self, flow: http.HTTPFlow) -> None:
         record = record_of(flow)
         if record is None or record.emitted:
@@ -56,11 +65,17 @@ class Recorder:
         self.emit(flow, record)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        record = record_of(flow)
+        if record is not None and flow.request.timestamp_end is None:
+            # The request never arrived whole (cut short, or too slow): the client's doing. mitmproxy
+            # may report it here before its protocol-error path (lectr.addons.upstream) runs.
+            record.client_aborted = True
         self.response(flow)  # mitmproxy calls one or the other; both end the flow
 
     def emit(self, flow: http.HTTPFlow, record: FlowRecord) -> None:
         started = time.perf_counter()
         record.emitted = True
+        self.emitted += 1
         try:
             event = build_event(flow, record)
             event.lectr_overhead_us = (record.overhead_s + time.perf_counter() - started) * 1e6
@@ -84,7 +99,11 @@ def build_event(flow: http.HTTPFlow, record: FlowRecord) -> Event:
     """Plain values only, and no copies of bodies: this runs on the event loop."""
     now = time.perf_counter()
     request, response = flow.request, flow.response
-    status = response.status_code if response is not None else record.error_status
+    if response is None or (record.error_status is not None and not response.stream):
+        # mitmproxy answered instead: the provider's response (if it began) never reached the client.
+        status = record.error_status
+    else:
+        status = response.status_code
     first_byte = record.t_first_chunk if record.streaming else record.t_response_headers
     if record.streaming and response is not None and response.stream:
         body, size = record.stream_copy, record.stream_bytes

@@ -7,7 +7,6 @@ unchanged: routing can never block or break a request.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import stat
@@ -20,10 +19,10 @@ from lectr.addons import pending_record, respond_error, timed
 from lectr.credentials import DEFAULT_AZURE_API_VERSION, Credentials, parse_credentials
 from lectr.endpoints import Endpoint, parse_path, split_url, upstream_url
 from lectr.flowrecord import FlowRecord
-from lectr.headers import client_credential, with_provider_auth
+from lectr.headers import client_credential, invalid_field, with_provider_auth
 from lectr.routing import Route, choose_route
-from lectr.rules import RuleSet, load_rules_file
-from lectr.usage import parse_json
+from lectr.rules import RuleError, RuleSet, parse_rules, read_rules_text
+from lectr.usage import DECODED_LIMIT, decoded, parse_json, rewrite_json, unreadable_reason
 from lectr.watch import Poller, WatchedFile
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ class Plan:
 
 class Router:
     def __init__(self) -> None:
-        self.rules: WatchedFile[RuleSet] = WatchedFile("", load_rules_file, RuleSet())
+        self.rules: WatchedFile[RuleSet] = WatchedFile("", self._load_rules, RuleSet())
         self.credentials: WatchedFile[Credentials] = WatchedFile("", _load_credentials, Credentials())
         self.base_urls = providers.base_urls()
         self.addons = [Poller(RELOAD_SECONDS, lambda: [self.rules, self.credentials])]
@@ -67,7 +66,7 @@ class Router:
 
     def configure(self, updated: set[str]) -> None:
         if "lectr_rules" in updated:
-            self.rules = WatchedFile(ctx.options.lectr_rules, load_rules_file, RuleSet(), log.error, _rules_loaded)
+            self.rules = WatchedFile(ctx.options.lectr_rules, self._load_rules, RuleSet(), log.error, _rules_loaded)
             self.rules.poll()
             if not os.path.exists(ctx.options.lectr_rules):
                 log.info("No rules file at %s: every request passes through unrouted.", ctx.options.lectr_rules)
@@ -78,13 +77,37 @@ class Router:
             self.credentials.poll()
             _warn_if_readable_by_others(ctx.options.lectr_secrets)
 
+    def _load_rules(self, path: str) -> RuleSet:
+        text = read_rules_text(path)  # RuleError, not UnicodeDecodeError, for a file that is not UTF-8
+        if not text.strip() and self.rules.value.rules:
+            # An editor that truncates before it writes, or one that crashed: not a wish to drop every rule.
+            raise RuleError(
+                f"{path} is empty (a save in progress, or a failed one?); to remove every rule, save it as 'rules: []'"
+            )
+        return parse_rules(text, source=path)
+
     @timed
     def request(self, flow: http.HTTPFlow) -> None:
         record = pending_record(flow)
         if record is None or record.org_id is None:
             return
+        # Checked here, where Lectr's own traffic is about to go upstream: mitmproxy checks
+        # header names only, and passes CR and NUL in values on (see headers.invalid_field).
+        bad = invalid_field(flow.request.headers.fields)
+        if bad is not None:
+            respond_error(
+                flow,
+                400,
+                "invalid_header",
+                f"the value of header {bad.decode('ascii', 'replace')!r} contains CR, LF or NUL, "
+                "which HTTP does not allow; Lectr does not forward it",
+            )
+            return
         try:
             plan = self._plan(flow, record)
+            if plan is not None:
+                self._apply(flow, plan)
+            return
         except Exception as e:  # routing must never break a request
             log.exception("routing failed; forwarding unchanged")
             record.passthrough_reason = f"routing error: {e!r}"
@@ -97,7 +120,10 @@ class Router:
         request = flow.request
         endpoint = parse_path(request.path)
         record.endpoint = endpoint.suffix if endpoint else None
-        body = parse_json(request.content) if endpoint else None
+        data = _read_body(request, record) if endpoint else None
+        body = parse_json(data)
+        if data and body is None:
+            record.passthrough_reason = unreadable_reason(data)  # None: not JSON at all, the client's to fix
         model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else None
         record.model_requested = record.model_actual = model
         record.streaming = isinstance(body, dict) and body.get("stream") is True
@@ -118,15 +144,21 @@ class Router:
             endpoint=endpoint,
             can_serve=lambda p: credentials.can_serve(record.org_id, p),
         )
+        content = None
+        if route.model != model:
+            # The provider gets the client's body with only the model changed, or unchanged.
+            content = rewrite_json(data, {"model": route.model})
+            if content is None:
+                record.passthrough_reason = (
+                    f"rule {route.rule.id if route.rule else None!r} not applied: the JSON body cannot be "
+                    "rewritten without changing more than its model (duplicate keys, or a number out of range)"
+                )
+                route = Route(provider, model)
         url = self._url(flow, record, endpoint, route)
         if route.switches_from(provider):
             key = credentials.api_key(record.org_id, route.provider)
         else:
             key = client_credential(request.headers.fields) or credentials.api_key(record.org_id, route.provider)
-        content = None
-        if route.model != model:
-            body["model"] = route.model
-            content = json.dumps(body, ensure_ascii=False).encode()
         _note_route(record, route)  # last: a failure above leaves the record saying "unchanged"
         return Plan(url, route.provider, content, key)
 
@@ -173,11 +205,13 @@ class Router:
     @staticmethod
     def _apply(flow: http.HTTPFlow, plan: Plan) -> None:
         request = flow.request
-        upstream = split_url(plan.url)  # parse before changing anything
-        if plan.content is not None:
+        # Everything that can fail before anything is changed: a failure forwards unchanged.
+        upstream = split_url(plan.url)
+        fields = with_provider_auth(request.headers.fields, plan.provider, plan.key) if plan.normalise_auth else None
+        if fields is not None:
+            request.headers.fields = fields
+        if plan.content is not None:  # after the fields: it sets Content-Length
             request.content = plan.content
-        if plan.normalise_auth:
-            request.headers.fields = with_provider_auth(request.headers.fields, plan.provider, plan.key)
         # Each of mitmproxy's host and port setters rewrites the Host header; the port goes in
         # first, underneath, so that the host setter writes the header once, with both.
         request.scheme, request.data.port = upstream.scheme, upstream.port
@@ -188,6 +222,23 @@ def _rules_loaded(rules: WatchedFile[RuleSet]) -> None:
     log.info("rules loaded from %s: %d rules", rules.path, len(rules.value.rules))
     for warning in rules.value.warnings:
         log.warning(warning)
+
+
+def _read_body(request: http.Request, record: FlowRecord) -> bytes | None:
+    """The body as Lectr reads it; when Lectr cannot, the record says why (and it goes unread).
+
+    Decompressed here with a limit: mitmproxy's `content` has none, and a few kilobytes of
+    brotli decompress to gigabytes.
+    """
+    raw = request.raw_content
+    encoding = request.headers.get("content-encoding")
+    content = decoded(raw, encoding)
+    if raw and content is None:
+        record.passthrough_reason = (
+            f"body not read: its Content-Encoding {encoding!r} is unknown or broken, "
+            f"or it decompresses to more than {DECODED_LIMIT // 2**20} MB"
+        )
+    return content
 
 
 def _note_route(record: FlowRecord, route: Route) -> None:

@@ -8,13 +8,12 @@ client receives, so the client's stream is what it would have been.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from mitmproxy import ctx, http
 
 from lectr.addons import pending_record, timed
-from lectr.usage import parse_json
+from lectr.usage import parse_json, rewrite_json
 
 log = logging.getLogger(__name__)
 
@@ -61,5 +60,5 @@ def with_usage_requested(content: bytes | None) -> bytes | None:
         return None
     if options and options.get("include_usage"):
         return None  # the client asked for it: it gets it
-    body["stream_options"] = {**(options or {}), "include_usage": True}
-    return json.dumps(body, ensure_ascii=False).encode()
+    # None (forwarded as sent) when the body would change in more than this (rewrite_json).
+    return rewrite_json(content, {"stream_options": {**(options or {}), "include_usage": True}})

@@ -12,7 +12,6 @@ pyproject.toml); tests/test_proxy_errors.py fails if a mitmproxy upgrade breaks 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from mitmproxy import ctx, http
@@ -21,6 +20,7 @@ from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers.http import _http1, _http2, _http3
 
 from lectr.addons import pending_record, record_of, timed
+from lectr.addons.deadline import Deadlines, cut
 from lectr.errors import error_body
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 class UpstreamGuard:
     def __init__(self) -> None:
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.deadlines = Deadlines()
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -42,44 +42,30 @@ class UpstreamGuard:
 
     @timed
     def request(self, flow: http.HTTPFlow) -> None:
-        record = pending_record(flow)
-        if record is None:
-            return
-        loop = asyncio.get_running_loop()
-        self._timers[flow.id] = loop.call_later(ctx.options.lectr_upstream_timeout, self._expire, flow)
+        if pending_record(flow) is not None:
+            self.deadlines.set(flow, ctx.options.lectr_upstream_timeout, self._expire)
 
     @timed
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        self._cancel(flow)
+        self.deadlines.cancel(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self._cancel(flow)
+        self.deadlines.cancel(flow)
 
     def done(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
+        self.deadlines.clear()
 
-    def _cancel(self, flow: http.HTTPFlow) -> None:
-        timer = self._timers.pop(flow.id, None)
-        if timer is not None:
-            timer.cancel()
+    def status(self) -> dict[str, int]:
+        return {"upstream_deadlines": len(self.deadlines)}
 
-    def _expire(self, flow: http.HTTPFlow) -> None:
-        self._timers.pop(flow.id, None)
+    @staticmethod
+    def _expire(flow: http.HTTPFlow) -> None:
         record = record_of(flow)
         if record is None or flow.response is not None or flow.error is not None or not flow.live:
             return
         record.timed_out = True
-        proxyserver = ctx.master.addons.get("proxyserver")
-        for handler in list(proxyserver.connections.values()):
-            io = handler.transports.get(flow.server_conn)
-            if io is not None and io.handler is not None:
-                log.info(
-                    "no response from %s in %ss: cancelling", flow.request.host, ctx.options.lectr_upstream_timeout
-                )
-                io.handler.cancel("lectr upstream timeout")
-                return
+        if cut(flow.server_conn, "lectr upstream timeout"):
+            log.info("no response from %s in %ss: cancelling", flow.request.host, ctx.options.lectr_upstream_timeout)
 
 
 # --- mitmproxy's error responses as JSON ------------------------------------------------
@@ -114,7 +100,7 @@ def _install_json_errors() -> None:
 
 
 def format_error_json(status_code: int, message: str) -> bytes:
-    code = {502: "upstream_unreachable", 504: "upstream_timeout"}.get(status_code, "proxy_error")
+    code = {408: "client_timeout", 502: "upstream_unreachable", 504: "upstream_timeout"}.get(status_code, "proxy_error")
     if status_code == 502:
         message = f"could not get a response from the provider: {message}"
     return error_body(status_code, message, code)

@@ -32,6 +32,13 @@ def event_data(event: bytes) -> str | None:
     return "\n".join(lines) if lines else None
 
 
+def finished(data: bytes) -> bool:
+    """Whether a stream ends with its terminal event: OpenAI-style `data: [DONE]`, or
+    Anthropic's `message_stop`. A client may close as soon as it has read that event."""
+    events, _ = split_events(bytes(data[-512:]))  # the first may be cut: only the last is read
+    return bool(events) and (event_data(events[-1]) == "[DONE]" or b"message_stop" in events[-1])
+
+
 def iter_json(data: bytes) -> Iterator[dict]:
     """Every event of a finished stream whose data is a JSON object; `[DONE]` and the rest are skipped."""
     events, rest = split_events(bytes(data))

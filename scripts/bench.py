@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -551,18 +550,6 @@ def rule_evaluation(counts=(1, 100, 1000)) -> dict:
 # --- report -------------------------------------------------------------------------------------
 
 
-def machine() -> dict:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "os": platform.platform()}
-
-
 def verdicts(r: dict) -> list[tuple[str, str, bool | None]]:
     lat, thr, st, mem, ev = r["latency"], r["throughput"], r["streaming"], r["memory"], r["events"]
     out = []
@@ -771,7 +758,7 @@ def main() -> int:
         commit=subprocess.run(
             ["git", "describe", "--always", "--dirty"], cwd=harness.ROOT, capture_output=True, text=True
         ).stdout.strip(),
-        machine=machine(),
+        machine=harness.machine(),
         litellm={"version": LITELLM_VERSION, "database_logging": False} if not args.no_litellm else None,
     )
     stem = out / f"bench-{started:%Y%m%dT%H%M%SZ}"

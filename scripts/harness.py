@@ -7,6 +7,7 @@ on 127.0.0.1 on a free port (workers behind HAProxy: on other loopback addresses
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -110,6 +111,19 @@ def start_lectr(
         stop(proc)
         raise
     return proc
+
+
+def machine() -> dict:
+    """What a benchmark or soak report says it ran on."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "os": platform.platform()}
 
 
 def haproxy_binary() -> str:

@@ -410,6 +410,15 @@ class FaultyProvider:
                 return
             if fault == "reset-mid-body":
                 conn.sendall(b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{"id"')
+            elif fault == "linger-after-done":  # the whole stream, then a while before the body's end
+                done = b'data: {"choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\ndata: [DONE]\n\n'
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                    + b"%x\r\n%s\r\n" % (len(done), done)
+                )
+                time.sleep(1)
+                conn.sendall(b"0\r\n\r\n")
+                return
             elif fault == "reset-mid-stream":
                 event = b'data: {"choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\n'
                 conn.sendall(
@@ -482,6 +491,24 @@ def test_an_upstream_reset_mid_stream_ends_the_clients_stream_and_is_recorded(fa
     assert got.count(b'"content": "hi"') == 2  # what the provider sent before it broke, unchanged
     (row,) = wait_rows(faulty.db_path, 1, "feature = 'up-reset-mid-stream'")
     assert row["error_category"] == "connection" and row["streaming"] is True
+
+
+def test_a_client_that_closes_after_the_last_event_is_not_recorded_as_aborted(faulty):
+    """What the OpenAI SDK does after [DONE]; the provider's end of body comes a second later."""
+    with httpx.stream(
+        "POST",
+        f"{faulty.url}/v1/chat/completions",
+        json={**BODY, "stream": True},
+        headers=headers(faulty, "done-then-close", **{"X-Fault": "linger-after-done"}),
+        timeout=10,
+    ) as r:
+        got = b""
+        for chunk in r.iter_raw():
+            got += chunk
+            if b"[DONE]" in got:
+                break  # and close, before the body ends
+    (row,) = wait_rows(faulty.db_path, 1, "feature = 'done-then-close'")
+    assert (row["status_code"], row["error_category"]) == (200, None)
 
 
 # --- client faults ------------------------------------------------------------------------

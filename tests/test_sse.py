@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lectr.sse import UsageChunkFilter, event_data, iter_json, split_events
+from lectr.sse import UsageChunkFilter, event_data, finished, iter_json, split_events
 
 
 def test_split_events_keeps_the_incomplete_rest():
@@ -93,3 +93,11 @@ def test_filter_forwards_whole_events_at_once_and_holds_the_incomplete_rest():
     assert f(b": 2}") == b""
     assert f(b"") == b'data: {"b": 2}'  # end of stream: released as it came
     assert f(b"") == b""
+
+
+def test_finished_streams_end_with_done_or_message_stop():
+    assert finished(b'data: {"choices": []}\n\ndata: [DONE]\n\n')
+    assert finished(b'event: message_stop\r\ndata: {"type": "message_stop"}\r\n\r\n')
+    assert not finished(b'data: {"choices": []}\n\n')
+    assert not finished(b"data: [DONE]")  # not yet a whole event
+    assert not finished(b"")

@@ -16,6 +16,7 @@ from mitmproxy import ctx, http
 from lectr.addons import record_of
 from lectr.events import BODY_KEEP_LIMIT, Event, EventQueue, error_category
 from lectr.flowrecord import FlowRecord
+from lectr.sse import finished
 from lectr.writer import WriterProcess
 
 log = logging.getLogger(__name__)
@@ -105,11 +106,15 @@ def build_event(flow: http.HTTPFlow, record: FlowRecord) -> Event:
     else:
         status = response.status_code
     first_byte = record.t_first_chunk if record.streaming else record.t_response_headers
-    if record.streaming and response is not None and response.stream:
+    streamed = record.streaming and response is not None and bool(response.stream)
+    if streamed:
         body, size = record.stream_copy, record.stream_bytes
     else:
         body = response.raw_content if response is not None else None
         size = len(body) if body else 0
+    # The OpenAI SDK closes its connection once it has read [DONE], which now and then reaches
+    # mitmproxy before the end of the provider's body: the client had the whole stream.
+    complete = streamed and not record.stream_copy_truncated and finished(body)
     request_body = request.raw_content
     return Event(
         ts=time.time(),
@@ -132,8 +137,8 @@ def build_event(flow: http.HTTPFlow, record: FlowRecord) -> Event:
         error_category=error_category(
             status,
             lectr_error=response is not None and "x-lectr-error" in response.headers,
-            flow_error=flow.error is not None,
-            client_aborted=record.client_aborted,
+            flow_error=flow.error is not None and not complete,
+            client_aborted=record.client_aborted and not complete,
             timed_out=record.timed_out,
         ),
         latency_ms=(now - record.t_start) * 1000,

@@ -265,7 +265,12 @@ def test_no_secret_at_rest(simulator_process, tmp_path):
                 return con.execute("SELECT count(*) FROM request_logs WHERE status_code = 200").fetchone()[0]
 
         wait_until(lambda: logged() == answered, timeout=10, what="every request to be logged")
-        wait_until(lambda: storage.worker_runs(lectr.db_path).get("aggregate"), timeout=10, what="an aggregation")
+
+        def summarised() -> bool:  # an aggregation that ran after the rows were in
+            with storage.connect(lectr.db_path, read_only=True) as con:
+                return con.execute("SELECT count(*) FROM dashboard_summaries").fetchone()[0] > 0
+
+        wait_until(summarised, timeout=15, what="an aggregation of the logged requests")
         while_running = files_with_keys(work, named_keys)  # a DuckDB .wal, if one is there right now
     finally:
         stop(lectr.proc)

@@ -230,28 +230,11 @@ def rss_mb(pids: list[int]) -> float:
 # --- the processes ------------------------------------------------------------------------
 
 
-class Bench:
+class Bench(harness.Processes):
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        super().__init__(work)
         self.args = args
-        self.work = work
-        self.procs: list[subprocess.Popen] = []
-        self.logs: list = []
         self.targets: dict[str, Target] = {}
-
-    def log(self, name: str):
-        f = open(self.work / f"{name}.log", "w")
-        self.logs.append(f)
-        return f
-
-    def keep(self, proc: subprocess.Popen) -> subprocess.Popen:
-        self.procs.append(proc)
-        return proc
-
-    def close(self) -> None:
-        for proc in reversed(self.procs):
-            harness.stop(proc)
-        for f in self.logs:
-            f.close()
 
     def start(self) -> None:
         self.sim = harness.free_port()

@@ -113,6 +113,30 @@ def start_lectr(
     return proc
 
 
+class Processes:
+    """The processes a benchmark or soak starts, and their log files; `close` stops them all."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.procs: list[subprocess.Popen] = []
+        self.logs: list[IO] = []
+
+    def log(self, name: str) -> IO:
+        f = open(self.work / f"{name}.log", "w")
+        self.logs.append(f)
+        return f
+
+    def keep(self, proc: subprocess.Popen) -> subprocess.Popen:
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            stop(proc)
+        for f in self.logs:
+            f.close()
+
+
 def machine() -> dict:
     """What a benchmark or soak report says it ran on."""
     cpu = next(

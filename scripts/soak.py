@@ -260,29 +260,18 @@ async def traffic(url: str, key: str, args: argparse.Namespace, tally: Tally) ->
 # --- the processes ------------------------------------------------------------------------------
 
 
-class Soak:
+class Soak(harness.Processes):
     """Starts and stops everything; knows which processes are Lectr's."""
 
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        super().__init__(work)
         self.args = args
-        self.work = work
-        self.procs: list[subprocess.Popen] = []
-        self.logs: list = []
         self.lectr: dict[str, subprocess.Popen] = {}  # role -> process whose tree is Lectr's
         self.lectr_logs: list[Path] = []
         self.others: dict[str, int] = {}  # simulator, haproxy: CPU accounting only
         self.health: dict[str, str] = {}  # each proxy's own address
         self.main_db = work / "lectr.duckdb"
         self.worker_dbs: list[Path] = []
-
-    def log(self, name: str):
-        f = open(self.work / f"{name}.log", "w")
-        self.logs.append(f)
-        return f
-
-    def keep(self, proc: subprocess.Popen) -> subprocess.Popen:
-        self.procs.append(proc)
-        return proc
 
     def start(self) -> tuple[str, str]:
         """Returns the URL clients use and the org key."""
@@ -379,12 +368,6 @@ class Soak:
         for proc in self.lectr.values():
             harness.stop(proc)
         return {role: proc.returncode for role, proc in self.lectr.items()}
-
-    def close(self) -> None:
-        for proc in reversed(self.procs):
-            harness.stop(proc)
-        for f in self.logs:
-            f.close()
 
 
 # --- memory and CPU from /proc ----------------------------------------------------------------------

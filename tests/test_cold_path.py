@@ -268,14 +268,6 @@ def test_a_full_queue_drops_and_counts_and_requests_never_wait(simulator_process
     assert dropped(lectr.db_path) == {"queue_full": 15}
 
 
-def test_sigterm_flushes_the_queue(simulator_process, tmp_path):
-    lectr = start_lectr(tmp_path, simulator_process.url, options={"lectr_flush_ms": 600_000})
-    assert _send(lectr, "term", 3) == [200] * 3
-    lectr.proc.send_signal(signal.SIGTERM)
-    lectr.proc.wait(15)
-    assert len(rows(lectr.db_path, "feature = 'term'")) == 3
-
-
 def test_an_unavailable_database_delays_rows_but_loses_none(simulator_process, tmp_path):
     lectr = start_lectr(tmp_path, simulator_process.url, options={"lectr_flush_ms": 100})
     try:

@@ -475,16 +475,21 @@ def test_upstream_faults_pass_through_or_get_a_clear_json_error(faulty, fault, m
     assert health(faulty)["status"] == "ok"
 
 
+def stream(lectr, feature: str, fault: str):
+    """A streaming chat request through `lectr`, the provider told to misbehave (X-Fault)."""
+    return httpx.stream(
+        "POST",
+        f"{lectr.url}/v1/chat/completions",
+        json={**BODY, "stream": True},
+        headers=headers(lectr, feature, **{"X-Fault": fault}),
+        timeout=10,
+    )
+
+
 def test_an_upstream_reset_mid_stream_ends_the_clients_stream_and_is_recorded(faulty):
     got = b""
     with pytest.raises(httpx.RemoteProtocolError):
-        with httpx.stream(
-            "POST",
-            f"{faulty.url}/v1/chat/completions",
-            json={**BODY, "stream": True},
-            headers=headers(faulty, "up-reset-mid-stream", **{"X-Fault": "reset-mid-stream"}),
-            timeout=10,
-        ) as r:
+        with stream(faulty, "up-reset-mid-stream", "reset-mid-stream") as r:
             assert r.status_code == 200
             for chunk in r.iter_raw():
                 got += chunk
@@ -495,13 +500,7 @@ def test_an_upstream_reset_mid_stream_ends_the_clients_stream_and_is_recorded(fa
 
 def test_a_client_that_closes_after_the_last_event_is_not_recorded_as_aborted(faulty):
     """What the OpenAI SDK does after [DONE]; the provider's end of body comes a second later."""
-    with httpx.stream(
-        "POST",
-        f"{faulty.url}/v1/chat/completions",
-        json={**BODY, "stream": True},
-        headers=headers(faulty, "done-then-close", **{"X-Fault": "linger-after-done"}),
-        timeout=10,
-    ) as r:
+    with stream(faulty, "done-then-close", "linger-after-done") as r:
         got = b""
         for chunk in r.iter_raw():
             got += chunk
@@ -565,13 +564,7 @@ def _rss_kb(pid: int) -> int:
 def _abusive_clients(lectr, n: int) -> None:
     def one(i: int) -> None:
         if i % 3 == 0:  # leaves mid-stream
-            with httpx.stream(
-                "POST",
-                f"{lectr.url}/v1/chat/completions",
-                json={**BODY, "stream": True},
-                headers=headers(lectr, "abuse", **{"X-Fault": "reset-mid-stream"}),
-                timeout=10,
-            ) as r:
+            with stream(lectr, "abuse", "reset-mid-stream") as r:
                 next(r.iter_raw())
         elif i % 3 == 1:  # truncated body
             s = _raw_request(lectr, b'{"model"', 100, "abuse")

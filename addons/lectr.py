@@ -10,6 +10,11 @@ import sys
 # Let `mitmdump -s addons/lectr.py` find the lectr package from a plain checkout too.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from lectr.addons import internals  # noqa: E402
+
+# Refuse to start (mitmdump exits, saying why) on a mitmproxy Lectr's patches do not fit.
+internals.check()
+
 from lectr.addons.auth import Auth  # noqa: E402
 from lectr.addons.clientguard import ClientGuard  # noqa: E402
 from lectr.addons.gateway import Gateway  # noqa: E402

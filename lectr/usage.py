@@ -165,9 +165,7 @@ def decoded(data: bytes | None, encoding: str | None) -> bytes | None:
 
             return _unbrotli(brotli.Decompressor(), data)
         if encoding == "zstd":
-            import zstandard  # installed with mitmproxy
-
-            return _unzstd(zstandard.ZstdDecompressor(), data)
+            return _unzstd(data)
     except Exception:  # broken data: each library has its own error
         return None
     return None
@@ -194,15 +192,25 @@ def _unbrotli(decompressor, data: bytes) -> bytes | None:
     return bytes(out) if decompressor.is_finished() else None
 
 
-def _unzstd(decompressor, data: bytes) -> bytes | None:
-    # Read in steps: `decompress(max_output_size=...)` trusts the size the frame declares.
+def _unzstd(data: bytes) -> bytes | None:
+    zstd = zstd_module()
     out = bytearray()
-    with decompressor.stream_reader(data, read_across_frames=True) as reader:
-        while piece := reader.read(1 << 20):
-            out += piece
-            if len(out) > DECODED_LIMIT:
-                return None
+    while data:  # like gzip, several frames may follow one another
+        decompressor = zstd.ZstdDecompressor()
+        out += decompressor.decompress(data, DECODED_LIMIT + 1 - len(out))
+        if len(out) > DECODED_LIMIT or not decompressor.eof:
+            return None  # too large, or cut short
+        data = decompressor.unused_data
     return bytes(out)
+
+
+def zstd_module():
+    """The standard library's zstd (Python 3.14), or its backport, as mitmproxy itself uses it."""
+    try:
+        from compression import zstd
+    except ImportError:
+        from backports import zstd
+    return zstd
 
 
 def unreadable_reason(data: bytes) -> str | None:

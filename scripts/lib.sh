@@ -1,5 +1,44 @@
 # Shell helpers shared by setup.sh, run.sh and workers.sh (sourced, not run).
 
+# The oldest Python Lectr runs on (mitmproxy 12 needs 3.12).
+LECTR_PYTHON_MIN="3.12"
+
+# python_ok PY: PY runs and is new enough. (A pyenv shim for a version that is not the
+# selected one exists on PATH but fails when run, so running it is the only test.)
+python_ok() {
+    "$1" -c "import sys, venv; sys.exit(sys.version_info < tuple(map(int, '$LECTR_PYTHON_MIN'.split('.'))))" \
+        >/dev/null 2>&1
+}
+
+# find_python: print the newest suitable interpreter: $PYTHON if set, then python3.13,
+# python3.12 and python3 on PATH, then pyenv's and uv's own. Says how to get one otherwise.
+find_python() {
+    local candidate candidates=()
+    if [ -n "${PYTHON:-}" ]; then
+        python_ok "$PYTHON" && { echo "$PYTHON"; return 0; }
+        echo "PYTHON=$PYTHON is not a Python $LECTR_PYTHON_MIN or newer with venv." >&2
+        return 1
+    fi
+    for candidate in python3.13 python3.12 python3; do
+        command -v "$candidate" >/dev/null 2>&1 && candidates+=("$(command -v "$candidate")")
+    done
+    # pyenv's and uv's interpreters, newest first, whether or not they are the selected version.
+    candidates+=($(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[2-9]*/bin/python3 \
+        "$HOME"/.local/share/uv/python/cpython-3.1[2-9]*/bin/python3 2>/dev/null | sort -rV))
+    for candidate in "${candidates[@]}"; do
+        python_ok "$candidate" && { echo "$candidate"; return 0; }
+    done
+    cat >&2 <<MSG
+Lectr needs Python $LECTR_PYTHON_MIN or newer (with venv), and none was found.
+Install one, then run this again:
+  Debian 13 / Ubuntu 24.04:  sudo apt-get install python3 python3-venv
+  any Linux, with uv:        uv python install 3.13
+  with pyenv:                pyenv install 3.13
+or point at one you have:    PYTHON=/path/to/python3.13 bash scripts/setup.sh
+MSG
+    return 1
+}
+
 # install_debs PKG...: install the Debian packages not yet present, where apt-get may be
 # used (as root, or with passwordless sudo). Returns 1, saying why, when it cannot.
 install_debs() {
@@ -27,5 +66,22 @@ prepare_store() {
     if [ -z "$(.venv/bin/lectr keys list --db "$1" 2>/dev/null)" ]; then
         echo "No org keys yet; creating one for org 'default':"
         .venv/bin/lectr keys create default --db "$1"
+    fi
+}
+
+# install_node_sdk: the official Node SDK and the Node it needs (tests/node/package.json) for
+# tests/test_node_sdk.py, with Debian's npm when there is none. Fails soft: the test then skips.
+install_node_sdk() {
+    local dir=tests/node stamp
+    command -v npm >/dev/null 2>&1 || install_debs nodejs npm ||
+        { echo "Without npm the Node SDK test is skipped." >&2; return 0; }
+    stamp="$dir/node_modules/.installed-$(cat "$dir"/package.json "$dir"/package-lock.json 2>/dev/null |
+        sha256sum | cut -c1-16)"
+    [ -f "$stamp" ] && return 0
+    echo "Installing the Node SDK into $dir/node_modules ..." >&2
+    if (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+        touch "$stamp"
+    else
+        echo "Could not install the Node SDK (npm ci in $dir failed); the Node SDK test is skipped." >&2
     fi
 }

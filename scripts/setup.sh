@@ -4,14 +4,15 @@
 # Idempotent and quick when nothing changed; run.sh and test.sh call it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 extras="${1:-}"
-python="${PYTHON:-python3}"
-if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-    echo "Lectr needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
-    exit 1
+if [ ! -x .venv/bin/python ] || ! python_ok .venv/bin/python; then
+    python="$(find_python)" || exit 1
+    rm -rf .venv  # one made by an older interpreter cannot be upgraded in place
+    echo "Creating .venv with $("$python" -c 'import sys; print(sys.executable, sys.version.split()[0])')" >&2
+    "$python" -m venv .venv
 fi
-[ -x .venv/bin/python ] || "$python" -m venv .venv
 
 hash="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
 stamp=".venv/.installed-$hash-${extras:-base}"
@@ -24,11 +25,11 @@ if [ ! -f "$stamp" ] && [ ! -f ".venv/.installed-$hash-test" ]; then
     touch "$stamp"
 fi
 
-# With the test extras, two Debian packages: `chromium` for the browser test
-# (tests/test_dashboard_browser.py; skipped without it) and `haproxy` for the multi-worker
-# test (tests/test_multiworker.py; fails without it).
+# With the test extras, Debian's `chromium` for the browser test (tests/test_dashboard_browser.py;
+# skipped without it), `haproxy` for the multi-worker test (tests/test_multiworker.py; fails
+# without it) and `nodejs`/`npm` for the official Node SDK's test (tests/test_node_sdk.py).
 if [ "$extras" = test ]; then
-    source scripts/lib.sh
     install_debs chromium haproxy || echo "Without chromium the browser test is skipped, without haproxy" \
         "the multi-worker test fails." >&2
+    install_node_sdk
 fi

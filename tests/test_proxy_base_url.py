@@ -95,7 +95,7 @@ def test_anthropic_sdk_native_messages(lectr, sim):
     assert [r["path"] for r in received] == ["/v1/messages", "/v1/messages"]
     for r in received:
         assert r["headers"]["x-api-key"] == "sk-ant-client"
-        assert r["headers"]["anthropic-version"] == "2023-06-01"
+        assert r["headers"]["anthropic-version"] == client.default_headers["anthropic-version"]  # the SDK's, kept
         assert "authorization" not in r["headers"]
         assert not [h for h in r["headers"] if h.startswith("x-lectr")]
 

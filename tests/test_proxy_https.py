@@ -62,7 +62,10 @@ def test_anthropic_sdk_through_the_proxy_streaming_and_not(lectr, sim):
     client = anthropic.Anthropic(
         api_key="sk-ant-app",
         default_headers={"X-Lectr-Key": lectr.key},
-        http_client=httpx.Client(proxy=lectr.url, verify=ssl.create_default_context(cafile=lectr.ca_path)),
+        # The SDK's own HTTP client class (anthropic 2 is built on httpx2 and refuses an httpx.Client).
+        http_client=anthropic.DefaultHttpxClient(
+            proxy=lectr.url, verify=ssl.create_default_context(cafile=lectr.ca_path)
+        ),
         max_retries=0,
     )
     message = client.messages.create(model="claude-sonnet-4-5", max_tokens=32, messages=MESSAGES)

@@ -69,11 +69,14 @@ def guarded(simulator_process, tmp_path_factory):
 # --- driving the SDKs -----------------------------------------------------------------
 
 
-def http_client(lectr, mode: str) -> httpx.Client | None:
-    """HTTPS_PROXY mode: the client keeps the provider's real URL and trusts mitmproxy's CA."""
+def http_client(lectr, mode: str, client_class=httpx.Client):
+    """HTTPS_PROXY mode: the client keeps the provider's real URL and trusts mitmproxy's CA.
+
+    client_class: anthropic 2 takes only its own (httpx2-based) anthropic.DefaultHttpxClient.
+    """
     if mode == "base_url":
         return None
-    return httpx.Client(proxy=lectr.url, verify=ssl.create_default_context(cafile=lectr.ca_path))
+    return client_class(proxy=lectr.url, verify=ssl.create_default_context(cafile=lectr.ca_path))
 
 
 def call(lectr, mode: str, sdk: str, stream: bool, **headers: str) -> str:
@@ -97,7 +100,7 @@ def call(lectr, mode: str, sdk: str, stream: bool, **headers: str) -> str:
         base_url=base_url,
         api_key=CLIENT_ANTHROPIC_KEY,
         default_headers=headers,
-        http_client=http_client(lectr, mode),
+        http_client=http_client(lectr, mode, anthropic.DefaultHttpxClient),
         max_retries=0,
     ) as client:
         if not stream:

@@ -14,9 +14,8 @@ import logging
 
 from mitmproxy import ctx, http
 
-from lectr.addons import record_of, timed
-from lectr.addons.deadline import Deadlines, cut
-from lectr.addons.upstream import make_error_response_json
+from lectr.addons import internals, record_of, timed
+from lectr.addons.deadline import Deadlines
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +62,9 @@ class ClientGuard:
         seconds = ctx.options.lectr_client_timeout
         plain = not flow.client_conn.tls and flow.request.http_version.startswith("HTTP/1")
         answer = (
-            make_error_response_json(REQUEST_TIMEOUT, f"the request body did not arrive within {seconds}s")
+            internals.make_error_response_json(REQUEST_TIMEOUT, f"the request body did not arrive within {seconds}s")
             if plain
             else b""
         )
-        if cut(flow.client_conn, "lectr client timeout", answer):
+        if internals.cut_connection(flow.client_conn, "lectr client timeout", answer):
             log.info("%s did not send its request body in %ss: closing", flow.client_conn.peername, seconds)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from mitmproxy import connection, ctx, http
+from mitmproxy import http
 
 
 class Deadlines:
@@ -39,19 +39,3 @@ class Deadlines:
     def _fire(self, flow: http.HTTPFlow, expire: Callable[[http.HTTPFlow], None]) -> None:
         self._timers.pop(flow.id, None)
         expire(flow)
-
-
-def cut(conn: connection.Connection, reason: str, last_words: bytes = b"") -> bool:
-    """Close `conn` (a flow's client or server connection) the way a failed read would.
-
-    mitmproxy then ends the flow with an error, so the flow's hooks run as usual.
-    `last_words` are written first, raw: only for a plaintext connection.
-    """
-    for handler in list(ctx.master.addons.get("proxyserver").connections.values()):
-        io = handler.transports.get(conn)
-        if io is not None and io.handler is not None:
-            if last_words and io.writer is not None:
-                io.writer.write(last_words)
-            io.handler.cancel(reason)
-            return True
-    return False

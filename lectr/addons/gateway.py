@@ -30,6 +30,15 @@ _LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
 class Gateway:
     def __init__(self) -> None:
         self.admitted = 0  # requests Lectr took on since start; each ends as one event
+        self._moved_to_loopback = False
+
+    def running(self) -> None:
+        # mitmproxy 12 brings its listeners up before a script's options apply, so a listener
+        # opened on every interface is restarted on loopback here (`--listen-host` avoids it).
+        if self._moved_to_loopback and ctx.master.addons.get("proxyserver").is_running:
+            log.warning("listening on 127.0.0.1 only (mitmdump --listen-host 127.0.0.1 skips this restart)")
+            ctx.options.update(server=False)
+            ctx.options.update(server=True)
 
     def status(self) -> dict[str, int]:
         return {"requests_admitted": self.admitted}
@@ -38,6 +47,7 @@ class Gateway:
         # mitmproxy listens on every interface by default; Lectr serves loopback unless told otherwise.
         if "listen_host" in updated and not ctx.options.listen_host:
             ctx.options.listen_host = "127.0.0.1"
+            self._moved_to_loopback = True
         # "eager" would dial the real provider when a client CONNECTs, before Lectr has
         # seen the request and chosen where it really goes.
         if "connection_strategy" in updated and ctx.options.connection_strategy != "lazy":
@@ -97,7 +107,7 @@ def _health() -> dict[str, object]:
     """Liveness, and the counters that show a leak or a backlog (each Lectr addon's `status()`)."""
     health: dict[str, object] = {
         "status": "ok",
-        "connections": len(ctx.master.addons.get("proxyserver").connections),
+        "connections": ctx.master.commands.call("proxyserver.active_connections"),
         "tasks": len(asyncio.all_tasks()),
     }
     for addon in traverse(ctx.master.addons.chain):  # ours are nested in the script's addon

@@ -6,6 +6,7 @@ import argparse
 import getpass
 import glob
 import logging
+import os
 import signal
 import sys
 import time
@@ -13,6 +14,7 @@ from typing import Callable
 
 from lectr import alerts, collect, haproxy, keys, secretsfile, storage, workers
 from lectr.providers import PROVIDERS
+from lectr.writer import PRICES_URL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         jobs.add_argument(
             f"--{job}-every", metavar="SECONDS", type=float, default=every, help=f"0: never; default {every}"
         )
+    for sub in (recommend, jobs):
+        sub.add_argument("--prices-file", default="prices.yaml", help="your price file (default: prices.yaml)")
+        sub.add_argument("--tiers", default="", help="a tiers file extending lectr/tiers.yaml (default: $LECTR_TIERS)")
     config = commands.add_parser("haproxy-config", help="print the HAProxy configuration for Lectr workers")
     config.add_argument("--port", type=int, required=True, help="where HAProxy listens (127.0.0.1)")
     config.add_argument(
@@ -72,7 +77,22 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="the workers' addresses, comma-separated: 127.0.0.2:8080,127.0.0.3:8080 (a bare port: on 127.0.0.1)",
     )
-    for sub in (create, list_, revoke, aggregate, anomalies, recommend, collect_, jobs):
+    prices = commands.add_parser("prices", help="fetch newer prices, check a price file, show a model's price")
+    prices_commands = prices.add_subparsers(dest="action", required=True)
+    update = prices_commands.add_parser(
+        "update",
+        help="fetch genai-prices' newest data into <db>.prices.json; a running proxy prices with it within seconds",
+    )
+    update.add_argument("--url", default=PRICES_URL, help="where to fetch it from (default: genai-prices on GitHub)")
+    check = prices_commands.add_parser("check", help="validate a price file and list its entries")
+    show = prices_commands.add_parser(
+        "show", help="the price of PROVIDER's MODEL per million tokens, and where it comes from"
+    )
+    show.add_argument("provider", metavar="PROVIDER", choices=PROVIDERS, help=", ".join(PROVIDERS))
+    show.add_argument("model", metavar="MODEL")
+    for sub in (check, show):
+        sub.add_argument("--file", default="prices.yaml", help="your price file (default: prices.yaml)")
+    for sub in (create, list_, revoke, aggregate, anomalies, recommend, collect_, jobs, update, show):
         sub.add_argument(
             "--db", default=storage.default_db_path(), help="DuckDB file (default: $LECTR_DB or lectr.duckdb)"
         )
@@ -85,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "anomalies":
             return _anomalies(args.db)
         if args.command == "recommend":
-            return _recommend(args.db)
+            return _recommend(args)
         if args.command == "collect":
             logging.basicConfig(level=logging.INFO, format="%(message)s")
             print(f"Copied {collect.collect(args.db, args.sources)} rows into {args.db}.")
@@ -95,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "haproxy-config":
             print(haproxy.config(args.port, args.backends), end="")
             return 0
+        if args.command == "prices":
+            return _prices(args)
         if args.command == "secrets" and args.action == "set":
             return _secrets_set(args.provider, args.org, args.file)
         if args.command == "secrets":
@@ -104,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "list":
             return _list(args.db)
         return _revoke(args.key_id, args.db)
-    except (storage.StorageError, secretsfile.SecretsFileError) as e:
+    except (storage.StorageError, secretsfile.SecretsFileError, ValueError) as e:  # TiersError, PriceFileError
         print(f"lectr: {e}", file=sys.stderr)
         return 1
 
@@ -156,6 +178,46 @@ def _secrets_list(path: str) -> int:
     return 0
 
 
+def _prices(args: argparse.Namespace) -> int:
+    # Imported here: genai-prices' data takes a moment to load, and only these commands need it.
+    from lectr import pricefile, priceupdate, pricing
+    from lectr.usage import Usage
+
+    try:
+        if args.action == "update":
+            done = priceupdate.download(args.url, priceupdate.data_path(args.db))
+            print(f"Fetched prices for {done.models} models of {done.providers} providers into {done.path}.")
+            print("A running proxy prices with them within a few seconds; rows priced by them say 'updated'.")
+            return 0
+        user = pricefile.load_price_file(args.file) if os.path.exists(args.file) else pricefile.PriceList()
+        if args.action == "check":
+            for e in user.entries:
+                since = f" from {e.start}" if e.start else ""
+                cached = "" if e.cached_input is None else f", cached input ${e.cached_input:g}"
+                print(f"#{e.index} {e.provider} {e.model}: input ${e.input:g}{cached}, output ${e.output:g}{since}")
+            print(f"{args.file}: {len(user.entries)} prices, valid.")
+            return 0
+        data = priceupdate.data_path(args.db)
+        pricing.use(pricing.load_data_file(data) if os.path.exists(data) else None, user)
+    except (priceupdate.PriceUpdateError, pricefile.PriceFileError, ValueError, OSError) as e:
+        print(f"lectr: {e}", file=sys.stderr)
+        return 1
+    million = 1_000_000
+    rates = [pricing.price(args.provider, args.model, u) for u in (Usage(million, 0), Usage(million, 0, million))]
+    output = pricing.price(args.provider, args.model, Usage(0, million))
+    if rates[0] is None or output is None:
+        print(
+            f"lectr: no price for {args.provider} {args.model}: its rows get no cost; add it to {args.file}",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"{args.provider} {args.model}: ${rates[0].usd:g} input, ${rates[1].usd:g} cached input, "
+        f"${output.usd:g} output per million tokens (from {rates[0].source})"
+    )
+    return 0
+
+
 def _anomalies(db: str) -> int:
     smtp = alerts.env_settings()
     run = workers.run_anomalies(db, smtp)
@@ -173,8 +235,9 @@ def _anomalies(db: str) -> int:
     return 0
 
 
-def _recommend(db: str) -> int:
-    found = workers.run_recommend(db)
+def _recommend(args: argparse.Namespace) -> int:
+    db = args.db
+    found = workers.run_recommend(db, prices_file=args.prices_file, tiers=args.tiers)
     for r in found:
         print(
             f"{r.confidence:6} {r.org_id}/{r.feature or '(untagged)'}: {r.current_model} -> {r.suggested_model}, "
@@ -191,7 +254,11 @@ def _jobs(args: argparse.Namespace) -> int:
     scheduled = [
         (args.aggregate_every, "aggregate", lambda: f"{workers.run_aggregate(db)} summary rows"),
         (args.anomalies_every, "anomalies", lambda: f"{len(workers.run_anomalies(db, smtp).new)} new anomalies"),
-        (args.recommend_every, "recommend", lambda: f"{len(workers.run_recommend(db))} recommendations"),
+        (
+            args.recommend_every,
+            "recommend",
+            lambda: f"{len(workers.run_recommend(db, prices_file=args.prices_file, tiers=args.tiers))} recommendations",
+        ),
     ]
     stopping: list[int] = []  # a flag the signal handler can set without taking a lock
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 
-from lectr import pricing, tokens, usage
+from lectr import pricing, storage, tokens, usage
 from lectr.events import Event, task_valid
 
 log = logging.getLogger(__name__)
@@ -22,19 +22,31 @@ log = logging.getLogger(__name__)
 CALIBRATION_EVERY = 50
 
 
+# Why a row was stored with less than it could have had (counted like drops: lectr.writer).
+# pricing_error: stored without a cost; counting_error: stored without tokens (so without a cost).
+PRICING_ERROR, COUNTING_ERROR = storage.STORED_DEGRADED
+# Each model's first failure is logged; past this many models, failures are only counted.
+REPORTED_MAX = 1000
+
+
 class Meter:
     def __init__(self, calibrator: tokens.Calibrator | None = None) -> None:
         self.calibrator = calibrator or tokens.Calibrator()
+        self.degraded: dict[str, int] = {}  # rows by reason (PRICING_ERROR, COUNTING_ERROR), since start
         self._seen: dict[str, int] = {}
+        self._reported: set[tuple[str, str | None]] = set()
 
     def row(self, event: Event) -> dict:
-        ts = datetime.fromtimestamp(event.ts, timezone.utc).replace(tzinfo=None)
-        counted = self._tokens(event)
-        cost = None
-        if counted is not None and _priceable(event.model_actual):
-            cost = pricing.cost_usd(event.provider, event.model_actual, counted[0], ts)
+        # Aware: prices change by date and, for some models, by the time of day (UTC).
+        at = datetime.fromtimestamp(event.ts, timezone.utc)
+        try:
+            counted = self._tokens(event)
+        except Exception as e:  # a parser's bug must not lose the row: it is stored uncounted
+            self._degrade(COUNTING_ERROR, event.model_actual, e)
+            counted = None
+        priced, price_known = self._price(event, counted, at)
         row = {
-            "ts": ts,
+            "ts": at.replace(tzinfo=None),  # stored as naive UTC (lectr.storage.utc_now)
             "request_id": event.request_id,
             "org_id": event.org_id,
             "mode": event.mode,
@@ -59,15 +71,50 @@ class Meter:
             "completion_tokens": counted[0].completion if counted else None,
             "cached_tokens": counted[0].cached if counted else None,
             "token_source": counted[1] if counted else None,
-            "cost_usd": cost,
-            "price_known": _priceable(event.model_actual) and pricing.has_price(event.provider, event.model_actual)
-            if event.provider and event.model_actual
-            else None,
+            "cost_usd": priced.usd if priced else None,
+            "price_known": price_known,
+            "price_source": priced.source if priced else None,
             "request_bytes": event.request_bytes,
             "response_bytes": event.response_bytes,
             "lectr_overhead_us": event.lectr_overhead_us,
         }
         return {name: _storable(value) for name, value in row.items()}
+
+    def _price(
+        self, event: Event, counted: tuple[usage.Usage, str] | None, at: datetime
+    ) -> tuple[pricing.Price | None, bool | None]:
+        """The price and whether the model has one; None, None when there is no provider or model."""
+        provider, model = event.provider, event.model_actual
+        if not provider or not model:
+            return None, None
+        if not _priceable(model):
+            return None, False
+        known = None
+        try:
+            known = pricing.has_price(provider, model)
+            return (pricing.price(provider, model, counted[0], at) if known and counted else None), known
+        except Exception as e:  # broken price data (a fetched file, a library bug) must not lose the row
+            self._degrade(PRICING_ERROR, model, e)
+            return None, known
+
+    def _degrade(self, reason: str, model: str | None, error: Exception) -> None:
+        self.degraded[reason] = self.degraded.get(reason, 0) + 1
+        key = (reason, model[:MODEL_NAME_MAX] if model else None)
+        if key in self._reported or len(self._reported) >= REPORTED_MAX:
+            return
+        self._reported.add(key)
+        what, without = ("price", "a cost") if reason == PRICING_ERROR else ("count", "token counts")
+        log.error(
+            "could not %s a response of model %r (%s: %s); its rows are stored without %s and counted as %r "
+            "in dropped_events. Logged once per model.",
+            what,
+            key[1],
+            type(error).__name__,
+            error,
+            without,
+            reason,
+            exc_info=error,
+        )
 
     def _tokens(self, event: Event) -> tuple[usage.Usage, str] | None:
         style = usage.style_of(event.endpoint)

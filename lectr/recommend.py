@@ -1,8 +1,9 @@
 """Recommendations: which feature could run on a cheaper model, and how sure Lectr is.
 
 Pure. Input: per org, feature and model, the observed traffic (`storage.traffic_profiles`).
-Candidates are the cheaper models of the same family at the same provider (so no new
-key is needed), priced by genai-prices on the feature's own token profile.
+Candidates are the smaller models of the same family at the same provider (so no new key
+is needed), found in the price data (`families`), priced by genai-prices on the feature's
+own token profile, and proposed only when cheaper on it.
 
 The task type (X-Lectr-Task) is the strongest signal and overrides the heuristics:
 - classification: a strong downgrade candidate, straight to the family's smallest model;
@@ -17,32 +18,13 @@ Untagged traffic (no X-Lectr-Feature) gets no recommendation: no rule could rout
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
 import yaml
 
-from lectr import pricing
+from lectr import families, pricing
+from lectr.families import Catalog, Model
 from lectr.usage import Usage
-
-# Model families, most capable first. Only same-provider moves are proposed.
-FAMILIES: dict[str, list[list[str]]] = {
-    "openai": [
-        ["gpt-5", "gpt-5-mini", "gpt-5-nano"],
-        ["gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano"],
-        ["gpt-4o", "gpt-4o-mini"],
-        ["gpt-4-turbo", "gpt-4o-mini"],
-        ["o3", "o4-mini"],
-    ],
-    "anthropic": [
-        ["claude-opus-4-1", "claude-sonnet-4-5", "claude-haiku-4-5"],
-        ["claude-opus-4", "claude-sonnet-4", "claude-3-5-haiku-latest"],
-        ["claude-3-7-sonnet-latest", "claude-3-5-haiku-latest"],
-    ],
-    "groq": [["llama-3.3-70b-versatile", "llama-3.1-8b-instant"]],
-    "gemini": [["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"]],
-}
-FAMILIES["azure"] = FAMILIES["openai"]
 
 MIN_REQUESTS = 20  # less traffic than this is no evidence
 HIGH_CONFIDENCE_REQUESTS = 100
@@ -69,17 +51,6 @@ class Recommendation:
 
     def row(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def family_position(provider: str, model: str) -> tuple[list[str], int] | None:
-    """The model's family and its place in it; dated versions (gpt-4o-2024-08-06) count as the model."""
-    best = None
-    for family in FAMILIES.get(provider, ()):
-        for i, name in enumerate(family):
-            if model == name or re.fullmatch(rf"{re.escape(name)}-\d[\d-]*", model):
-                if best is None or len(name) > len(best[0][best[1]]):
-                    best = (family, i)
-    return best
 
 
 def judge(profile: dict) -> tuple[str, str, bool] | None:
@@ -116,7 +87,30 @@ def judge(profile: dict) -> tuple[str, str, bool] | None:
     return "low", "no task header; long prompts or answers", False
 
 
-def recommend(profile: dict) -> Recommendation | None:
+def cheaper_sibling(
+    catalog: Catalog, provider: str, here: Model, typical: Usage, now_each: float, smallest: bool
+) -> tuple[str, float] | None:
+    """(model, price per call) of the family's next smaller tier, or its smallest, among the
+    siblings cheaper on this profile; None when no smaller sibling is cheaper."""
+    priced = [(m, pricing.cost_usd(provider, m.name, typical)) for m in catalog.smaller(provider, here)]
+    # Ties go to a non-reasoning variant (the traffic is not reasoning, and thinking tokens
+    # would cost output the profile does not show), then to the cheaper model.
+    cheaper = sorted(
+        ((m, c) for m, c in priced if c is not None and c < now_each),
+        key=lambda mc: (mc[0].reasoning, mc[1], mc[0].name),
+    )
+    if not cheaper:
+        return None
+    rank = max(m.rank for m, _ in cheaper) if smallest else min(m.rank for m, _ in cheaper)
+    tier = [(m, c) for m, c in cheaper if m.rank == rank]
+    # Within the tier, the sibling nearest in time: the same release (gpt-5 -> gpt-5-mini),
+    # else the latest before it (gpt-5.5 -> gpt-5.4-mini), else the first after it.
+    before = [(m, c) for m, c in tier if m.release <= here.release]
+    m, c = max(before, key=lambda mc: mc[0].release) if before else min(tier, key=lambda mc: mc[0].release)
+    return m.name, c
+
+
+def recommend(profile: dict, catalog: Catalog | None = None) -> Recommendation | None:
     provider, model = profile["provider"], profile["model_actual"]
     requests = profile["requests"]
     if requests < MIN_REQUESTS or not provider or not model:
@@ -125,17 +119,16 @@ def recommend(profile: dict) -> Recommendation | None:
         # A rule cannot single out untagged traffic: it would catch tagged features
         # (reasoning among them) on the same model too. Tag it with X-Lectr-Feature first.
         return None
-    place = family_position(provider, model)
     verdict = judge(profile)
-    if place is None or verdict is None:
+    if verdict is None:
         return None
-    family, index = place
-    if index == len(family) - 1:
-        return None  # already the family's smallest
+    catalog = catalog or families.catalog()
+    here = catalog.find(provider, model)
+    if here is None:
+        return None  # a model the price data cannot place in a family
     confidence, reason, smallest = verdict
     if confidence == "high" and requests < HIGH_CONFIDENCE_REQUESTS:
         confidence = "medium"
-    suggested = family[-1] if smallest else family[index + 1]
 
     typical = Usage(
         round(profile["avg_prompt_tokens"] or 0),
@@ -143,9 +136,10 @@ def recommend(profile: dict) -> Recommendation | None:
         round(profile.get("avg_cached_tokens") or 0) or None,
     )
     now_each = pricing.cost_usd(provider, model, typical)
-    then_each = pricing.cost_usd(provider, suggested, typical)
-    if now_each is None or then_each is None or then_each >= now_each:
+    choice = None if now_each is None else cheaper_sibling(catalog, provider, here, typical, now_each, smallest)
+    if choice is None:
         return None
+    suggested, then_each = choice
     monthly_requests = requests / max(profile.get("days_observed") or 0, 1.0) * DAYS_PER_MONTH
     current = profile["cost_usd"] or now_each * requests
     current_monthly = current / requests * monthly_requests
@@ -190,6 +184,7 @@ def rule_yaml(org: str, feature: str, provider: str, model: str, suggested: str)
     return yaml.safe_dump([rule], sort_keys=False)
 
 
-def recommend_all(profiles: list[dict]) -> list[Recommendation]:
-    found = [r for r in map(recommend, profiles) if r is not None]
+def recommend_all(profiles: list[dict], catalog: Catalog | None = None) -> list[Recommendation]:
+    catalog = catalog or families.catalog()
+    found = [r for r in (recommend(p, catalog) for p in profiles) if r is not None]
     return sorted(found, key=lambda r: (-RANK[r.confidence], -r.monthly_saving_usd))

@@ -86,9 +86,17 @@ def run_anomalies(
     return AnomalyRun(new, ongoing, len(open_by_key), mailed, error)
 
 
-def run_recommend(db: str | Path, now: datetime | None = None) -> list[Recommendation]:
+def run_recommend(
+    db: str | Path, now: datetime | None = None, prices_file: str = "", tiers: str = ""
+) -> list[Recommendation]:
+    """Recommendations priced as the writer prices rows: `prices_file` (the user's), then what
+    `lectr prices update` fetched next to `db`, then the bundled data; `tiers` extends lectr/tiers.yaml."""
+    from lectr import families, priceupdate  # in the jobs process only: the proxy never fetches prices
+
     faults.check("recommend.run")
     now = now or storage.utc_now()
-    found = recommend_all(storage.traffic_profiles(db, now - timedelta(days=RECOMMEND_DAYS)))
+    priceupdate.PriceFiles(str(db), "", prices_file, "", 0)  # loads both files into pricing
+    catalog = families.catalog(tiers or None)
+    found = recommend_all(storage.traffic_profiles(db, now - timedelta(days=RECOMMEND_DAYS)), catalog)
     storage.replace_recommendations(db, [r.row() for r in found], now)
     return found

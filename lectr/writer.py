@@ -16,7 +16,13 @@ dashboard (another process) can read between batches.
 When the database cannot be written (locked too long, unwritable, disk full) the batch
 is kept and retried with growing pauses while the queue still has room; once waiting
 would fill the queue, the batch is dropped and counted. Drop counts are written with
-the next batch that succeeds. `stop()` flushes what is queued before returning.
+the next batch that succeeds, and so are the rows stored with less than they could have
+had (`pricing_error`, `counting_error`: see lectr/metering.py). `stop()` flushes what is
+queued before returning.
+
+Prices: between batches (never per request) the writer rereads the fetched price data
+(`<db>.prices.json`, from `lectr prices update` or its own schedule) and the user's
+price file when they change; see lectr/pricing.py.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import multiprocessing
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from lectr import storage
 from lectr.events import Event, EventQueue
@@ -41,6 +47,17 @@ MAX_BACKOFF = 30.0
 MAX_ROWS_PER_WRITE = 20_000
 # With no traffic, an empty write this often tells the dashboard the proxy is alive.
 HEARTBEAT_SECONDS = 60.0
+# genai_prices.update_prices.DEFAULT_UPDATE_URL, here so the proxy need not import genai-prices (tested equal).
+PRICES_URL = "https://raw.githubusercontent.com/pydantic/genai-prices/refs/heads/main/prices/new_data/v2/data.json"
+
+
+class PriceSettings(NamedTuple):
+    """Where the writer's prices come from, besides the data genai-prices bundles."""
+
+    data_file: str = ""  # fetched genai-prices data; "": next to the database (<db>.prices.json)
+    user_file: str = ""  # the user's price file (prices.yaml); "": none
+    url: str = PRICES_URL  # where the schedule fetches from
+    refresh_hours: float = 0  # fetch every this many hours; 0: never
 
 
 class _Drainer:
@@ -78,22 +95,40 @@ class _Drainer:
 
 
 class Writer(_Drainer):
-    def __init__(self, path: str, queue: EventQueue, interval: float = 1.0, meter: Meter | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        queue: EventQueue,
+        interval: float = 1.0,
+        meter: Meter | None = None,
+        prices: PriceSettings = PriceSettings(),
+    ) -> None:
         # Imported here: metering loads tiktoken and the price data, which only the writer
         # process needs; the proxy that imports this module for WriterProcess stays smaller.
         from lectr.metering import Meter
+        from lectr.priceupdate import PriceFiles
 
         super().__init__(queue, interval, "lectr-writer")
         self.path = path
         self.meter = meter or Meter()
+        self.prices = PriceFiles(path, prices.data_file, prices.user_file, prices.url, prices.refresh_hours)
         self.written = 0  # rows written since start
         self.dropped_unwritable = 0  # events dropped because the database stayed unavailable
+        self.dropped_unmetered = 0  # events dropped because metering failed outside its own guards
         self.dropped_upstream: dict[str, int] = {}  # totals by reason, counted before this queue (the proxy's)
         self._persisted: dict[str, int] = {}
         self._pending: list[dict] = []  # metered rows waiting for a successful write
         self._backoff = 0.0
         self._retry_at = 0.0
         self._last_write = time.monotonic()
+
+    def start(self) -> None:
+        self.prices.start()
+        super().start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.prices.stop()
+        super().stop(timeout)
 
     def _finish(self) -> None:
         deadline = time.monotonic() + self._stop_timeout
@@ -108,12 +143,13 @@ class Writer(_Drainer):
     def flush(self) -> bool:
         """Meter and write one batch. False if the database was unavailable."""
         if not self._pending:
+            self.prices.poll()
             for event in self.queue.take(max(self.queue.batch_size, min(len(self.queue), MAX_ROWS_PER_WRITE))):
                 try:
                     self._pending.append(self.meter.row(event))
                 except Exception:  # one odd event must not stop the writer
                     log.exception("could not meter event %s; dropped", event.request_id)
-                    self.dropped_unwritable += 1
+                    self.dropped_unmetered += 1
         drops = self._drop_deltas()
         idle = not self._pending and not any(drops.values())
         if idle and time.monotonic() - self._last_write < HEARTBEAT_SECONDS:
@@ -142,6 +178,8 @@ class Writer(_Drainer):
         totals = dict(self.dropped_upstream)
         totals["queue_full"] = totals.get("queue_full", 0) + self.queue.dropped
         totals["db_unavailable"] = self.dropped_unwritable
+        totals["metering_error"] = self.dropped_unmetered
+        totals.update(self.meter.degraded)  # stored, but without a cost or tokens
         return {reason: n - self._persisted.get(reason, 0) for reason, n in totals.items()}
 
     def _drop_if_no_room(self) -> None:
@@ -161,9 +199,12 @@ class WriterProcess(_Drainer):
     over is counted as dropped ('writer_lost').
     """
 
-    def __init__(self, path: str, queue: EventQueue, interval: float = 1.0) -> None:
+    def __init__(
+        self, path: str, queue: EventQueue, interval: float = 1.0, prices: PriceSettings = PriceSettings()
+    ) -> None:
         super().__init__(queue, interval, "lectr-shipper")
         self.path = path
+        self.prices = prices
         self.lost = 0  # events that could not be handed to a child process
         self._shipped_drops: dict[str, int] = {}
         self._mp = multiprocessing.get_context("spawn")  # never fork a process running an event loop
@@ -187,7 +228,7 @@ class WriterProcess(_Drainer):
         if self._process is not None:
             self._process.join(1)  # reap the one that died
         receive, send = self._mp.Pipe(duplex=False)
-        args = (self.path, receive, self.interval, self.queue.maxsize, self.queue.batch_size)
+        args = (self.path, receive, self.interval, self.queue.maxsize, self.queue.batch_size, self.prices)
         self._process = self._mp.Process(target=_child, args=args, name="lectr-writer", daemon=True)
         self._process.start()
         receive.close()
@@ -219,7 +260,7 @@ class WriterProcess(_Drainer):
         self.lost += len(batch)
 
 
-def _child(path: str, pipe, interval: float, maxsize: int, batch_size: int) -> None:
+def _child(path: str, pipe, interval: float, maxsize: int, batch_size: int, prices: PriceSettings) -> None:
     """The writer process: receive batches until the proxy says stop (None) or goes away."""
     # Ctrl-C, or a service manager's SIGTERM, reaches the whole process group. The proxy says
     # when to stop, after its last batch; if it dies instead, the pipe closes and ends the loop.
@@ -227,7 +268,7 @@ def _child(path: str, pipe, interval: float, maxsize: int, batch_size: int) -> N
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="[lectr-writer] %(levelname)s %(message)s")
     queue = EventQueue(maxsize, batch_size)
-    writer = Writer(path, queue, interval)
+    writer = Writer(path, queue, interval, prices=prices)
     writer.start()
     while True:
         try:

@@ -161,3 +161,19 @@ def test_stream_usage_is_asked_for_only_when_the_body_can_carry_it_faithfully():
     assert (
         with_usage_requested(b'{"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}}') is None
     )
+
+
+def test_a_broken_tiers_file_is_refused_with_its_name(tmp_path):
+    from mitmproxy import exceptions
+
+    from lectr.addons.workers import Workers
+
+    tiers = tmp_path / "tiers.yaml"
+    tiers.write_text("tiers: [not, a, mapping]\n")
+    addon = Workers()
+    with taddons.context(addon) as tctx:
+        with pytest.raises(exceptions.OptionsError, match=str(tiers)):
+            tctx.configure(addon, lectr_tiers=str(tiers))
+        tiers.write_text("tiers:\n  openai: [[pro], [mini]]\n")
+        tctx.configure(addon, lectr_tiers=str(tiers))  # a good file is taken
+        assert tctx.options.lectr_tiers == str(tiers)

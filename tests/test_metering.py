@@ -2,15 +2,21 @@
 
 import gzip
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
+import duckdb
 import pytest
+from genai_prices.data_snapshot import get_snapshot
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lectr import pricing, tokens
-from lectr.events import Event
+from lectr import usage as usage_module
+from lectr.events import Event, EventQueue
 from lectr.metering import Meter
 from lectr.tokens import Calibrator
 from lectr.usage import Usage
+from lectr.writer import Writer
 
 TS = 1_750_000_000.0
 PROMPT = "Classify the sentiment of: the parcel arrived crushed and late"
@@ -167,3 +173,137 @@ def test_task_valid_column(task, valid):
     row = Meter().row(_event(task=task, response_body=_json_response({"prompt_tokens": 1, "completion_tokens": 1})))
     assert row["task"] == task
     assert row["task_valid"] is valid
+
+
+# --- prices: their source, the request's time, and errors that never lose a row ----------------
+
+
+def test_the_row_says_where_its_price_came_from():
+    priced = Meter().row(_event(response_body=_json_response({"prompt_tokens": 10, "completion_tokens": 5})))
+    assert (priced["price_known"], priced["price_source"]) == (True, "bundled") and priced["cost_usd"] > 0
+    unpriced = Meter().row(
+        _event(
+            model_actual="no-such-model-xyz",
+            response_body=_json_response({"prompt_tokens": 10, "completion_tokens": 5}),
+        )
+    )
+    assert (unpriced["cost_usd"], unpriced["price_known"], unpriced["price_source"]) == (None, False, None)
+
+
+def test_pricing_gets_the_time_of_the_request_in_utc(monkeypatch):
+    seen = []
+    real = pricing.price
+    monkeypatch.setattr(pricing, "price", lambda *args: seen.append(args[3]) or real(*args))
+    row = Meter().row(_event(response_body=_json_response({"prompt_tokens": 10, "completion_tokens": 5})))
+    assert seen == [datetime.fromtimestamp(TS, timezone.utc)] and seen[0].utcoffset() == timedelta(0)
+    assert row["ts"] == seen[0].replace(tzinfo=None)  # stored naive, in UTC, as every other timestamp
+
+
+def test_deepseek_off_peak_prices_apply_by_the_time_of_the_request():
+    """The bug this replaced: a naive timestamp met genai-prices' time-of-day prices and raised TypeError."""
+    usage = {"prompt_tokens": 1000, "completion_tokens": 500}
+    peak, off_peak = (
+        Meter().row(
+            _event(provider="deepseek", model_actual="deepseek-chat", ts=ts, response_body=_json_response(usage))
+        )
+        for ts in (
+            datetime(2026, 3, 2, 3, tzinfo=timezone.utc).timestamp(),
+            datetime(2026, 3, 2, 17, tzinfo=timezone.utc).timestamp(),
+        )
+    )
+    assert peak["price_source"] == off_peak["price_source"] == "bundled"
+    assert off_peak["cost_usd"] < peak["cost_usd"]
+
+
+def _broken_pricing(*args):
+    raise TypeError("can't compare offset-naive and offset-aware times")
+
+
+def test_a_pricing_error_stores_the_row_unpriced_and_is_counted_and_logged_once(monkeypatch, caplog):
+    monkeypatch.setattr(pricing, "price", _broken_pricing)
+    meter = Meter()
+    usage = {"prompt_tokens": 10, "completion_tokens": 5}
+    rows = [meter.row(_event(request_id=f"r{i}", response_body=_json_response(usage))) for i in range(3)]
+    assert [(r["request_id"], r["prompt_tokens"], r["cost_usd"], r["price_source"]) for r in rows] == [
+        (f"r{i}", 10, None, None) for i in range(3)
+    ]
+    assert rows[0]["price_known"] is True  # the model has a price: working it out failed
+    assert meter.degraded == {"pricing_error": 3}
+    assert caplog.text.count("could not price a response of model 'gpt-4o'") == 1
+    assert "TypeError" in caplog.text and "stored without a cost and counted as 'pricing_error'" in caplog.text
+
+
+def test_a_counting_error_stores_the_row_uncounted(monkeypatch, caplog):
+    def broken(*args):
+        raise KeyError("choices")
+
+    monkeypatch.setattr(usage_module, "from_response", broken)
+    meter = Meter()
+    row = meter.row(_event(response_body=_json_response({"prompt_tokens": 10, "completion_tokens": 5})))
+    assert (row["request_id"], row["prompt_tokens"], row["token_source"], row["cost_usd"]) == (
+        "req-1",
+        None,
+        None,
+        None,
+    )
+    assert meter.degraded == {"counting_error": 1} and "could not count a response of model 'gpt-4o'" in caplog.text
+
+
+def test_the_writer_stores_rows_it_could_not_price_and_counts_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(pricing, "price", _broken_pricing)
+    db = tmp_path / "lectr.duckdb"
+    writer = Writer(str(db), EventQueue(10, 10))
+    for i in range(2):
+        writer.queue.offer(
+            _event(request_id=f"r{i}", response_body=_json_response({"prompt_tokens": 3, "completion_tokens": 1}))
+        )
+    assert writer.flush()
+    with duckdb.connect(str(db), read_only=True) as con:
+        stored = con.execute("SELECT request_id, prompt_tokens, cost_usd FROM request_logs ORDER BY 1").fetchall()
+        reasons = dict(con.execute("SELECT reason, sum(events) FROM dropped_events GROUP BY 1").fetchall())
+    assert stored == [("r0", 3, None), ("r1", 3, None)]
+    assert reasons.get("pricing_error") == 2 and not reasons.get("db_unavailable")
+
+
+def _known_models() -> list[tuple[str, str]]:
+    """Every provider and model in genai-prices' data, under Lectr's name for the provider where it has one."""
+    lectr_names = {v: k for k, v in pricing._PROVIDER_IDS.items()}
+    return [(lectr_names.get(p.id, p.id), m.id) for p in get_snapshot().providers for m in p.models]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    model=st.sampled_from(_known_models()),
+    prompt=st.integers(0, 2_000_000),
+    completion=st.integers(0, 200_000),
+    cached=st.none() | st.integers(0, 2_000_000),
+    ts=st.floats(0, 4_102_444_800),  # 1970 to 2100
+    streaming=st.booleans(),
+)
+def test_metering_never_raises_on_a_model_the_price_data_knows(model, prompt, completion, cached, ts, streaming):
+    provider, name = model
+    reported = {"prompt_tokens": prompt, "completion_tokens": completion}
+    if cached is not None:
+        reported["prompt_tokens_details"] = {"cached_tokens": min(cached, prompt)}
+    body = _stream(reported) if streaming else _json_response(reported)
+    meter = Meter()
+    row = meter.row(_event(provider=provider, model_actual=name, ts=ts, streaming=streaming, response_body=body))
+    assert meter.degraded == {}
+    assert (row["cost_usd"] is None) == (row["price_source"] is None)
+    assert row["cost_usd"] is None or (row["cost_usd"] >= 0 and row["price_source"] == "bundled")
+    direct = pricing.price(provider, name, Usage(prompt, completion, cached and min(cached, prompt)))
+    assert direct is None or direct.usd >= 0
+
+
+def test_an_event_metering_cannot_handle_at_all_is_counted_as_a_metering_error(tmp_path, monkeypatch):
+    def broken(self, event):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Meter, "row", broken)
+    db = tmp_path / "lectr.duckdb"
+    writer = Writer(str(db), EventQueue(10, 10))
+    writer.queue.offer(_event())
+    assert writer.flush()
+    with duckdb.connect(str(db), read_only=True) as con:
+        reasons = dict(con.execute("SELECT reason, sum(events) FROM dropped_events GROUP BY 1").fetchall())
+    assert reasons.get("metering_error") == 1 and not reasons.get("db_unavailable")  # not the database's fault

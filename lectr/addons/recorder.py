@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import time
 
-from mitmproxy import ctx, http
+from mitmproxy import ctx, exceptions, http
 
 from lectr.addons import record_of
 from lectr.events import BODY_KEEP_LIMIT, Event, EventQueue, error_category
 from lectr.flowrecord import FlowRecord
 from lectr.sse import finished
-from lectr.writer import WriterProcess
+from lectr.writer import PRICES_URL, PriceSettings, WriterProcess
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,35 @@ class Recorder:
             "lectr_batch_size", int, 500, "Events written to DuckDB per batch (also written every lectr_flush_ms)."
         )
         loader.add_option("lectr_flush_ms", int, 1000, "Longest time, in ms, an event waits before being written.")
+        loader.add_option(
+            "lectr_prices_file",
+            str,
+            "prices.yaml",
+            "Your own prices (YAML; see prices.example.yaml): fine-tunes, Azure deployments, self-hosted models, "
+            "negotiated rates. They win over the price database. Reloaded within seconds of a save; an invalid "
+            "file is rejected and the last good prices stay in force.",
+        )
+        loader.add_option(
+            "lectr_prices_refresh",
+            int,
+            0,
+            "Fetch newer price data from lectr_prices_url every this many hours (e.g. 24), in the background, "
+            "into <lectr_db>.prices.json; 0: never (the bundled data, and what 'lectr prices update' fetched).",
+        )
+        loader.add_option(
+            "lectr_prices_url", str, PRICES_URL, "Where newer price data (genai-prices' data.json) is fetched from."
+        )
 
     def configure(self, updated: set[str]) -> None:
-        if updated & {"lectr_db", "lectr_queue_size", "lectr_batch_size", "lectr_flush_ms"} and self.writer:
+        if "lectr_prices_refresh" in updated and ctx.options.lectr_prices_refresh < 0:
+            raise exceptions.OptionsError("lectr_prices_refresh must be 0 (never) or a number of hours, e.g. 24")
+        if "lectr_prices_url" in updated and not ctx.options.lectr_prices_url.startswith(("http://", "https://")):
+            raise exceptions.OptionsError(
+                f"lectr_prices_url must be an http:// or https:// address, not {ctx.options.lectr_prices_url!r}"
+            )
+        restart = {"lectr_db", "lectr_queue_size", "lectr_batch_size", "lectr_flush_ms"}
+        restart |= {"lectr_prices_file", "lectr_prices_refresh", "lectr_prices_url"}
+        if updated & restart and self.writer:
             self._stop_writer()
             self._start_writer()
 
@@ -87,7 +113,12 @@ class Recorder:
     def _start_writer(self) -> None:
         options = ctx.options
         self.queue = EventQueue(max(1, options.lectr_queue_size), max(1, options.lectr_batch_size))
-        self.writer = WriterProcess(options.lectr_db, self.queue, max(1, options.lectr_flush_ms) / 1000)
+        prices = PriceSettings(
+            user_file=options.lectr_prices_file,
+            url=options.lectr_prices_url,
+            refresh_hours=options.lectr_prices_refresh,
+        )
+        self.writer = WriterProcess(options.lectr_db, self.queue, max(1, options.lectr_flush_ms) / 1000, prices)
         self.writer.start()
 
     def _stop_writer(self) -> None:

@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
 
-from mitmproxy import ctx
+from mitmproxy import ctx, exceptions
 
 from lectr import alerts, workers
 
@@ -32,6 +32,13 @@ class Workers:
         env = alerts.env_settings()
         for job, seconds in workers.EVERY.items():
             loader.add_option(f"lectr_{job}_every", int, seconds, f"Seconds between {job} runs; 0: never.")
+        loader.add_option(
+            "lectr_tiers",
+            str,
+            "",
+            "A tiers file (the shape of lectr/tiers.yaml) that extends which model is the smaller one, for "
+            "recommendations; empty: $LECTR_TIERS, else Lectr's own.",
+        )
         loader.add_option("lectr_smtp_host", str, env.host, "SMTP server for anomaly alerts; empty: no email.")
         loader.add_option("lectr_smtp_port", int, env.port, "SMTP port.")
         loader.add_option("lectr_smtp_from", str, env.sender, "Sender address of alert emails.")
@@ -41,13 +48,22 @@ class Workers:
             "lectr_smtp_user", str, env.user, "SMTP login; the password is read from LECTR_SMTP_PASSWORD only."
         )
 
+    def configure(self, updated: set[str]) -> None:
+        if "lectr_tiers" in updated and ctx.options.lectr_tiers:
+            from lectr import families  # here only: it loads the price data, which the proxy does not need
+
+            try:
+                families.load_tiers(ctx.options.lectr_tiers)
+            except families.TiersError as e:
+                raise exceptions.OptionsError(str(e)) from e
+
     def running(self) -> None:
         loop = asyncio.get_running_loop()
         o = ctx.options
         for every, job in (
             (o.lectr_aggregate_every, lambda: functools.partial(workers.run_aggregate, o.lectr_db)),
             (o.lectr_anomalies_every, lambda: functools.partial(workers.run_anomalies, o.lectr_db, self.smtp())),
-            (o.lectr_recommend_every, lambda: functools.partial(workers.run_recommend, o.lectr_db)),
+            (o.lectr_recommend_every, lambda: self.recommend(o)),
         ):
             if every > 0:
                 self._tasks.append(loop.create_task(_every(every, job, self._run_in_pool)))
@@ -68,6 +84,12 @@ class Workers:
         except BrokenProcessPool:  # its process was killed: the next turn starts a new one
             self._pool = None
             raise
+
+    @staticmethod
+    def recommend(o) -> Callable[[], object]:
+        return functools.partial(
+            workers.run_recommend, o.lectr_db, prices_file=o.lectr_prices_file, tiers=o.lectr_tiers
+        )
 
     @staticmethod
     def smtp() -> alerts.SmtpSettings:

@@ -60,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import anthropic  # noqa: E402
 import harness  # noqa: E402
 import httpx  # noqa: E402
+import httpx2  # noqa: E402
 import openai  # noqa: E402
 
 from lectr import haproxy, keys, storage  # noqa: E402
@@ -206,16 +207,23 @@ async def traffic(url: str, key: str, args: argparse.Namespace, tally: Tally) ->
     # with equal timers (httpx's default is also 5 s) a request sent on a connection at 4.99 s
     # reaches the simulator as it closes, and Lectr answers 502 (it does not retry a POST). Real
     # providers keep idle connections far longer than SDKs do.
-    limits = httpx.Limits(
+    # The SDKs are built on httpx2 (anthropic 2 refuses an httpx client): their own client class.
+    limits = httpx2.Limits(
         max_connections=args.concurrency, max_keepalive_connections=args.concurrency, keepalive_expiry=4.0
     )
     common = {"default_headers": {"X-Lectr-Key": key}, "max_retries": 0, "timeout": 30.0}
     clients = {
         "openai": openai.AsyncOpenAI(
-            base_url=f"{url}/v1", api_key="sk-soak-client", http_client=httpx.AsyncClient(limits=limits), **common
+            base_url=f"{url}/v1",
+            api_key="sk-soak-client",
+            http_client=openai.DefaultAsyncHttpxClient(limits=limits),
+            **common,
         ),
         "anthropic": anthropic.AsyncAnthropic(
-            base_url=url, api_key="sk-ant-soak-client", http_client=httpx.AsyncClient(limits=limits), **common
+            base_url=url,
+            api_key="sk-ant-soak-client",
+            http_client=anthropic.DefaultAsyncHttpxClient(limits=limits),
+            **common,
         ),
     }
     rng = random.Random(args.seed)

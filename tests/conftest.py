@@ -34,6 +34,15 @@ class Simulator:
         httpx.delete(f"{self.url}/_sim/requests")
 
 
+@pytest.fixture(autouse=True)
+def _main_module_kept():
+    """Streamlit's AppTest (tests/test_dashboard.py) installs the app as `__main__`; a process
+    spawned later in the same run (the writer, the jobs) would then run the dashboard first."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
 @pytest.fixture(scope="session")
 def simulator_process(tmp_path_factory):
     port = free_port()

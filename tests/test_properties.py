@@ -130,11 +130,19 @@ def strict_loads(data: bytes) -> object:
 
 
 def is_json_value(value: object) -> bool:
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and is_json_value(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(is_json_value(v) for v in value)
-    return value is None or isinstance(value, (bool, int, float, str))
+    # With a stack, not recursion: Python 3.12+ parses JSON nested deeper than its own recursion limit.
+    stack = [value]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if not all(isinstance(k, str) for k in value):
+                return False
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif not (value is None or isinstance(value, (bool, int, float, str))):
+            return False
+    return True
 
 
 def assert_usage(found: usage.Usage | None) -> None:

@@ -20,12 +20,14 @@ from lectr.addons.clientguard import ClientGuard  # noqa: E402
 from lectr.addons.gateway import Gateway  # noqa: E402
 from lectr.addons.recorder import Recorder  # noqa: E402
 from lectr.addons.router import Router  # noqa: E402
+from lectr.addons.runtime import Runtime  # noqa: E402
 from lectr.addons.streamtap import StreamTap  # noqa: E402
 from lectr.addons.streamusage import StreamUsage  # noqa: E402
 from lectr.addons.upstream import UpstreamGuard  # noqa: E402
 from lectr.addons.workers import Workers  # noqa: E402
 
 addons = [
+    Runtime(),  # open-files limit raised, start-up heap frozen for the garbage collector
     Gateway(),  # which traffic is Lectr's; X-Lectr-* headers read and removed
     ClientGuard(),  # time limit on the client sending its request body
     Auth(),  # X-Lectr-Key -> org, or 401

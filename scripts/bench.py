@@ -3,6 +3,7 @@
     .venv/bin/python scripts/bench.py              # the full run, about 25 minutes
     .venv/bin/python scripts/bench.py --quick      # every phase, small counts: a smoke run
     .venv/bin/python scripts/bench.py --no-litellm # skip D (its first install takes a minute)
+    .venv/bin/python scripts/bench.py --no-portkey # skip E (needs Node.js 18+ and npm)
 
 One run starts the provider simulator (scripts/simulator.py) on loopback and, against it:
   A  direct to the simulator;
@@ -10,6 +11,8 @@ One run starts the provider simulator (scripts/simulator.py) on loopback and, ag
   C  `mitmdump -s addons/lectr.py` with auth, 50 rules, event recording and the cold path;
   D  the LiteLLM proxy (installed by this script into .bench/litellm, its own virtual
      environment; never a Lectr dependency), master key set, no database (no spend logs);
+  E  Portkey's open-source AI gateway (npm @portkey-ai/gateway, installed by this script into
+     .bench/portkey; never a Lectr dependency), one Node.js process, no logging backend;
   W1/W2  HAProxy in front of 1 and 2 Lectr workers (scripts/workers.sh's layout).
 Targets are measured in interleaved rounds so that machine noise hits all of them alike.
 The load comes from a minimal HTTP/1.1 client in this process (keep-alive, one connection
@@ -40,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
+from harness import Conn, Reply, pct, progress, raw_request, rss_mb  # noqa: E402
 
 from lectr import haproxy, keys, storage  # noqa: E402
 from lectr.endpoints import parse_path  # noqa: E402
@@ -49,6 +53,21 @@ from lectr.rules import parse_rules  # noqa: E402
 LITELLM_VERSION = "1.106.2"
 LITELLM_VENV = harness.ROOT / ".bench" / "litellm"
 LITELLM_MASTER_KEY = "sk-bench-Master-Key-7f3a9c2e41d84b6a"
+PORTKEY_VERSION = "1.15.2"
+PORTKEY_DIR = harness.ROOT / ".bench" / "portkey"
+# The gateway declares "@hono/node-server": "^1.3.3"; from 1.14.2 on, that package keeps a
+# fetched response's immutable Headers, and every stream fails with "TypeError: immutable"
+# (Portkey-AI/gateway#1389, #1550). 1.14.1 is the last release it works with.
+PORTKEY_HONO_NODE_SERVER = "1.14.1"
+# start-server.js takes only --port and --headless and listens on every interface: this
+# preload makes it listen on loopback only.
+PORTKEY_LOOPBACK = """import net from "node:net";
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (port, ...rest) {
+  if (typeof port === "number" && rest[0] === undefined) rest[0] = "127.0.0.1";
+  return listen.call(this, port, ...rest);
+};
+"""
 MODEL = "gpt-4o-mini"  # served by the instant simulator
 # Streams go to a second simulator that spaces its chunks: Lectr reaches it as "groq"
 # (X-Lectr-Provider), LiteLLM by this model name. (A Llama model name would make LiteLLM
@@ -64,72 +83,6 @@ BODY = {
     ],
     "max_tokens": 64,
 }
-
-
-# --- a minimal keep-alive HTTP/1.1 client -----------------------------------------------
-
-
-@dataclass
-class Reply:
-    status: int
-    t_sent: float
-    t_headers: float
-    t_done: float
-    chunks: list[tuple[float, int]] = field(default_factory=list)  # (arrival, SSE data events in it)
-
-    @property
-    def ms(self) -> float:
-        return (self.t_done - self.t_sent) * 1000
-
-    def first_event_ms(self) -> float | None:
-        return next(((t - self.t_sent) * 1000 for t, n in self.chunks if n), None)
-
-    def event_times(self) -> list[float]:
-        return [t for t, n in self.chunks for _ in range(n)]
-
-
-class Conn:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def send(self, request: bytes) -> Reply:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        reader = self.reader
-        t_sent = time.perf_counter()
-        self.writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        reply = Reply(int(head[9:12]), t_sent, time.perf_counter(), 0.0)
-        headers = {}
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip().lower()
-        if headers.get(b"transfer-encoding") == b"chunked":
-            while True:
-                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                if size == 0:
-                    await reader.readuntil(b"\r\n")
-                    break
-                data = await reader.readexactly(size + 2)
-                reply.chunks.append((time.perf_counter(), data.count(b"data:")))
-        elif b"content-length" in headers:
-            data = await reader.readexactly(int(headers[b"content-length"]))
-            reply.chunks.append((time.perf_counter(), data.count(b"data:")))
-        else:
-            data = await reader.read()
-            reply.chunks.append((time.perf_counter(), data.count(b"data:")))
-            headers[b"connection"] = b"close"
-        reply.t_done = time.perf_counter()
-        if headers.get(b"connection") == b"close":
-            self.close()
-        return reply
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
 
 
 # --- what is measured -------------------------------------------------------------------
@@ -154,13 +107,6 @@ class Target:
             headers = {**self.headers, **self.stream_headers}
             return raw_request(self.stream_path or self.path, headers, json.dumps(body).encode())
         return raw_request(self.path, self.headers, json.dumps(BODY).encode())
-
-
-def raw_request(path: str, headers: dict[str, str], body: bytes) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 async def sequential(target: Target, n: int, stream: bool = False) -> list[Reply]:
@@ -200,33 +146,6 @@ async def load(target: Target, concurrency: int, seconds: float | None = None, r
     return done / (time.perf_counter() - t0)
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def rss_mb(pids: list[int]) -> float:
-    """Resident memory of these processes and all their descendants."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    total, todo = 0, list(pids)
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
-
-
 # --- the processes ------------------------------------------------------------------------
 
 
@@ -258,6 +177,8 @@ class Bench(harness.Processes):
         self.targets["C"] = self.start_c(auth)
         if not self.args.no_litellm:
             self.targets["D"] = self.start_d()
+        if not self.args.no_portkey:
+            self.targets["E"] = self.start_e(auth)
 
     def start_b(self, auth: dict) -> list[Target]:
         """Bare mitmdump: B in Lectr's own (regular) mode, the client using it as an HTTP proxy
@@ -272,9 +193,7 @@ class Bench(harness.Processes):
             ("B'", ["--mode", f"reverse:http://127.0.0.1:{self.sim}"], []),
         ):
             port = harness.free_port()
-            args = [harness.MITMDUMP, *mode, "--listen-host", "127.0.0.1", "-p", str(port), *extra]
-            proc = self.keep(subprocess.Popen(args, stdout=self.log(f"mitmdump-{port}")))
-            harness.wait_until(lambda: harness.accepts("127.0.0.1", port), what="bare mitmdump")
+            proc = self.keep(harness.start_mitmdump(port, self.log(f"mitmdump-{port}"), *mode, *extra))
             ports[name] = port, proc
         b_url = f"http://127.0.0.1:{self.sim}{chat}"
         b = Target("B", "B bare mitmdump", ports["B"][0], b_url, auth, [ports["B"][1].pid])
@@ -344,6 +263,36 @@ class Bench(harness.Processes):
         headers = {"Authorization": f"Bearer {LITELLM_MASTER_KEY}"}
         return Target("D", "D LiteLLM proxy", port, "/v1/chat/completions", headers, [proc.pid])
 
+    def start_e(self, auth: dict) -> Target:
+        """Portkey's gateway routes by headers: provider openai, at the simulator's address.
+        Like Lectr it streams from the second simulator; the client's Authorization goes upstream."""
+        entry = ensure_portkey()
+        port = harness.free_port()
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+        }
+        env["TRUSTED_CUSTOM_HOSTS"] = "127.0.0.1"  # its default list has it too; said here for the reader
+        proc = self.keep(
+            subprocess.Popen(
+                ["node", "--import", str(PORTKEY_DIR / "loopback.mjs"), str(entry), f"--port={port}", "--headless"],
+                stdout=self.log("portkey"),
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.work,
+            )
+        )
+        harness.wait_until(
+            lambda: proc.poll() is not None or harness.accepts("127.0.0.1", port), what="the Portkey gateway"
+        )
+        if proc.poll() is not None:
+            raise RuntimeError(f"the Portkey gateway exited with status {proc.returncode}; see portkey.log")
+        headers = dict(
+            auth, **{"x-portkey-provider": "openai", "x-portkey-custom-host": f"http://127.0.0.1:{self.sim}/v1"}
+        )
+        target = Target("E", "E Portkey gateway", port, "/v1/chat/completions", headers, [proc.pid])
+        target.stream_headers = {"x-portkey-custom-host": f"http://127.0.0.1:{self.sim_stream}/v1"}
+        return target
+
     def start_workers(self, n: int) -> Target:
         """HAProxy in front of n Lectr workers, laid out as scripts/workers.sh does."""
         main_db = self.work / f"w{n}-lectr.duckdb"
@@ -381,6 +330,45 @@ def ensure_litellm() -> Path:
     return exe
 
 
+def ensure_portkey() -> Path:
+    """@portkey-ai/gateway in .bench/portkey (npm, once), with the one dependency it needs pinned."""
+    modules = PORTKEY_DIR / "node_modules"
+    entry = modules / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+    if installed_version(modules / "@portkey-ai" / "gateway") != PORTKEY_VERSION or (
+        installed_version(modules / "@hono" / "node-server") != PORTKEY_HONO_NODE_SERVER
+    ):
+        if shutil.which("npm") is None or shutil.which("node") is None:
+            raise RuntimeError("E needs Node.js 18+ and npm (or run with --no-portkey)")
+        print(f"Installing @portkey-ai/gateway@{PORTKEY_VERSION} into {PORTKEY_DIR} (once) ...", flush=True)
+        PORTKEY_DIR.mkdir(parents=True, exist_ok=True)
+        package = {
+            "private": True,
+            "dependencies": {"@portkey-ai/gateway": PORTKEY_VERSION},
+            "overrides": {"@hono/node-server": PORTKEY_HONO_NODE_SERVER},
+        }
+        (PORTKEY_DIR / "package.json").write_text(json.dumps(package, indent=2) + "\n")
+        # Its postinstall (patch-package) has nothing to patch in the published package.
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--omit=dev", "--ignore-scripts", "--loglevel=error"],
+            cwd=PORTKEY_DIR,
+            check=True,
+        )
+    (PORTKEY_DIR / "loopback.mjs").write_text(PORTKEY_LOOPBACK)
+    return entry
+
+
+def installed_version(package: Path) -> str | None:
+    try:
+        return json.loads((package / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def node_version() -> str | None:
+    found = shutil.which("node")
+    return subprocess.run([found, "--version"], capture_output=True, text=True).stdout.strip() if found else None
+
+
 def bench_rules(n: int) -> str:
     """n rules; the benchmark's requests match only the last one, which rewrites the model."""
     lines = ["rules:"]
@@ -401,10 +389,6 @@ def bench_rules(n: int) -> str:
 
 
 # --- phases ---------------------------------------------------------------------------------
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 async def phase_latency(targets: list[Target], rounds: int, per_round: int) -> dict:
@@ -602,6 +586,7 @@ def markdown(r: dict) -> str:
             **r["latency"]["A"]
         ),
     ]
+    lines += [peer_line(r, key) for key in ("D", "E") if key in r["latency"]]
     if r.get("workers"):
         w = r["workers"]
         lines += ["", "| more than one core | req/s at 8 | at 32 |", "|---|---|---|"]
@@ -623,6 +608,17 @@ def markdown(r: dict) -> str:
     ]
     lines += [f"| {name} | {value} | {'yes' if ok else 'NO'} |" for name, value, ok in verdicts(r)]
     return "\n".join(lines) + "\n"
+
+
+def peer_line(r: dict, key: str) -> str:
+    lat, thr = r["latency"], r["throughput"]
+    about = {
+        "D": f"LiteLLM {LITELLM_VERSION}, one process, no database",
+        "E": f"Portkey gateway {PORTKEY_VERSION} on Node.js {(r.get('portkey') or {}).get('node') or '?'}"
+        f" (@hono/node-server {PORTKEY_HONO_NODE_SERVER}); it waits 25 ms before relaying a stream's first event",
+    }[key]
+    latency, throughput = lat["C"]["added_p50_ms"] / lat[key]["added_p50_ms"], thr["C"]["8"] / thr[key]["8"]
+    return f"{key}, {about}: C/{key} added latency p50 {latency:.2f}x, throughput at 8 {throughput:.2f}x."
 
 
 def _memory_first(r: dict) -> int:
@@ -684,10 +680,10 @@ def chart(r: dict, path: Path) -> None:
 async def run(bench: Bench, args: argparse.Namespace) -> dict:
     q = args.quick
     t = bench.targets
-    core = [t[k] for k in ("A", "B", "C", "D") if k in t]
-    every = [t[k] for k in ("A", "B", "B'", "C", "D") if k in t]  # B' (reverse mode) for latency and throughput
+    core = [t[k] for k in ("A", "B", "C", "D", "E") if k in t]
+    every = [t[k] for k in ("A", "B", "B'", "C", "D", "E") if k in t]  # B' (reverse mode): latency and throughput
     result: dict = {"labels": {k: v.label for k, v in t.items()}}
-    progress(f"latency at concurrency 1 ({'A, B, C, D' if 'D' in t else 'A, B, C'}, interleaved) ...")
+    progress(f"latency at concurrency 1 ({', '.join(x.key for x in every)}, interleaved) ...")
     result["latency"] = await phase_latency(every, rounds=4 if q else 40, per_round=25 if q else 50)
     progress("throughput at concurrency 1, 8, 32 ...")
     result["throughput"] = await phase_throughput(every, (1, 8, 32), seconds=1 if q else 4, rounds=1 if q else 3)
@@ -698,6 +694,8 @@ async def run(bench: Bench, args: argparse.Namespace) -> dict:
     result["memory"] = await phase_memory([x for x in core if x.key in ("B", "C")], first, total, concurrency=8)
     if "D" in t:  # at its ~50 requests/s, 100k would take over half an hour
         result["memory"].update(await phase_memory([t["D"]], first, min(total, args.litellm_memory_requests), 8))
+    if "E" in t:
+        result["memory"].update(await phase_memory([t["E"]], first, min(total, args.portkey_memory_requests), 8))
     if not args.no_workers:
         progress("more than one core: HAProxy in front of 1 and of 2 Lectr workers, interleaved ...")
         workers = [bench.start_workers(n) for n in (1, 2)]
@@ -712,9 +710,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small counts: checks that every phase works")
     parser.add_argument("--no-litellm", action="store_true", help="skip D, the LiteLLM proxy")
+    parser.add_argument("--no-portkey", action="store_true", help="skip E, Portkey's gateway")
     parser.add_argument("--no-workers", action="store_true", help="skip the HAProxy + N workers phase")
     parser.add_argument("--memory-requests", type=int, default=100_000, help="B and C: RSS after this many")
     parser.add_argument("--litellm-memory-requests", type=int, default=20_000, help="D: RSS after this many")
+    parser.add_argument("--portkey-memory-requests", type=int, default=20_000, help="E: RSS after this many")
     parser.add_argument("--lectr-set", action="append", default=[], metavar="OPTION=VALUE", help="an option for C")
     parser.add_argument("--out", default=str(harness.ROOT / "results"), help="where to write the results")
     args = parser.parse_args()
@@ -735,21 +735,17 @@ def main() -> int:
     progress("rule evaluation with 1, 100 and 1,000 rules ...")
     result["rule_evaluation_us"] = rule_evaluation()
     result.update(
-        started=started.strftime("%Y-%m-%d %H:%M UTC"),
+        harness.run_info("bench.py", started, sys.argv[1:]),
         quick=args.quick,
-        command="python scripts/bench.py " + " ".join(sys.argv[1:]),
-        commit=subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=harness.ROOT, capture_output=True, text=True
-        ).stdout.strip(),
-        machine=harness.machine(),
         litellm={"version": LITELLM_VERSION, "database_logging": False} if not args.no_litellm else None,
+        portkey=(
+            {"version": PORTKEY_VERSION, "hono_node_server": PORTKEY_HONO_NODE_SERVER, "node": node_version()}
+            if not args.no_portkey
+            else None
+        ),
     )
-    stem = out / f"bench-{started:%Y%m%dT%H%M%SZ}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(result))
-    chart(result, stem.with_suffix(".png"))
-    for suffix in (".json", ".md", ".png"):
-        shutil.copyfile(stem.with_suffix(suffix), (out / "latest").with_suffix(suffix))
+    latest = ("latest.json", "latest.md", "latest.png")
+    stem = harness.write_results(out, "bench", started, result, markdown(result), latest, chart)
     shutil.rmtree(work, ignore_errors=True)
     print()
     print(markdown(result))

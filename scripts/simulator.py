@@ -15,6 +15,8 @@ Per request, headers override the command-line defaults:
   X-Sim-Headers-Delay-Ms: N  wait before sending any response headers at all
   X-Sim-Chunk-Gap-Ms: 20     wait between stream chunks
   X-Sim-Chunks: 20           how many content chunks a stream has
+  X-Sim-Stamp: 1             stamp each OpenAI stream chunk with its send time (`"sim_sent":
+                             Unix seconds), so that a client can time every chunk's trip
 Every request received is recorded: GET /_sim/requests lists them (method, path, query,
 headers, body), DELETE /_sim/requests forgets them. Point Lectr at it with
 LECTR_OPENAI_BASE_URL=http://127.0.0.1:9000/v1 and LECTR_ANTHROPIC_BASE_URL=http://127.0.0.1:9000, etc.
@@ -47,6 +49,7 @@ class Behaviour:
     headers_delay_ms: float = 0.0
     chunk_gap_ms: float = 0.0
     chunks: int = 8
+    stamp: bool = False
 
 
 class Simulator:
@@ -99,6 +102,7 @@ class Simulator:
             headers_delay_ms=float(h.get("x-sim-headers-delay-ms", d.headers_delay_ms)),
             chunk_gap_ms=float(h.get("x-sim-chunk-gap-ms", d.chunk_gap_ms)),
             chunks=int(h.get("x-sim-chunks", d.chunks)),
+            stamp=h.get("x-sim-stamp", "") == "1",
         )
         if behaviour.headers_delay_ms:
             await asyncio.sleep(behaviour.headers_delay_ms / 1000)
@@ -163,6 +167,8 @@ class Simulator:
             }
             if include_usage:
                 data["usage"] = usage if with_usage else None
+            if b.stamp:
+                data["sim_sent"] = time.time()
             return f"data: {json.dumps(data)}\n\n".encode()
 
         async def events():

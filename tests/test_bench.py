@@ -1,4 +1,4 @@
-"""scripts/bench.py, in its quick mode: every phase runs and the report is complete.
+"""scripts/bench.py and scripts/bench_streams.py, in their quick modes: every phase runs and the report is complete.
 
 The figures themselves are benchmark results (README, results/), not asserted here;
 what is asserted holds on any machine: nothing Lectr recorded was lost on the way.
@@ -15,7 +15,7 @@ from conftest import ROOT
 
 def test_the_benchmark_runs_every_phase_and_writes_its_report(tmp_path):
     run = subprocess.run(
-        [sys.executable, "scripts/bench.py", "--quick", "--no-litellm", "--out", str(tmp_path)],
+        [sys.executable, "scripts/bench.py", "--quick", "--no-litellm", "--no-portkey", "--out", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -37,3 +37,27 @@ def test_the_benchmark_runs_every_phase_and_writes_its_report(tmp_path):
     report = (tmp_path / "latest.md").read_text()
     assert "| C Lectr |" in report and "| HAProxy + 2 Lectr workers |" in report
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_streams_benchmark_delivers_and_records_every_stream(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "scripts/bench_streams.py", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Written:" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    (path,) = tmp_path.glob("streams-2*.json")
+    result = json.loads(path.read_text())
+    runs = result["runs"]["50"]
+    assert set(runs) == {"A", "B", "C"}
+    # 50 streams at once are far from any limit: each arrives whole, every chunk timed, on every path.
+    for target in runs.values():
+        assert (target["completed"], target["cut"], target["errored"]) == (50, 0, 0), target["reasons"]
+        assert target["chunks_received"] == 50 * (result["config"]["chunks"] + 2)
+    # Lectr stored one event per stream (the warm-up streams included), none dropped.
+    recorded = runs["C"]["recorded"]
+    assert recorded["streaming_rows"] == {"ok": recorded["sent"]} and recorded["dropped"] == 0
+    assert runs["C"]["memory"]["plateau_mb"] > 0 and "added_chunk_delay_ms" in runs["B"]
+    assert (tmp_path / "streams-latest.md").read_text().startswith("Streams benchmark of")

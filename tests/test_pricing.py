@@ -340,3 +340,40 @@ def test_the_migration_marks_earlier_prices_as_bundled(tmp_path):
         assert storage.migrate(con) == ["m006_price_source"]
         rows = dict(con.execute("SELECT request_id, price_source FROM request_logs").fetchall())
     assert rows == {"priced": "bundled", "unpriced": None}
+
+
+def test_flat_prices_are_worked_out_as_the_library_would_for_every_bundled_model():
+    """pricing's fast path (rates measured once per model) against genai-prices itself, model by model."""
+    import random
+
+    from genai_prices import Usage as PriceUsage
+
+    rng = random.Random(13)
+    fast = slow = 0
+    for provider in bundled_providers:
+        for model in provider.models:
+            rates = pricing._flat_rates("bundled", provider.id, model.id)
+            if rates is None:
+                slow += 1
+                continue
+            fast += 1
+            for _ in range(3):
+                prompt = rng.randint(0, 300_000)
+                usage = Usage(prompt, rng.randint(0, 50_000), rng.randint(0, prompt // 2), rng.randint(0, prompt // 4))
+                counts = PriceUsage(
+                    input_tokens=usage.prompt,
+                    output_tokens=usage.completion,
+                    cache_read_tokens=usage.cached or None,
+                    cache_write_tokens=usage.cache_write or None,
+                )
+                try:
+                    expected = float(pricing._BUNDLED.calc(counts, model.id, provider.id, None, None).total_price)
+                except (LookupError, ValueError):
+                    continue  # a usage this model's data rejects (no cache prices): the library's own answer
+                found = pricing.price(_LECTR_NAMES.get(provider.id, provider.id), model.id, usage)
+                if found is not None and found.source == "bundled":
+                    assert found.usd == pytest.approx(expected, rel=1e-12, abs=1e-15), (provider.id, model.id, usage)
+    assert fast > 500 and slow > 10  # both paths are exercised: most prices are flat, some are tiered or timed
+
+
+_LECTR_NAMES = {"google": "gemini", "x-ai": "xai"}

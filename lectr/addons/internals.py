@@ -49,9 +49,7 @@ def check(mitmproxy_version: str = version.VERSION) -> None:
         )
     missing = [name for name, present in _targets() if not present]
     if missing:
-        raise InternalsError(
-            f"mitmproxy {mitmproxy_version} lacks what Lectr patches: {', '.join(missing)}. {fix}"
-        )
+        raise InternalsError(f"mitmproxy {mitmproxy_version} lacks what Lectr patches: {', '.join(missing)}. {fix}")
 
 
 def _targets() -> list[tuple[str, bool]]:

@@ -691,7 +691,7 @@ def request_log(
             SELECT ts, feature, task, provider, model_requested, model_actual,
                    model_actual IS DISTINCT FROM model_requested AS substituted, rule_name,
                    status_code, error_category, streaming,
-                   prompt_tokens, completion_tokens, cached_tokens, token_source, cost_usd,
+                   prompt_tokens, completion_tokens, cached_tokens, token_source, cost_usd, price_source,
                    latency_ms, ttfb_ms, request_id
             FROM request_logs WHERE {where}
             ORDER BY ts DESC, request_id LIMIT ? OFFSET ?

@@ -177,6 +177,8 @@ def test_request_log_filters_and_pages_in_sql(app):
     assert expected > 0 and f"{expected:,} requests match" in app.caption[0].value
     assert set(rows["task"]) == {"classification"}
     assert set(zip(rows["model_requested"], rows["model_actual"], rows["route"])) == {("gpt-4o", "gpt-4o-mini", "⇄")}
+    priced = rows[rows["cost_usd"].notna()]
+    assert len(priced) and set(priced["price_source"]) == {"bundled"}  # where each row's price came from
 
     app.selectbox(key="filter_rule").set_value("All")
     app.selectbox(key="filter_task").set_value("All")

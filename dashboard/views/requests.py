@@ -71,6 +71,10 @@ def log_page() -> None:
             "error_category": "error",
             "token_source": "tokens from",
             "cost_usd": st.column_config.NumberColumn("cost", format="$%.6f"),
+            "price_source": st.column_config.TextColumn(
+                "price from",
+                help="user: your price file; updated: `lectr prices update`; bundled: genai-prices' own data",
+            ),
             "latency_ms": st.column_config.NumberColumn("latency ms", format="%.0f"),
             "ttfb_ms": st.column_config.NumberColumn("ttfb ms", format="%.0f"),
         },

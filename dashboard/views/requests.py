@@ -53,7 +53,10 @@ def log_page() -> None:
     shown = min(page, pages)
     if shown < page:  # past the end (fewer rows since the page number was chosen): show the last page
         rows, total = common.read("request_log", ctx.db, org, since, until, filters, PAGE_SIZE, (shown - 1) * PAGE_SIZE)
-    st.caption(f"{total:,} requests match · page {shown} of {pages:,} · newest first · ⇄ = a rule changed the model")
+    st.caption(
+        f"{total:,} requests match · page {shown} of {pages:,} · newest first · ⇄ = a rule changed the model"
+        " · more columns to the right"
+    )
     if rows.empty:
         st.info("No requests match these filters.")
         return
@@ -62,21 +65,33 @@ def log_page() -> None:
     st.dataframe(
         rows.drop(columns=["substituted"]),
         hide_index=True,
+        # What a reader looks for first comes first; the rest is a scroll to the right.
+        column_order=(
+            "route ts feature task model_requested model_actual cost_usd price_source prompt_tokens completion_tokens "
+            "cached_tokens token_source status_code error_category provider rule_name streaming latency_ms ttfb_ms "
+            "request_id"
+        ).split(),
         column_config={
-            "ts": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+            "route": st.column_config.TextColumn("⇄", width=32),
+            "ts": st.column_config.DatetimeColumn("time (UTC)", format="MM-DD HH:mm:ss"),
+            "task": st.column_config.TextColumn("task", width="small"),
+            "provider": st.column_config.TextColumn("provider", width="small"),
             "model_requested": "requested",
             "model_actual": "actual",
             "rule_name": "rule",
-            "status_code": st.column_config.NumberColumn("status", format="%d"),
-            "error_category": "error",
-            "token_source": "tokens from",
-            "cost_usd": st.column_config.NumberColumn("cost", format="$%.6f"),
+            "status_code": st.column_config.NumberColumn("status", format="%d", width=50),
+            "error_category": st.column_config.TextColumn("error", width="small"),
+            "streaming": st.column_config.CheckboxColumn("stream", width=50),
+            "prompt_tokens": st.column_config.NumberColumn("in", format="%d", width=60, help="prompt tokens"),
+            "completion_tokens": st.column_config.NumberColumn("out", format="%d", width=60, help="completion tokens"),
+            "cached_tokens": st.column_config.NumberColumn("cached", format="%d", width=60, help="cached input tokens"),
+            "token_source": st.column_config.TextColumn("tokens from", width=85),
+            "cost_usd": st.column_config.NumberColumn("cost", format="$%.6f", width="small"),
             "price_source": st.column_config.TextColumn(
-                "price from",
-                help="user: your price file; updated: `lectr prices update`; bundled: genai-prices' own data",
+                "price from", width="small", help="user: your price file; updated: `lectr prices update`; bundled"
             ),
-            "latency_ms": st.column_config.NumberColumn("latency ms", format="%.0f"),
-            "ttfb_ms": st.column_config.NumberColumn("ttfb ms", format="%.0f"),
+            "latency_ms": st.column_config.NumberColumn("latency ms", format="%.0f", width=70),
+            "ttfb_ms": st.column_config.NumberColumn("ttfb ms", format="%.0f", width=60),
         },
     )
 

@@ -18,10 +18,9 @@ from datetime import date, datetime, timezone
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-import yaml
-
 from lectr.providers import PROVIDERS
 from lectr.usage import Usage
+from lectr.yamldoc import list_under
 
 _FIELDS = {"provider", "model", "input", "cached_input", "output", "from"}
 # USD per million tokens. The dearest model sells at a few hundred: a larger number is a typo or another unit.
@@ -104,19 +103,9 @@ def load_price_file(path: str | Path) -> PriceList:
 
 def parse_prices(text: str, source: str = "price file") -> PriceList:
     """Parse and validate a price file. Raises PriceFileError naming the entry and the problem."""
-    try:
-        doc = yaml.safe_load(text)
-    except RecursionError as e:
-        raise PriceFileError(f"{source}: not valid YAML: nested too deeply") from e
-    except Exception as e:  # PyYAML also raises ValueError, KeyError... (`2024-02-30`, `!!bool x`)
-        raise PriceFileError(f"{source}: not valid YAML: {e}") from e
-    if doc is None:
+    items = list_under("prices", text, source, PriceFileError)
+    if items is None:
         return PriceList()
-    if not isinstance(doc, dict) or set(doc) - {"prices"}:
-        raise PriceFileError(f"{source}: expected a mapping with one key, 'prices:' (a list of prices)")
-    items = doc.get("prices") or []
-    if not isinstance(items, list):
-        raise PriceFileError(f"{source}: 'prices' must be a list")
     entries: list[UserPrice] = []
     seen: dict[tuple, int] = {}
     for index, item in enumerate(items, start=1):

@@ -10,9 +10,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from lectr.providers import PROVIDERS
+from lectr.yamldoc import list_under
 
 TASKS = ("classification", "summarisation", "extraction", "generation", "reasoning")
 
@@ -101,19 +100,9 @@ def _condition_index(rules: tuple[Rule, ...], name: str) -> tuple[dict[str, int]
 
 def parse_rules(text: str, source: str = "rules file") -> RuleSet:
     """Parse and validate a rules document. Raises RuleError naming the rule and the problem."""
-    try:
-        doc = yaml.safe_load(text)
-    except RecursionError as e:
-        raise RuleError(f"{source}: not valid YAML: nested too deeply") from e
-    except Exception as e:  # PyYAML also raises ValueError, KeyError... (`2024-02-30`, `!!bool x`)
-        raise RuleError(f"{source}: not valid YAML: {e}") from e
-    if doc is None:
+    items = list_under("rules", text, source, RuleError)
+    if items is None:
         return RuleSet()
-    if not isinstance(doc, dict) or set(doc) - {"rules"}:
-        raise RuleError(f"{source}: expected a mapping with one key, 'rules:' (a list of rules)")
-    items = doc.get("rules") or []
-    if not isinstance(items, list):
-        raise RuleError(f"{source}: 'rules' must be a list")
 
     rules: list[Rule] = []
     warnings: list[str] = []

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-import httpx2
-from genai_prices.update_prices import DEFAULT_UPDATE_URL, UpdatePrices
+import httpx
+from genai_prices.update_prices import DEFAULT_UPDATE_URL
 
 from lectr import pricing
 from lectr.pricefile import PriceList, load_price_file
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 # The largest data file taken: today's is under 2 MB.
 MAX_BYTES = 64 * 2**20
+# The time limits genai-prices' own updater uses (UpdatePrices.request_timeout).
+TIMEOUT = httpx.Timeout(10, connect=5)
 # How often the writer checks the price files for changes (one stat each).
 RELOAD_SECONDS = 1.0
 # After a failed scheduled fetch (no internet yet, a server down), try again this much sooner.
@@ -59,18 +61,17 @@ def data_path(db: str | Path) -> str:
 def download(url: str = DEFAULT_UPDATE_URL, path: str | Path = "lectr.duckdb.prices.json") -> Fetched:
     """Fetch genai-prices' data from `url`, check it, and save it to `path` atomically."""
     try:
-        # The timeouts genai-prices' own updater uses.
-        with httpx2.stream("GET", url, timeout=UpdatePrices().request_timeout, follow_redirects=True) as response:
+        with httpx.stream("GET", url, timeout=TIMEOUT, follow_redirects=True) as response:
             response.raise_for_status()
             raw = bytearray()
             for chunk in response.iter_bytes():
                 raw += chunk
                 if len(raw) > MAX_BYTES:
                     raise PriceUpdateError(f"{url} sent more than {MAX_BYTES // 2**20} MB: not price data")
-    except httpx2.HTTPStatusError as e:
+    except httpx.HTTPStatusError as e:
         answer = f"{e.response.status_code} {e.response.reason_phrase}"
         raise PriceUpdateError(f"could not fetch {url}: the server answered {answer}; check the address") from e
-    except (httpx2.HTTPError, httpx2.InvalidURL) as e:
+    except (httpx.HTTPError, httpx.InvalidURL) as e:
         raise PriceUpdateError(f"could not fetch {url} ({e}); no internet? The prices in use stay as they are") from e
     try:
         snapshot = pricing.parse_data(bytes(raw))

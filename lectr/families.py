@@ -32,15 +32,9 @@ from genai_prices.types import ModelInfo
 
 from lectr import pricing
 
-# Lectr's provider names where the price data's differ.
+# The providers whose models are placed in families: Lectr's name -> the price data's.
 PRICE_PROVIDERS = {
-    "openai": "openai",
-    "anthropic": "anthropic",
-    "gemini": "google",
-    "xai": "x-ai",
-    "mistral": "mistral",
-    "deepseek": "deepseek",
-    "groq": "groq",
+    p: pricing.provider_id(p) for p in ("openai", "anthropic", "gemini", "xai", "mistral", "deepseek", "groq")
 }
 SAME_MODELS_AS = {"azure": "openai"}  # Azure serves OpenAI's models under OpenAI's names
 

@@ -34,6 +34,11 @@ SOURCES = ("user", "updated", "bundled")
 
 # Lectr's provider names where genai-prices spells them differently.
 _PROVIDER_IDS = {"gemini": "google", "xai": "x-ai"}
+
+
+def provider_id(provider: str) -> str:
+    """genai-prices' id for one of Lectr's provider names."""
+    return _PROVIDER_IDS.get(provider, provider)
 # Taken at import, before anything can set genai-prices' process-wide custom snapshot.
 _BUNDLED = get_snapshot()
 
@@ -86,16 +91,16 @@ def price(provider: str | None, model: str | None, usage: Usage, at: datetime | 
         cache_read_tokens=usage.cached or None,
         cache_write_tokens=usage.cache_write or None,
     )
-    provider_id = _PROVIDER_IDS.get(provider, provider)
+    price_provider = provider_id(provider)
     for snapshot, source in ((current.updated, "updated"), (_BUNDLED, "bundled")):
         if snapshot is None:
             continue
-        rates = _flat_rates(source, provider_id, model)
+        rates = _flat_rates(source, price_provider, model)
         if rates is not None:
             counts = (usage.prompt, usage.completion, usage.cached, usage.cache_write)
             return Price(float(sum(r * (n or 0) for r, n in zip(rates, counts)) / _MILLION), source)
         try:
-            result = snapshot.calc(priced, model, provider_id, None, at)
+            result = snapshot.calc(priced, model, price_provider, None, at)
         except LookupError:  # not in this data: try the next
             continue
         return Price(float(result.total_price), source)
@@ -112,7 +117,7 @@ _MILLION = 1_000_000
 
 
 @lru_cache(maxsize=4096)
-def _flat_rates(source: str, provider_id: str, model: str) -> tuple[Decimal, ...] | None:
+def _flat_rates(source: str, price_provider: str, model: str) -> tuple[Decimal, ...] | None:
     """USD per million input, output, cache-read and cache-write tokens, for a model whose price
     is flat: one price, no tiers, no dates or hours. None: not flat, or not in this data.
 
@@ -123,7 +128,7 @@ def _flat_rates(source: str, provider_id: str, model: str) -> tuple[Decimal, ...
     """
     snapshot = _book.updated if source == "updated" else _BUNDLED  # `use` clears this cache
     try:
-        _, info = snapshot.find_provider_model(model, None, provider_id, None)
+        _, info = snapshot.find_provider_model(model, None, price_provider, None)
         prices = info.prices
         if not isinstance(prices, ModelPrice) or any(isinstance(v, TieredPrices) for v in vars(prices).values()):
             return None
@@ -135,7 +140,7 @@ def _flat_rates(source: str, provider_id: str, model: str) -> tuple[Decimal, ...
                 cache_read_tokens=cached or None,
                 cache_write_tokens=written or None,
             )
-            return snapshot.calc(counts, model, provider_id, None, None).total_price
+            return snapshot.calc(counts, model, price_provider, None, None).total_price
 
         m = _MILLION
         base = total(m)
@@ -153,12 +158,12 @@ def has_price(provider: str, model: str) -> bool:
     current = _book
     if current.user.knows(provider, model):
         return True
-    provider_id = _PROVIDER_IDS.get(provider, provider)
+    price_provider = provider_id(provider)
     for snapshot in (current.updated, _BUNDLED):
         if snapshot is None:
             continue
         try:
-            snapshot.find_provider_model(model, None, provider_id, None)
+            snapshot.find_provider_model(model, None, price_provider, None)
         except LookupError:
             continue
         return True

@@ -142,6 +142,15 @@ class Refresher:
         return max(0.0, self.every - age)
 
 
+def use_saved(db: str, user_file: str) -> None:
+    """Price from now on with what is saved: the data fetched next to `db`, then the user's file.
+
+    For a process that prices once (the jobs, the CLI): as the writer would, a file that
+    cannot be used is logged and left out.
+    """
+    PriceFiles(db, "", user_file, "", 0)  # reading both files hands them to pricing
+
+
 class PriceFiles:
     """The writer's price sources: the fetched data and the user's file, reloaded when they change.
 

@@ -39,6 +39,8 @@ _PROVIDER_IDS = {"gemini": "google", "xai": "x-ai"}
 def provider_id(provider: str) -> str:
     """genai-prices' id for one of Lectr's provider names."""
     return _PROVIDER_IDS.get(provider, provider)
+
+
 # Taken at import, before anything can set genai-prices' process-wide custom snapshot.
 _BUNDLED = get_snapshot()
 

@@ -95,7 +95,7 @@ def run_recommend(
 
     faults.check("recommend.run")
     now = now or storage.utc_now()
-    priceupdate.PriceFiles(str(db), "", prices_file, "", 0)  # loads both files into pricing
+    priceupdate.use_saved(str(db), prices_file)
     catalog = families.catalog(tiers or None)
     found = recommend_all(storage.traffic_profiles(db, now - timedelta(days=RECOMMEND_DAYS)), catalog)
     storage.replace_recommendations(db, [r.row() for r in found], now)

@@ -281,11 +281,7 @@ class Bench(harness.Processes):
                 cwd=self.work,
             )
         )
-        harness.wait_until(
-            lambda: proc.poll() is not None or harness.accepts("127.0.0.1", port), what="the Portkey gateway"
-        )
-        if proc.poll() is not None:
-            raise RuntimeError(f"the Portkey gateway exited with status {proc.returncode}; see portkey.log")
+        harness.listening(proc, port, "the Portkey gateway")
         headers = dict(
             auth, **{"x-portkey-provider": "openai", "x-portkey-custom-host": f"http://127.0.0.1:{self.sim}/v1"}
         )

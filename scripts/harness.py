@@ -123,10 +123,15 @@ def start_lectr(
 def start_mitmdump(port: int, log: IO, *args: str) -> subprocess.Popen:
     """Bare `mitmdump` (no addon) on 127.0.0.1:port with these extra arguments; returns once it listens."""
     proc = subprocess.Popen([MITMDUMP, "--listen-host", "127.0.0.1", "-p", str(port), *args], stdout=log, stderr=log)
+    return listening(proc, port, "bare mitmdump")
+
+
+def listening(proc: subprocess.Popen, port: int, what: str, timeout: float = 20.0) -> subprocess.Popen:
+    """`proc` once it accepts connections on 127.0.0.1:port; stopped, with an error, if it exits first."""
     try:
-        wait_until(lambda: proc.poll() is not None or accepts("127.0.0.1", port), what="bare mitmdump")
+        wait_until(lambda: proc.poll() is not None or accepts("127.0.0.1", port), timeout=timeout, what=what)
         if proc.poll() is not None:
-            raise RuntimeError(f"mitmdump exited with status {proc.returncode}; see its log")
+            raise RuntimeError(f"{what} exited with status {proc.returncode}; see its log")
     except BaseException:
         stop(proc)
         raise
@@ -187,14 +192,7 @@ def start_haproxy(port: int, backends: list[int | str], cfg_dir: Path, log: IO) 
     cfg = Path(cfg_dir) / "haproxy.cfg"
     cfg.write_text(haproxy.config(port, backends))
     proc = subprocess.Popen([haproxy_binary(), "-db", "-f", str(cfg)], stdout=log, stderr=log)
-    try:
-        wait_until(lambda: proc.poll() is not None or accepts("127.0.0.1", port), what="haproxy to listen")
-        if proc.poll() is not None:
-            raise RuntimeError(f"haproxy exited with status {proc.returncode}; see its log")
-    except BaseException:
-        stop(proc)
-        raise
-    return proc
+    return listening(proc, port, "haproxy")
 
 
 def accepts(host: str, port: int) -> bool:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
+from typing import Callable
 
-from lectr import pricing, storage, tokens, usage
+from lectr import estimate, pricing, storage, tokens, usage
 from lectr.events import Event, task_valid
 
 log = logging.getLogger(__name__)
@@ -118,19 +119,20 @@ class Meter:
 
     def _tokens(self, event: Event) -> tuple[usage.Usage, str] | None:
         style = usage.style_of(event.endpoint)
-        response = decode(event.response_body, event.response_encoding)
+        response = decode(event.response_body, event.response_encoding) or b""
         if event.streaming:
-            content = usage.from_stream(response or b"", style)
-            reported, text = content.usage, content.text
+            reported = usage.from_stream(response, style)
+            text = lambda: estimate.stream_text(response, style)  # noqa: E731 (read only when counted)
         else:
             body = usage.parse_json(response)
-            reported, text = usage.from_response(body, style), _response_text(body, style)
+            reported = usage.from_response(body, style)
+            text = lambda: estimate.body_text(body, style)  # noqa: E731
         if reported is not None and not event.response_truncated:
             self._calibrate(event, reported, text)
             return reported, "provider"
         if event.status_code is None or event.status_code >= 400 or not event.streaming:
             return None  # errors bill nothing; a complete non-streamed body without usage has nothing to add
-        counted = _count(event, text)
+        counted = _count(event, text())
         if counted is None:
             return None
         ratios = self.calibrator.ratios(event.model_actual) if event.model_actual else None
@@ -138,14 +140,15 @@ class Meter:
             return counted, "tokeniser"
         return usage.Usage(round(counted.prompt * ratios[0]), round(counted.completion * ratios[1])), "calibrated"
 
-    def _calibrate(self, event: Event, reported: usage.Usage, text: str) -> None:
+    def _calibrate(self, event: Event, reported: usage.Usage, text: Callable[[], str]) -> None:
         model = event.model_actual
-        if not model or not text or event.request_body is None:
+        if not model or event.request_body is None:
             return
         seen = self._seen[model] = self._seen.get(model, 0) + 1
         if not self.calibrator.wants(model) and seen % CALIBRATION_EVERY:
             return
-        counted = _count(event, text)
+        written = text()
+        counted = _count(event, written) if written else None
         if counted is not None:
             self.calibrator.add(model, reported.prompt, counted.prompt, reported.completion, counted.completion)
 
@@ -155,29 +158,11 @@ def _count(event: Event, text: str) -> usage.Usage | None:
     request = usage.parse_json(decode(event.request_body, event.request_encoding))
     if request is None:
         return None
-    style, model = usage.style_of(event.endpoint), event.model_actual
     try:
-        prompt = tokens.count_prompt(usage.prompt_texts(request, style), usage.message_count(request), model)
-        completion = tokens.count_text(text, model)
+        return estimate.count(request, text, usage.style_of(event.endpoint), event.model_actual)
     except Exception:  # an encoding that cannot be loaded must not lose the event
-        log.exception("token counting failed for model %s", model)
+        log.exception("token counting failed for model %s", event.model_actual)
         return None
-    return usage.Usage(prompt, completion)
-
-
-def _response_text(body: object, style: str) -> str:
-    if not isinstance(body, dict):
-        return ""
-    parts: list[str] = []
-    if style == "anthropic":
-        for block in usage.as_list(body.get("content")):
-            if isinstance(block, dict) and isinstance(block.get("text"), str):
-                parts.append(block["text"])
-    for choice in usage.as_list(body.get("choices")):
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if isinstance(message, dict) and isinstance(message.get("content"), str):
-            parts.append(message["content"])
-    return "".join(parts)
 
 
 # No model has a longer name. A longer one (a client can send 100 KB) has no price, and is

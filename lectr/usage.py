@@ -1,10 +1,11 @@
-"""Token usage as providers report it, and the text a tokeniser would count instead.
+"""Token usage as providers report it, and reading the bodies it comes in.
 
-Pure. Two API styles cover every provider Lectr knows: Anthropic's native Messages API
-(`/messages`) and the OpenAI style everyone else speaks (chat completions, embeddings,
-responses). Usage is normalised so `prompt` always includes cached input:
-OpenAI's `prompt_tokens` already does; Anthropic's `input_tokens` excludes cache reads
-and writes, which are added back.
+Pure. Three API styles cover every provider Lectr knows: Anthropic's native Messages API
+(`/messages`), OpenAI's Responses API (`/responses`), and the chat-completions style
+everyone else speaks (also embeddings and the rest). Usage is normalised so `prompt`
+always includes cached input: OpenAI's `prompt_tokens` and `input_tokens` already do;
+Anthropic's `input_tokens` excludes cache reads and writes, which are added back.
+What a tokeniser counts when no usage was reported is `lectr.estimate`'s.
 """
 
 from __future__ import annotations
@@ -22,15 +23,19 @@ class Usage(NamedTuple):
     completion: int
     cached: int | None = None  # input tokens read from the provider's prompt cache
     cache_write: int | None = None  # input tokens written to it (Anthropic)
+    reasoning: int | None = None  # output tokens spent thinking, included in `completion`
 
 
-class StreamContent(NamedTuple):
-    usage: Usage | None  # None: the stream carried no usage
-    text: str  # what the model wrote: text deltas and tool-call arguments
+ANTHROPIC, RESPONSES, OPENAI = "anthropic", "responses", "openai"
 
 
 def style_of(endpoint: str | None) -> str:
-    return "anthropic" if endpoint == "/messages" else "openai"
+    """The API style of an endpoint (as `lectr.endpoints` names it: "/messages", ...)."""
+    if endpoint == "/messages":
+        return ANTHROPIC
+    if endpoint == "/responses":
+        return RESPONSES
+    return OPENAI
 
 
 def from_response(body: object, style: str) -> Usage | None:
@@ -57,25 +62,20 @@ def normalise(usage: object, style: str) -> Usage | None:
         return None
     details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
     cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
-    return Usage(prompt, completion, cached)
+    details = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
+    reasoning = _count(details.get("reasoning_tokens")) if isinstance(details, dict) else None
+    return Usage(prompt, completion, cached, None, reasoning)
 
 
-# A finished stream is read with two regular expressions instead of one JSON parse per
-# event (3,000 events take ~25 ms to parse, ~3 ms this way): the generated text is every
-# JSON string under the keys below, and usage is parsed from the few events that carry it.
-_TEXT = {
-    "openai": re.compile(rb'"(?:content|arguments)"\s*:\s*("(?:[^"\\]|\\.)*")'),
-    "anthropic": re.compile(rb'"(?:text|partial_json|thinking)"\s*:\s*("(?:[^"\\]|\\.)*")'),
-}
+# A finished stream is read without parsing every event (3,000 events take ~25 ms to
+# parse): usage is parsed only from the few events that carry it.
 _USAGE_EVENT = re.compile(rb'^data:.*"usage"\s*:\s*\{.*$', re.MULTILINE)
 
 
-def from_stream(data: bytes, style: str) -> StreamContent:
-    """Usage (if the stream reported it) and the generated text of a finished SSE stream."""
-    data = bytes(data)
-    text = "".join(_strings(_TEXT[style].findall(data)))
-    events = sse.iter_json(b"\n\n".join(_USAGE_EVENT.findall(data)) + b"\n\n")
-    if style == "anthropic":
+def from_stream(data: bytes, style: str) -> Usage | None:
+    """The usage a finished SSE stream reported, or None if it reported none."""
+    events = sse.iter_json(b"\n\n".join(_USAGE_EVENT.findall(bytes(data))) + b"\n\n")
+    if style == ANTHROPIC:
         # message_start carries the input side (and an early output count); message_delta
         # the cumulative output count, and in newer API versions the input side again.
         merged: dict = {}
@@ -84,51 +84,21 @@ def from_stream(data: bytes, style: str) -> StreamContent:
                 merged.update(_counts(event["message"].get("usage")))
             elif event.get("type") == "message_delta":
                 merged.update(_counts(event.get("usage")))
-        return StreamContent(normalise(merged, "anthropic") if merged else None, text)
+        return normalise(merged, ANTHROPIC) if merged else None
+    if style == RESPONSES:
+        # response.completed (or .incomplete / .failed) carries the response, with its usage.
+        usage = None
+        for event in events:
+            response = event.get("response")
+            if isinstance(response, dict):
+                usage = normalise(response.get("usage"), RESPONSES) or usage
+        return usage
     usage = None
     for chunk in events:
         groq = chunk.get("x_groq")  # Groq: x_groq.usage
         reported = chunk.get("usage") or (groq.get("usage") if isinstance(groq, dict) else None)
-        usage = normalise(reported, "openai") or usage
-    return StreamContent(usage, text)
-
-
-def _strings(literals: list[bytes]) -> list[str]:
-    if not literals:
-        return []
-    try:
-        return json.loads(b"[" + b",".join(literals) + b"]")
-    except ValueError:  # one malformed literal: keep the others
-        out = []
-        for literal in literals:
-            try:
-                out.append(json.loads(literal))
-            except ValueError:
-                continue
-        return out
-
-
-def prompt_texts(body: object, style: str) -> list[str]:
-    """The text parts of a request a tokeniser can count: system prompt and message contents."""
-    if not isinstance(body, dict):
-        return []
-    texts: list[str] = []
-    if style == "anthropic":
-        _collect_content(texts, body.get("system"))
-    for message in as_list(body.get("messages")):
-        if isinstance(message, dict):
-            _collect_content(texts, message.get("content"))
-            for call in as_list(message.get("tool_calls")):
-                if isinstance(call, dict) and isinstance(call.get("function"), dict):
-                    _collect(texts, call["function"].get("arguments"))
-    for field in ("input", "prompt", "instructions"):  # responses, completions, embeddings
-        _collect_content(texts, body.get(field))
-    return texts
-
-
-def message_count(body: object) -> int:
-    messages = body.get("messages") if isinstance(body, dict) else None
-    return len(messages) if isinstance(messages, list) else 0
+        usage = normalise(reported, style) or usage
+    return usage
 
 
 def parse_json(data: bytes | None) -> object:
@@ -265,28 +235,9 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     return value
 
 
-def _collect_content(out: list[str], content: object) -> None:
-    """Content as a string, or a list of parts with `text` (OpenAI and Anthropic shapes alike)."""
-    if isinstance(content, str):
-        out.append(content)
-    elif isinstance(content, list):
-        for part in content:
-            if isinstance(part, str):
-                out.append(part)
-            elif isinstance(part, dict):
-                _collect(out, part.get("text"))
-                if isinstance(part.get("content"), (str, list)):  # tool results
-                    _collect_content(out, part["content"])
-
-
 def as_list(value: object) -> list:
     """A list field as a list; anything else a client sent there (a number, a string) as empty."""
     return value if isinstance(value, list) else []
-
-
-def _collect(out: list[str], value: object) -> None:
-    if isinstance(value, str) and value:
-        out.append(value)
 
 
 def _counts(usage: object) -> dict:

@@ -97,7 +97,7 @@ def full_queue_offer_ns(n: int = 200_000) -> tuple[float, float]:
 
 def tokenise_stream_ms(target_tokens: int = 4000, rounds: int = 20) -> tuple[int, float]:
     """Parse a finished SSE stream of ~4k tokens and count it, as the writer does."""
-    from lectr import usage
+    from lectr import estimate
 
     words = ("Lectr counts the tokens of streams that carry no usage, after the stream has ended. " * 400).split()
     chunks = [
@@ -108,7 +108,7 @@ def tokenise_stream_ms(target_tokens: int = 4000, rounds: int = 20) -> tuple[int
     tokens.encoding("o200k_base")  # loaded once per process, not per stream
     start = time.perf_counter()
     for _ in range(rounds):
-        text = usage.from_stream(stream, "openai").text
+        text = estimate.stream_text(stream, "openai")
         count = tokens.count_text(text, "gpt-4o")
     return count, (time.perf_counter() - start) / rounds * 1000
 

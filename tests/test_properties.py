@@ -21,7 +21,7 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lectr import endpoints, metering, pricing, sse, storage, tokens, usage
+from lectr import endpoints, estimate, metering, pricing, sse, storage, tokens, usage
 from lectr.credentials import Credentials, CredentialsError, parse_credentials
 from lectr.endpoints import Endpoint, parse_path, split_url, upstream_url
 from lectr.events import Event
@@ -42,7 +42,7 @@ from lectr.rules import RuleError, RuleSet, load_rules_file, parse_rules
 FAST = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
-STYLES = st.sampled_from(["openai", "anthropic"])
+STYLES = st.sampled_from(["openai", "anthropic", "responses"])
 LONE_SURROGATES = ("\ud800", "\udbff", "\udc80", "\udcff", "\udfff")
 
 # --- JSON values and the bodies that carry them ------------------------------------------
@@ -197,9 +197,9 @@ def test_usage_from_any_response_is_none_or_storable_counts(value, style):
 @example(value={"messages": [{"tool_calls": 5}]}, style="openai")
 @example(value={"messages": "hello", "system": 7, "input": {"text": 1}}, style="anthropic")
 def test_prompt_texts_of_any_request_are_strings(value, style):
-    texts = usage.prompt_texts(value, style)
+    texts = estimate.prompt_texts(value, style)
     assert isinstance(texts, list) and all(isinstance(t, str) for t in texts)
-    assert isinstance(usage.message_count(value), int) and usage.message_count(value) >= 0
+    assert isinstance(estimate.message_count(value), int) and estimate.message_count(value) >= 0
 
 
 def test_prompt_texts_of_a_well_formed_request():
@@ -210,7 +210,7 @@ def test_prompt_texts_of_a_well_formed_request():
             {"role": "assistant", "tool_calls": [{"function": {"arguments": '{"x":1}'}}]},
         ],
     }
-    assert usage.prompt_texts(body, "anthropic") == ["be terse", "a", "b", '{"x":1}']
+    assert estimate.prompt_texts(body, "anthropic") == ["be terse", "a", "b", '{"x":1}']
 
 
 @FAST
@@ -364,9 +364,8 @@ def test_iter_json_yields_objects_and_never_raises(data):
 @example(data=b'data: {"usage": null, "x_groq": "abc", "y": {"usage": {}}}\n\n', style="openai")
 @example(data=b'data: {"type":"message_start","message":[1],"usage":{}}\r\n\r\n', style="anthropic")
 def test_from_stream_reads_any_stream(data, style):
-    content = usage.from_stream(data, style)
-    assert_usage(content.usage)
-    assert isinstance(content.text, str)
+    assert_usage(usage.from_stream(data, style))
+    assert isinstance(estimate.stream_text(data, style), str)
 
 
 def feed(chunks: list[bytes]) -> bytes:

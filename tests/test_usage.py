@@ -1,10 +1,11 @@
-"""Usage as providers report it, and the text a tokeniser would count instead."""
+"""Usage as providers report it (what a tokeniser counts instead: tests/test_estimate.py)."""
 
 import json
 
 import pytest
 
-from lectr.usage import Usage, from_response, from_stream, message_count, parse_json, prompt_texts, style_of
+from lectr.estimate import stream_text
+from lectr.usage import Usage, from_response, from_stream, parse_json, style_of
 
 
 def _sse(*events: dict) -> bytes:
@@ -14,6 +15,8 @@ def _sse(*events: dict) -> bytes:
 def test_style_of_endpoint():
     assert style_of("/messages") == "anthropic"
     assert style_of("/chat/completions") == "openai"
+    assert style_of("/responses") == "responses"
+    assert style_of("/embeddings") == "openai"
     assert style_of(None) == "openai"
 
 
@@ -60,9 +63,8 @@ def test_openai_stream_with_include_usage_chunk():
         )
         + b"data: [DONE]\n\n"
     )
-    content = from_stream(stream, "openai")
-    assert content.usage == Usage(12, 2)
-    assert content.text == "Hello"
+    assert from_stream(stream, "openai") == Usage(12, 2)
+    assert stream_text(stream, "openai") == "Hello"
 
 
 def test_openai_stream_tool_call_arguments_are_text():
@@ -70,7 +72,7 @@ def test_openai_stream_tool_call_arguments_are_text():
         {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"name": "f", "arguments": '{"a":'}}]}}]},
         {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": " 1}"}}]}}]},
     )
-    assert from_stream(stream, "openai").text == '{"a": 1}'
+    assert stream_text(stream, "openai") == '{"a": 1}'
 
 
 def test_groq_stream_usage_in_x_groq():
@@ -78,7 +80,7 @@ def test_groq_stream_usage_in_x_groq():
         {"choices": [{"delta": {"content": "Hi"}}]},
         {"choices": [{"delta": {}}], "x_groq": {"usage": {"prompt_tokens": 40, "completion_tokens": 3}}},
     )
-    assert from_stream(stream, "openai") == (Usage(40, 3), "Hi")
+    assert from_stream(stream, "openai") == Usage(40, 3)
 
 
 def test_anthropic_stream_usage_and_text():
@@ -95,9 +97,8 @@ def test_anthropic_stream_usage_and_text():
         {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 15}},
         {"type": "message_stop"},
     )
-    content = from_stream(stream, "anthropic")
-    assert content.usage == Usage(10 + 100, 15, 100, None)  # output count is cumulative: the last one wins
-    assert content.text == "Bonjour"
+    assert from_stream(stream, "anthropic") == Usage(10 + 100, 15, 100, None)  # output count is cumulative
+    assert stream_text(stream, "anthropic") == "Bonjour"
 
 
 @pytest.mark.parametrize("style", ["openai", "anthropic"])
@@ -106,47 +107,20 @@ def test_stream_without_usage_gives_none_and_the_text(style):
         stream = _sse({"choices": [{"delta": {"content": "abc"}}]}) + b"data: [DONE]\n\n"
     else:
         stream = _sse({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "abc"}})
-    assert from_stream(stream, style) == (None, "abc")
-
-
-def test_prompt_texts_openai_string_and_parts():
-    body = {
-        "model": "gpt-4o",
-        "messages": [
-            {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": [{"type": "text", "text": "Hello"}, {"type": "image_url", "image_url": {}}]},
-        ],
-    }
-    assert prompt_texts(body, "openai") == ["Be brief.", "Hello"]
-    assert message_count(body) == 2
-
-
-def test_prompt_texts_anthropic_system_and_messages():
-    body = {
-        "system": [{"type": "text", "text": "You are terse."}],
-        "messages": [
-            {"role": "user", "content": "Question"},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "42"}]},
-        ],
-    }
-    assert prompt_texts(body, "anthropic") == ["You are terse.", "Question", "42"]
-
-
-def test_prompt_texts_embeddings_input():
-    assert prompt_texts({"model": "text-embedding-3-small", "input": ["a", "b"]}, "openai") == ["a", "b"]
+    assert from_stream(stream, style) is None
+    assert stream_text(stream, style) == "abc"
 
 
 @pytest.mark.parametrize("garbage", [None, "text", 42, [], {"usage": "x"}, {"usage": {"prompt_tokens": -1}}])
 def test_garbage_gives_none_or_empty(garbage):
     assert from_response(garbage, "openai") is None
     assert from_response(garbage, "anthropic") is None
-    assert prompt_texts(garbage, "openai") == []
-    assert message_count(garbage) == 0
 
 
 def test_garbage_streams_and_bodies_never_raise():
-    assert from_stream(b"\x00\xff garbage \n\n data: {", "openai") == (None, "")
-    assert from_stream(b'data: {"type": "message_start", "message": 3}\n\n', "anthropic") == (None, "")
+    assert from_stream(b"\x00\xff garbage \n\n data: {", "openai") is None
+    assert stream_text(b"\x00\xff garbage \n\n data: {", "openai") == ""
+    assert from_stream(b'data: {"type": "message_start", "message": 3}\n\n', "anthropic") is None
     assert from_response({"usage": {"prompt_tokens": True, "completion_tokens": 1}}, "openai") is None
     assert parse_json(b"{not json") is None
     assert parse_json(b"") is None

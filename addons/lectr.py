@@ -17,6 +17,7 @@ internals.check()
 
 from lectr.addons.auth import Auth  # noqa: E402
 from lectr.addons.clientguard import ClientGuard  # noqa: E402
+from lectr.addons.fallback import Fallback  # noqa: E402
 from lectr.addons.gateway import Gateway  # noqa: E402
 from lectr.addons.recorder import Recorder  # noqa: E402
 from lectr.addons.router import Router  # noqa: E402
@@ -26,14 +27,17 @@ from lectr.addons.streamusage import StreamUsage  # noqa: E402
 from lectr.addons.upstream import UpstreamGuard  # noqa: E402
 from lectr.addons.workers import Workers  # noqa: E402
 
+fallback = Fallback()
+
 addons = [
     Runtime(),  # open-files limit raised, start-up heap frozen for the garbage collector
     Gateway(),  # which traffic is Lectr's; X-Lectr-* headers read and removed
     ClientGuard(),  # time limit on the client sending its request body
     Auth(),  # X-Lectr-Key -> org, or 401
-    Router(),  # provider detection, rules, auth normalisation, upstream address
+    Router(fallback.health),  # provider detection, rules (but suspended ones), auth normalisation, upstream address
     StreamUsage(),  # optionally asks for usage in streams (lectr_stream_usage=inject)
     UpstreamGuard(),  # upstream time limit; JSON errors when the provider cannot be reached
+    fallback,  # a rule's target failed: the original request answers; a rule that keeps failing is suspended
     StreamTap(),  # SSE passed through chunk by chunk, with a copy for the cold path
     Recorder(),  # one event per finished request into the queue; a writer process stores it
     Workers(),  # aggregator, anomaly detector, recommendation engine on their schedules (own process)

@@ -13,11 +13,12 @@ from datetime import datetime, timedelta
 
 import streamlit as st
 
-from lectr import storage
+from lectr import pricefile, priceupdate, pricing, storage
 
 REFRESH_SECONDS = 15  # live pages re-read the database this often
 CACHE_SECONDS = 5
 STALE_AFTER = timedelta(minutes=3)  # the proxy's writer notes a heartbeat every minute
+PRICES_FILE = "prices.yaml"  # the proxy's lectr_prices_file default, in the same working directory
 
 # label -> (length, summary bucket)
 PERIODS = {
@@ -81,6 +82,29 @@ def read(name: str, *args):
     except storage.StorageError as e:
         st.warning(f"The database is busy or unreadable right now; this page retries on its own. ({e})")
         st.stop()
+
+
+_prices_seen: tuple = ()  # the price files `use_prices` last loaded, with their modification times
+
+
+def use_prices(db: str) -> None:
+    """Know the prices the proxy knows (its fetched data next to the database, and the user's price
+    file), so that only a model no price source knows gets the Rules page's unknown-model warning.
+    Reloaded when a file changes; an unreadable file keeps the prices known before."""
+    global _prices_seen
+    paths = (priceupdate.data_path(db), PRICES_FILE)
+    seen = tuple((path, os.path.getmtime(path) if os.path.exists(path) else None) for path in paths)
+    if seen == _prices_seen:
+        return
+    data, user = seen
+    try:
+        pricing.use(
+            pricing.load_data_file(data[0]) if data[1] is not None else None,
+            pricefile.load_price_file(user[0]) if user[1] is not None else pricefile.PriceList(),
+        )
+    except (pricefile.PriceFileError, ValueError, OSError):
+        return
+    _prices_seen = seen
 
 
 def clear_cache() -> None:

@@ -4,7 +4,8 @@ A client reaches Lectr with an OpenAI-style path (`/v1/chat/completions`, Groq's
 `/openai/v1/...`, Gemini's `/v1beta/openai/...`), Anthropic's native `/v1/messages`, or
 Azure's `/openai/deployments/{deployment}/...`. `parse_path` reduces each to the part
 every provider shares (`/chat/completions`), so a request can be re-addressed to any
-provider by `upstream_url`. Pure functions, no I/O.
+provider by `upstream_url`; a path only one provider uses names that provider. Pure
+functions, no I/O.
 """
 
 from __future__ import annotations
@@ -18,10 +19,16 @@ from lectr.providers import PROVIDERS
 
 CHAT = "/chat/completions"
 MESSAGES = "/messages"
+RESPONSES = "/responses"
 
-# Longest first: "/openai/v1" must win over "/v1".
-_OPENAI_ROOTS = ("/v1beta/openai", "/openai/v1", "/v1")
+# Longest first: "/openai/v1" must win over "/v1". With the provider each names: "/v1"
+# is everyone's (OpenAI, Mistral, DeepSeek, xAI, ...), the model decides there.
+_OPENAI_ROOTS = (("/v1beta/openai", "gemini"), ("/openai/v1", "groq"), ("/v1", None))
 _AZURE = re.compile(r"^/openai/deployments/([^/]+)(/.*)$")
+# Azure's paths without a deployment (the model is in the body): `/openai/responses?api-version=...`
+# as AzureOpenAI clients send it. "/openai/v1/..." is Groq's root, and Azure's v1 API too: the
+# model (or the intercepted host) decides there.
+_AZURE_PLAIN = re.compile(r"^/openai(/(?!v1/|deployments/)[^/].*)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +37,15 @@ class Endpoint:
     query: str = ""  # the query string, without "?"
     native: str | None = None  # "anthropic" or "azure" when the path is that provider's own format
     deployment: str | None = None  # Azure deployment named in the path
+    provider: str | None = None  # the provider the path belongs to, when only one uses it
 
     @property
     def routable(self) -> bool:
-        """Whether routing rules apply: chat completions anywhere, native messages within Anthropic."""
-        return self.suffix == CHAT or (self.native == "anthropic" and self.suffix == MESSAGES)
+        """Whether routing rules apply: chat completions and the Responses API anywhere, native
+        messages within Anthropic."""
+        return (
+            self.suffix == CHAT or self.suffix == RESPONSES or (self.native == "anthropic" and self.suffix == MESSAGES)
+        )
 
 
 # A service sends a handful of paths, each many times: both parsers are cached. Only short
@@ -52,12 +63,15 @@ def _parse_path(path: str) -> Endpoint | None:
     path_only, _, query = path.partition("?")
     azure = _AZURE.match(path_only)
     if azure:
-        return Endpoint(azure[2], query, native="azure", deployment=azure[1])
+        return Endpoint(azure[2], query, native="azure", deployment=azure[1], provider="azure")
+    azure = _AZURE_PLAIN.match(path_only)
+    if azure:
+        return Endpoint(azure[1], query, native="azure", provider="azure")
     if path_only == "/v1/messages" or path_only.startswith("/v1/messages/"):
-        return Endpoint(path_only[len("/v1") :], query, native="anthropic")
-    for root in _OPENAI_ROOTS:
+        return Endpoint(path_only[len("/v1") :], query, native="anthropic", provider="anthropic")
+    for root, provider in _OPENAI_ROOTS:
         if path_only.startswith(root + "/"):
-            return Endpoint(path_only[len(root) :], query)
+            return Endpoint(path_only[len(root) :], query, provider=provider)
     return None
 
 
@@ -81,6 +95,12 @@ def upstream_url(
 ) -> str:
     """The full upstream URL for `endpoint` at `provider`, whose base URL is `base_url`."""
     if provider == "azure":
+        if endpoint.native == "azure" and endpoint.deployment is None:  # as the client addressed it
+            return f"{base_url}/openai{endpoint.suffix}" + (f"?{endpoint.query}" if endpoint.query else "")
+        if endpoint.suffix == RESPONSES:
+            # Azure's Responses API has no deployment in the path (it is the body's model), and
+            # its v1 path needs no api-version.
+            return f"{base_url}/openai/v1{endpoint.suffix}"
         deployment = azure_deployment or endpoint.deployment
         if not deployment:
             raise ValueError("an Azure request needs a deployment: configure deployments for the model")

@@ -28,6 +28,7 @@ ERROR_CATEGORIES = (
     "timeout",  # no response headers within lectr_upstream_timeout
     "connection",  # the provider could not be reached, or dropped the connection
     "client_aborted",  # the client went away before the response was complete
+    "stream_error",  # the provider answered 200, then ended the stream with an error event
     "proxy",  # Lectr itself could not handle the request
 )
 
@@ -63,6 +64,11 @@ class Event:
     response_encoding: str = ""
     response_truncated: bool = False
     usage_injected: bool = False  # Lectr asked for stream usage the client did not
+    skipped_rule_id: str | None = None  # a rule matched but was not applied (route_skip_reason says why)
+    fallback_model: str | None = None  # a rule's target failed, and the original request answered
+    fallback_status: int | None = None
+    fallback_error: str | None = None
+    fallback_ms: float | None = None
     lectr_overhead_us: float | None = None  # time in Lectr's own hooks (lectr.addons.timed)
 
 
@@ -72,17 +78,25 @@ def task_valid(task: str | None) -> bool | None:
 
 
 def error_category(
-    status: int | None, lectr_error: bool, flow_error: bool, client_aborted: bool, timed_out: bool
+    status: int | None,
+    lectr_error: bool,
+    flow_error: bool,
+    client_aborted: bool,
+    timed_out: bool,
+    stream_error: bool = False,
 ) -> str | None:
     """Why a request did not succeed, or None if it did.
 
     `lectr_error`: the response was Lectr's own (x-lectr-error); `flow_error`: mitmproxy
-    reported an error on the flow (no complete response).
+    reported an error on the flow (no complete response); `stream_error`: the stream ended
+    with the provider's error event.
     """
     if client_aborted:
         return "client_aborted"
     if timed_out:
         return "timeout"
+    if stream_error:
+        return "stream_error"
     if flow_error:
         return "connection"
     if status is None or status < 400:

@@ -11,6 +11,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from lectr.routing import Original
+
 # A streamed response is copied for the cold path up to this size; past it the copy
 # stops (and says so) rather than let one huge stream hold memory.
 STREAM_COPY_LIMIT = 8 * 1024 * 1024
@@ -33,6 +35,13 @@ class FlowRecord:
     rule_id: str | None = None
     rule_name: str | None = None
     route_skip_reason: str | None = None
+    skipped_rule_id: str | None = None  # the matching rule that was not applied (route_skip_reason says why)
+    original: Original | None = None  # a rule changed the request: what to fall back to, until answered
+    fallback_model: str | None = None  # the rule's target, which failed: the original request answered
+    fallback_status: int | None = None  # the failed attempt's status (None: no response at all)
+    fallback_error: str | None = None  # what went wrong with it
+    fallback_ms: float | None = None  # the time it cost
+    fallback_timed_out: bool = False  # no response headers within lectr_fallback_timeout
     passthrough_reason: str | None = None  # set when Lectr's own code failed and the request went unchanged
     streaming: bool = False
     t_response_headers: float | None = None

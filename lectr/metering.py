@@ -10,6 +10,7 @@ Runs in the writer process (lectr/writer.py), never in the proxy. Token source, 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import datetime, timezone
 from typing import Callable
@@ -40,8 +41,14 @@ class Meter:
     def row(self, event: Event) -> dict:
         # Aware: prices change by date and, for some models, by the time of day (UTC).
         at = datetime.fromtimestamp(event.ts, timezone.utc)
+        response = decode(event.response_body, event.response_encoding) or b""
+        if event.provider == "azure":
+            # Azure's model is the deployment's name ("prod-chat"); the response names the model.
+            reported = usage.reported_model(response)
+            if reported and reported != event.model_actual:
+                event = dataclasses.replace(event, model_actual=reported)
         try:
-            counted = self._tokens(event)
+            counted = self._tokens(event, response) if event.endpoint in usage.METERED else None
         except Exception as e:  # a parser's bug must not lose the row: it is stored uncounted
             self._degrade(COUNTING_ERROR, event.model_actual, e)
             counted = None
@@ -59,6 +66,11 @@ class Meter:
             "rule_id": event.rule_id,
             "rule_name": event.rule_name,
             "route_skip_reason": event.route_skip_reason,
+            "skipped_rule_id": event.skipped_rule_id,
+            "fallback_model": event.fallback_model,
+            "fallback_status": event.fallback_status,
+            "fallback_error": event.fallback_error,
+            "fallback_ms": event.fallback_ms,
             "passthrough_reason": event.passthrough_reason,
             "feature": event.feature,
             "task": event.task,
@@ -71,6 +83,7 @@ class Meter:
             "prompt_tokens": counted[0].prompt if counted else None,
             "completion_tokens": counted[0].completion if counted else None,
             "cached_tokens": counted[0].cached if counted else None,
+            "reasoning_tokens": counted[0].reasoning if counted else None,
             "token_source": counted[1] if counted else None,
             "cost_usd": priced.usd if priced else None,
             "price_known": price_known,
@@ -86,7 +99,7 @@ class Meter:
     ) -> tuple[pricing.Price | None, bool | None]:
         """The price and whether the model has one; None, None when there is no provider or model."""
         provider, model = event.provider, event.model_actual
-        if not provider or not model:
+        if not provider or not model or event.endpoint not in usage.METERED:
             return None, None
         if not _priceable(model):
             return None, False
@@ -117,21 +130,22 @@ class Meter:
             exc_info=error,
         )
 
-    def _tokens(self, event: Event) -> tuple[usage.Usage, str] | None:
+    def _tokens(self, event: Event, response: bytes) -> tuple[usage.Usage, str] | None:
         style = usage.style_of(event.endpoint)
-        response = decode(event.response_body, event.response_encoding) or b""
         if event.streaming:
             reported = usage.from_stream(response, style)
-            text = lambda: estimate.stream_text(response, style)  # noqa: E731 (read only when counted)
+            text = lambda: estimate.stream_output(response, style)  # noqa: E731 (read only when counted)
         else:
             body = usage.parse_json(response)
             reported = usage.from_response(body, style)
-            text = lambda: estimate.body_text(body, style)  # noqa: E731
+            text = lambda: estimate.body_output(body, style)  # noqa: E731
         if reported is not None and not event.response_truncated:
             self._calibrate(event, reported, text)
             return reported, "provider"
         if event.status_code is None or event.status_code >= 400 or not event.streaming:
             return None  # errors bill nothing; a complete non-streamed body without usage has nothing to add
+        if event.error_category == "stream_error":
+            return None  # what a failed stream bills is the provider's to say, not an estimate's
         counted = _count(event, text())
         if counted is None:
             return None
@@ -140,7 +154,7 @@ class Meter:
             return counted, "tokeniser"
         return usage.Usage(round(counted.prompt * ratios[0]), round(counted.completion * ratios[1])), "calibrated"
 
-    def _calibrate(self, event: Event, reported: usage.Usage, text: Callable[[], str]) -> None:
+    def _calibrate(self, event: Event, reported: usage.Usage, text: Callable[[], estimate.Output]) -> None:
         model = event.model_actual
         if not model or event.request_body is None:
             return
@@ -153,8 +167,8 @@ class Meter:
             self.calibrator.add(model, reported.prompt, counted.prompt, reported.completion, counted.completion)
 
 
-def _count(event: Event, text: str) -> usage.Usage | None:
-    """tiktoken's count of the request's prompt and the response text."""
+def _count(event: Event, text: estimate.Output) -> usage.Usage | None:
+    """tiktoken's count of the request's prompt and of what the model wrote."""
     request = usage.parse_json(decode(event.request_body, event.request_encoding))
     if request is None:
         return None

@@ -10,8 +10,34 @@ from dataclasses import dataclass
 from typing import Callable
 
 from lectr import faults
-from lectr.endpoints import Endpoint
+from lectr.endpoints import RESPONSES, Endpoint
 from lectr.rules import Rule, RuleSet
+
+# The providers that serve OpenAI's Responses API: a rule may switch a /responses request to these.
+RESPONSES_PROVIDERS = ("openai", "azure")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything routing decided for one request, computed before anything is changed."""
+
+    url: str  # the upstream URL
+    provider: str
+    content: bytes | None = None  # None: body unchanged
+    key: str | None = None  # the provider key to send, in the provider's own auth header
+    normalise_auth: bool = True  # False: auth headers go exactly as the client sent them
+
+
+@dataclass(frozen=True, slots=True)
+class Original:
+    """A request as the client sent it, and how it would have gone without the rule that
+    changed it: what Lectr falls back to when the rule's target fails (lectr.addons.fallback)."""
+
+    plan: Plan
+    fields: tuple[tuple[bytes, bytes], ...]  # the client's headers
+    content: bytes | None  # the client's body, as sent (Content-Encoding and all)
+    model: str | None
+    rule_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +46,7 @@ class Route:
     model: str | None  # the model it asks for there
     rule: Rule | None = None  # the rule that was applied
     skip_reason: str | None = None  # why a matching rule was not applied
+    skipped: Rule | None = None  # the matching rule that was not applied
 
     def switches_from(self, provider: str) -> bool:
         return self.provider != provider
@@ -35,7 +62,10 @@ def choose_route(
     model: str | None,
     endpoint: Endpoint,
     can_serve: Callable[[str], bool],
+    held: Callable[[str], str | None] = lambda rule_id: None,
 ) -> Route:
+    """Where the request goes. `held(rule_id)` says why a rule is not applied for now (it is
+    suspended, lectr.rulehealth), or None."""
     unchanged = Route(provider, model)
     if model is None or not endpoint.routable:
         return unchanged
@@ -43,21 +73,27 @@ def choose_route(
     rule = rules.first_match(org, feature, task, provider, model)
     if rule is None:
         return unchanged
+    reason = held(rule.id)
+    if reason is not None:
+        return Route(provider, model, skip_reason=reason, skipped=rule)
     target_provider = rule.target_provider or provider
     target_model = rule.target_model or model
     if target_provider != provider:
         if endpoint.native == "anthropic":
-            return Route(
-                provider,
-                model,
-                skip_reason=f"rule {rule.id!r} targets {target_provider}, but native Anthropic "
-                "/v1/messages traffic can only be routed within Anthropic",
+            reason = (
+                f"rule {rule.id!r} targets {target_provider}, but native Anthropic "
+                "/v1/messages traffic can only be routed within Anthropic"
             )
-        if not can_serve(target_provider):
-            return Route(
-                provider,
-                model,
-                skip_reason=f"rule {rule.id!r} targets {target_provider}, but Lectr has no "
-                f"{target_provider} key configured for org {org!r}",
+        elif endpoint.suffix == RESPONSES and target_provider not in RESPONSES_PROVIDERS:
+            reason = (
+                f"rule {rule.id!r} targets {target_provider}, but Responses API traffic can only be routed "
+                f"to {' or '.join(RESPONSES_PROVIDERS)}"
             )
+        elif not can_serve(target_provider):
+            reason = (
+                f"rule {rule.id!r} targets {target_provider}, but Lectr has no "
+                f"{target_provider} key configured for org {org!r}"
+            )
+        if reason is not None:
+            return Route(provider, model, skip_reason=reason, skipped=rule)
     return Route(target_provider, target_model, rule)

@@ -39,6 +39,44 @@ def finished(data: bytes) -> bool:
     return bool(events) and (event_data(events[-1]) == "[DONE]" or b"message_stop" in events[-1])
 
 
+# An error event is short; the tail read for it is longer than any seen.
+_ERROR_TAIL = 4096
+
+
+def stream_error(data: bytes) -> str | None:
+    """The error a stream ended with, or None: the provider answered 200, then failed mid-stream.
+
+    The shapes seen: OpenAI's `data: {"error": {...}}`; Groq's and Anthropic's `event: error`
+    (Anthropic's `overloaded_error`); the Responses API's `error` and `response.failed` events.
+    Only the last complete event counts: a stream that went on after one is not failed.
+    """
+    events, rest = split_events(bytes(data[-_ERROR_TAIL:]))
+    if rest.strip():
+        events.append(rest)
+    if not events:
+        return None
+    event = events[-1]
+    payload = event_data(event)
+    try:
+        value = json.loads(payload) if payload else None
+    except (ValueError, RecursionError):
+        value = None
+    named_error = any(line.strip() == b"event: error" or line.strip() == b"event:error" for line in event.splitlines())
+    if isinstance(value, dict):
+        if value.get("type") == "response.failed" and isinstance(value.get("response"), dict):
+            value = value["response"]  # its `error` says why
+        error = value.get("error")
+        if isinstance(error, dict):
+            message = error.get("message")
+            kind = error.get("type") or error.get("code")
+            return ": ".join(str(p) for p in (kind, message) if p) or "error"
+        if isinstance(error, str):
+            return error
+        if value.get("type") == "error":
+            return ": ".join(str(value[k]) for k in ("code", "message") if value.get(k)) or "error"
+    return "error" if named_error else None
+
+
 def iter_json(data: bytes) -> Iterator[dict]:
     """Every event of a finished stream whose data is a JSON object; `[DONE]` and the rest are skipped."""
     events, rest = split_events(bytes(data))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import duckdb
 
+from lectr import rulehealth
 from lectr.keys import NewKey, StoredKey
 
 if TYPE_CHECKING:
@@ -206,6 +207,18 @@ def m006_price_source(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("UPDATE request_logs SET price_source = 'bundled' WHERE cost_usd IS NOT NULL")
 
 
+def m007_fallbacks(con: duckdb.DuckDBPyConnection) -> None:
+    # A rule matched but was not applied (route_skip_reason says why: no key, suspended, ...), or
+    # its target failed and the original request answered: the fallback_* columns say how.
+    con.execute("ALTER TABLE request_logs ADD COLUMN skipped_rule_id VARCHAR")
+    con.execute("ALTER TABLE request_logs ADD COLUMN fallback_model VARCHAR")  # the target that failed
+    con.execute("ALTER TABLE request_logs ADD COLUMN fallback_status INTEGER")  # NULL: no response
+    con.execute("ALTER TABLE request_logs ADD COLUMN fallback_error VARCHAR")
+    con.execute("ALTER TABLE request_logs ADD COLUMN fallback_ms DOUBLE")  # the time the failed attempt cost
+    # Output tokens spent thinking, where the provider says (included in completion_tokens).
+    con.execute("ALTER TABLE request_logs ADD COLUMN reasoning_tokens BIGINT")
+
+
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m001_org_keys,
     m002_request_logs,
@@ -213,6 +226,7 @@ MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m004_dashboard,
     m005_overhead,
     m006_price_source,
+    m007_fallbacks,
 ]
 
 
@@ -299,7 +313,9 @@ def _log_types() -> dict:
         "ttfb_ms": pa.float64(),
         "cost_usd": pa.float64(),
         "lectr_overhead_us": pa.float64(),
-        **{c: pa.int64() for c in ("prompt_tokens", "completion_tokens", "cached_tokens")},
+        "fallback_ms": pa.float64(),
+        "fallback_status": pa.int32(),
+        **{c: pa.int64() for c in ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")},
         **{c: pa.int64() for c in ("request_bytes", "response_bytes")},
         **{c: pa.bool_() for c in ("provider_unknown", "task_valid", "streaming", "price_known")},
     }
@@ -559,7 +575,7 @@ def replace_recommendations(path: str | Path, rows: list[dict], now: datetime) -
 # and returns a pandas DataFrame; pandas comes with Streamlit, and only the dashboard reads these.
 
 NONE = "(none)"  # a filter value meaning "not set" (untagged feature, no task, no rule)
-LOG_FILTERS = ("feature", "task", "provider", "model", "rule", "outcome")
+LOG_FILTERS = ("feature", "task", "provider", "model", "rule", "endpoint", "outcome")
 
 
 def schema_state(path: str | Path) -> str:
@@ -648,7 +664,7 @@ def _log_where(org: str, since: datetime, until: datetime | None, filters: dict[
     if until is not None:
         clauses.append("ts < ?")
         params.append(until)
-    columns = {"feature": "feature", "task": "task", "provider": "provider", "rule": "rule_name"}
+    columns = {"rule": "rule_name", **{name: name for name in ("feature", "task", "provider", "endpoint")}}
     for name, value in filters.items():
         if name not in LOG_FILTERS:
             raise ValueError(f"unknown request-log filter {name!r}; use one of {', '.join(LOG_FILTERS)}")
@@ -688,11 +704,13 @@ def request_log(
         total = con.execute(f"SELECT count(*) FROM request_logs WHERE {where}", params).fetchone()[0]
         page = con.execute(
             f"""
-            SELECT ts, feature, task, provider, model_requested, model_actual,
+            SELECT ts, feature, task, endpoint, provider, model_requested, model_actual,
                    model_actual IS DISTINCT FROM model_requested AS substituted, rule_name,
+                   skipped_rule_id, route_skip_reason,
+                   fallback_model, fallback_status, fallback_error, fallback_ms,
                    status_code, error_category, streaming,
-                   prompt_tokens, completion_tokens, cached_tokens, token_source, cost_usd, price_source,
-                   latency_ms, ttfb_ms, request_id
+                   prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, token_source,
+                   cost_usd, price_source, latency_ms, ttfb_ms, request_id
             FROM request_logs WHERE {where}
             ORDER BY ts DESC, request_id LIMIT ? OFFSET ?
             """,
@@ -702,22 +720,28 @@ def request_log(
 
 
 def request_log_choices(path: str | Path, org: str, since: datetime) -> dict[str, list[str]]:
-    """The values each request-log filter can take for this org (from the summaries, so it stays cheap)."""
-    frame = _frame(
-        path,
-        """
-        SELECT DISTINCT feature, task, provider, model_actual, rule_name FROM dashboard_summaries
-        WHERE period = 'day' AND org_id = ? AND bucket_start >= date_trunc('day', ?::TIMESTAMP)
-        """,
-        [org, since],
-    )
+    """The values each request-log filter can take for this org: from the summaries, so it stays
+    cheap, except the endpoints (the summaries have none), from the request log's one column."""
+    with connect(path, read_only=True) as con:
+        frame = con.execute(
+            """
+            SELECT DISTINCT feature, task, provider, model_actual, rule_name FROM dashboard_summaries
+            WHERE period = 'day' AND org_id = ? AND bucket_start >= date_trunc('day', ?::TIMESTAMP)
+            """,
+            [org, since],
+        ).df()
+        endpoints = con.execute(
+            "SELECT DISTINCT endpoint FROM request_logs WHERE org_id = ? AND ts >= date_trunc('day', ?::TIMESTAMP)",
+            [org, since],
+        ).df()
     columns = {"feature": "feature", "task": "task", "provider": "provider", "model": "model_actual"}
     columns["rule"] = "rule_name"
-    choices = {}
-    for name, column in columns.items():
-        values = sorted(frame[column].dropna().unique())
-        choices[name] = values + ([NONE] if frame[column].isna().any() and name != "model" else [])
-    return choices
+    found = {name: frame[column] for name, column in columns.items()}
+    found["endpoint"] = endpoints["endpoint"]
+    return {
+        name: sorted(values.dropna().unique()) + ([NONE] if values.isna().any() and name != "model" else [])
+        for name, values in found.items()
+    }
 
 
 def rule_match_counts(path: str | Path, since: datetime) -> dict[str, int]:
@@ -731,6 +755,41 @@ def rule_match_counts(path: str | Path, since: datetime) -> dict[str, int]:
         [since],
     )
     return {rule_id: int(n) for rule_id, n in zip(frame["rule_id"], frame["requests"])}
+
+
+def rule_health(path: str | Path, since: datetime, recent: datetime) -> "pd.DataFrame":
+    """Per rule in the request log since `since` (applied, fallen back from, or skipped), all orgs:
+
+    - state, by its most recent row: `suspended` (skipped because the rule is suspended, lectr.rulehealth),
+      `failing` (its target failed and the original request answered), else `ok`;
+    - fallbacks and other skips since `recent`, and the last fallback: when, to which model, the error.
+    The request log itself, not the summaries: those know neither fallbacks nor skips.
+    """
+    return _frame(
+        path,
+        """
+        WITH rows AS (
+            SELECT ts, coalesce(rule_id, skipped_rule_id) AS rule_id, fallback_model IS NOT NULL AS fell_back,
+                   starts_with(route_skip_reason, $suspended) AS suspended,
+                   skipped_rule_id IS NOT NULL AND fallback_model IS NULL AS skipped,
+                   route_skip_reason, fallback_model, fallback_status, fallback_error
+            FROM request_logs
+            WHERE ts >= $since AND (rule_id IS NOT NULL OR skipped_rule_id IS NOT NULL)
+        )
+        SELECT rule_id,
+               arg_max(CASE WHEN suspended THEN 'suspended' WHEN fell_back THEN 'failing' ELSE 'ok' END, ts) AS state,
+               max(ts) AS last_seen,
+               count(*) FILTER (WHERE fell_back AND ts >= $recent) AS fallbacks,
+               count(*) FILTER (WHERE skipped AND ts >= $recent) AS skipped,
+               max(ts) FILTER (WHERE fell_back) AS last_fallback_at,
+               arg_max(fallback_model, ts) FILTER (WHERE fell_back) AS last_fallback_model,
+               arg_max_null(fallback_status, ts) FILTER (WHERE fell_back) AS last_fallback_status,
+               arg_max_null(fallback_error, ts) FILTER (WHERE fell_back) AS last_fallback_error,
+               arg_max(route_skip_reason, ts) FILTER (WHERE skipped) AS last_skip_reason
+        FROM rows GROUP BY rule_id ORDER BY rule_id
+        """,
+        {"since": since, "recent": recent, "suspended": rulehealth.SUSPENDED},
+    )
 
 
 def org_recommendations(path: str | Path, org: str) -> "pd.DataFrame":

@@ -30,9 +30,11 @@ _SOURCES = {
 }
 APPROXIMATE_ENCODING = "o200k_base"  # for models tiktoken does not know (Claude, Llama, Gemini, ...)
 
-# OpenAI's published framing: each chat message costs 3 tokens beyond its content, and
-# the reply is primed with 3 more.
-TOKENS_PER_MESSAGE = 3
+# OpenAI's published framing (the cookbook's "How to count tokens with tiktoken"): each
+# chat message costs 3 tokens beyond its content, plus its role, which is one token for
+# every role (system, developer, user, assistant, tool); the reply is primed with 3 more.
+# What lectr.estimate counts for a request of plain messages.
+TOKENS_PER_MESSAGE = 3 + 1
 TOKENS_PER_REPLY = 3
 
 _lock = threading.Lock()

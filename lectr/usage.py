@@ -29,6 +29,11 @@ class Usage(NamedTuple):
 ANTHROPIC, RESPONSES, OPENAI = "anthropic", "responses", "openai"
 
 
+# The endpoints billed by usage: they generate or embed tokens. Any other (count_tokens,
+# models, files, ...) is recorded as what it is, without tokens or a cost.
+METERED = frozenset(("/chat/completions", "/messages", "/responses", "/embeddings", "/completions"))
+
+
 def style_of(endpoint: str | None) -> str:
     """The API style of an endpoint (as `lectr.endpoints` names it: "/messages", ...)."""
     if endpoint == "/messages":
@@ -99,6 +104,17 @@ def from_stream(data: bytes, style: str) -> Usage | None:
         reported = chunk.get("usage") or (groq.get("usage") if isinstance(groq, dict) else None)
         usage = normalise(reported, style) or usage
     return usage
+
+
+# The first "model" of a body or a stream is the response's own: every provider's format
+# names it before any content (chat completion chunks, message_start, response.created).
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,256})"')
+
+
+def reported_model(response: bytes) -> str | None:
+    """The model a response says answered: Azure names there the model a deployment serves."""
+    match = _MODEL.search(response[:65536])
+    return match[1].decode("utf-8", "replace") if match else None
 
 
 def parse_json(data: bytes | None) -> object:

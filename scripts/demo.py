@@ -5,7 +5,8 @@
 Starts the provider simulator and a Lectr proxy of its own (free loopback ports, both
 stopped at the end) writing to the database the dashboard reads, and sends mixed
 traffic for three orgs: several features, all five task types and untagged requests,
-streaming and not, OpenAI, Anthropic, Groq and Gemini models, some 429s and 500s, and
+streaming and not, chat completions, Anthropic's messages, OpenAI's Responses API and
+embeddings, OpenAI, Anthropic, Groq and Gemini models, some 429s and 500s, and
 at the end a cost spike. Then, because anomaly detection and recommendations need days
 of history, it copies the baseline traffic back over the previous days (hour by hour,
 70-100% of it each hour; `--history-days 0` turns that off) and runs the aggregator,
@@ -43,7 +44,7 @@ class Feature:
     weight: int  # share of the org's traffic
     prompt_words: int
     answer_chunks: int
-    native_anthropic: bool = False
+    api: str = "chat"  # chat (completions), messages (Anthropic's own), responses (OpenAI's), embeddings
 
 
 FEATURES = [
@@ -52,11 +53,13 @@ FEATURES = [
     Feature("acme", "research", "reasoning", "o3", 1, 400, 150),
     Feature("acme", "daily-digest", "summarisation", "gpt-4.1", 2, 1500, 120),
     Feature("globex", "invoice-parser", "extraction", "gpt-4.1", 4, 500, 60),
-    Feature("globex", "chat", "generation", "claude-sonnet-4-5", 3, 200, 150, native_anthropic=True),
+    Feature("globex", "chat", "generation", "claude-sonnet-4-5", 3, 200, 150, api="messages"),
     Feature("globex", "triage", "classification", "llama-3.3-70b-versatile", 2, 100, 3),
     Feature("initech", None, None, "gpt-4o-mini", 3, 150, 40),
     Feature("initech", "search", "extraction", "gemini-2.5-pro", 2, 300, 40),
     Feature("initech", "assistant", "generation", "gpt-4o", 2, 300, 200),
+    Feature("acme", "agent", "generation", "gpt-4.1", 2, 400, 120, api="responses"),
+    Feature("globex", "search-index", None, "text-embedding-3-small", 2, 200, 0, api="embeddings"),
 ]
 SPIKE = Feature("acme", "report-writer", "generation", "gpt-4o", 0, 6000, 400)  # a runaway feature
 ORGS = sorted({f.org for f in FEATURES})
@@ -76,13 +79,20 @@ def request(client: httpx.Client, feature: Feature, key: str, rng: random.Random
     elif roll < 0.04:
         headers["X-Sim-Status"] = "500"
     messages = [{"role": "user", "content": prompt}]
-    if feature.native_anthropic:
+    headers["Authorization"] = "Bearer sk-demo"
+    if feature.api == "messages":
         path, body = "/v1/messages", {"model": feature.model, "max_tokens": 1024, "messages": messages}
         headers.update({"x-api-key": "sk-ant-demo", "anthropic-version": "2023-06-01"})
+        del headers["Authorization"]
+    elif feature.api == "responses":
+        path, body = "/v1/responses", {"model": feature.model, "input": prompt}
+    elif feature.api == "embeddings":
+        path, body = "/v1/embeddings", {"model": feature.model, "input": [prompt]}
+        stream = False
     else:
         path, body = "/v1/chat/completions", {"model": feature.model, "messages": messages}
-        headers["Authorization"] = "Bearer sk-demo"
-    body["stream"] = stream
+    if stream:
+        body["stream"] = True
     with client.stream("POST", path, headers=headers, content=json.dumps(body)) as response:
         for _ in response.iter_bytes():
             pass

@@ -1,13 +1,25 @@
 """A local simulator of the LLM providers' wire formats, for tests, demos and benchmarks.
 
     python scripts/simulator.py --port 9000 [--first-token-ms 200] [--chunk-gap-ms 20] [--chunks 20]
+                                [--unserved-model NAME ...]
 
 Serves, on loopback:
 - OpenAI chat completions at /v1/chat/completions, and at Groq's (/openai/v1/...),
   Gemini's (/v1beta/openai/...) and Azure's (/openai/deployments/{d}/...) paths;
-- Anthropic messages at /v1/messages;
-- /v1/embeddings and GET /v1/models, minimal;
+- OpenAI's Responses API at /v1/responses and /openai/v1/responses (Groq's root, and Azure's
+  v1 API), with the documented event stream (`sequence_number`s, a reasoning item for o1/o3/o4/
+  gpt-5 models and its summary deltas when the request asks for `reasoning.summary`);
+- Anthropic messages at /v1/messages and their token count at /v1/messages/count_tokens;
+- embeddings at /v1/embeddings and at the Groq, Gemini and Azure paths, and GET /v1/models;
 non-streaming and SSE, with realistic `usage` (and OpenAI's `stream_options.include_usage`).
+DeepSeek's reasoning models (deepseek-r*) stream `delta.reasoning_content` before the answer
+and count it in `completion_tokens_details.reasoning_tokens`.
+
+Like the providers, it refuses a model it does not serve, with each provider's 404 (even for a
+streaming request): any name ending in "-does-not-exist", and each `--unserved-model NAME`.
+On Azure's /openai/deployments/{d}/... paths the reply's `model` is the underlying model, as
+Azure reports it: d itself when it looks like a model name (gpt-, o1, o3, o4, text-embedding-),
+else gpt-4.1-mini-2025-04-14 (text-embedding-3-small for embeddings).
 
 Per request, headers override the command-line defaults:
   X-Sim-Status: 429          answer with this error status and a provider-shaped error body
@@ -15,6 +27,14 @@ Per request, headers override the command-line defaults:
   X-Sim-Headers-Delay-Ms: N  wait before sending any response headers at all
   X-Sim-Chunk-Gap-Ms: 20     wait between stream chunks
   X-Sim-Chunks: 20           how many content chunks a stream has
+  X-Sim-Reasoning: 8         how many reasoning chunks come first (chat: DeepSeek's
+                             `reasoning_content`; responses: reasoning tokens and summary deltas);
+                             by default 8 for reasoning models, 0 for the others
+  X-Sim-Stream-Error: 1      a 200 stream sends two content chunks, then the provider's own
+                             in-stream error (OpenAI, Groq on /openai/v1/..., Anthropic,
+                             Responses) and closes without its terminal event
+  X-Sim-Only-Model: NAME     apply the headers above only when the body's model (or the Azure
+                             deployment) is NAME; other models get the command-line defaults
   X-Sim-Stamp: 1             stamp each OpenAI stream chunk with its send time (`"sim_sent":
                              Unix seconds), so that a client can time every chunk's trip
 Every request received is recorded: GET /_sim/requests lists them (method, path, query,
@@ -26,9 +46,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -40,6 +62,16 @@ WORDS = (
     "Lectr routes each request to the model that fits the task and records what it cost "
     "so that every team can see which feature spends what and where a cheaper model would do"
 ).split()
+THOUGHTS = (
+    "Let me think about what the user asks here and which short answer would serve them best before I write it down"
+).split()
+
+AZURE_CHAT_MODEL = "gpt-4.1-mini-2025-04-14"
+AZURE_EMBEDDING_MODEL = "text-embedding-3-small"
+_MODEL_LIKE = ("gpt-", "o1", "o3", "o4", "text-embedding-")
+_RESPONSES_REASONING = ("o1", "o3", "o4", "gpt-5")
+_CHAT_REASONING = ("deepseek-r",)  # deepseek-reasoner, deepseek-r1...
+_DEFAULT_REASONING_CHUNKS = 8
 
 
 @dataclass
@@ -50,24 +82,33 @@ class Behaviour:
     chunk_gap_ms: float = 0.0
     chunks: int = 8
     stamp: bool = False
+    reasoning: int | None = None  # None: by the model
+    stream_error: bool = False
 
 
 class Simulator:
-    def __init__(self, defaults: Behaviour, record: bool = True) -> None:
+    def __init__(self, defaults: Behaviour, record: bool = True, unserved: Iterable[str] = ()) -> None:
         self.defaults = defaults
         self.record = record  # off for long benchmarks: the list would grow without bound
+        self.unserved = frozenset(unserved)
         self.received: list[dict] = []
 
     def app(self) -> Starlette:
-        openai_chat = self.openai_chat
+        openai_chat, responses, embeddings = self.openai_chat, self.openai_responses, self.embeddings
         return Starlette(
             routes=[
                 Route("/v1/chat/completions", openai_chat, methods=["POST"]),
                 Route("/openai/v1/chat/completions", openai_chat, methods=["POST"]),
                 Route("/v1beta/openai/chat/completions", openai_chat, methods=["POST"]),
                 Route("/openai/deployments/{deployment}/chat/completions", openai_chat, methods=["POST"]),
+                Route("/v1/responses", responses, methods=["POST"]),
+                Route("/openai/v1/responses", responses, methods=["POST"]),
                 Route("/v1/messages", self.anthropic_messages, methods=["POST"]),
-                Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+                Route("/v1/messages/count_tokens", self.anthropic_count_tokens, methods=["POST"]),
+                Route("/v1/embeddings", embeddings, methods=["POST"]),
+                Route("/openai/v1/embeddings", embeddings, methods=["POST"]),
+                Route("/v1beta/openai/embeddings", embeddings, methods=["POST"]),
+                Route("/openai/deployments/{deployment}/embeddings", embeddings, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/_sim/requests", self.requests, methods=["GET", "DELETE"]),
                 Route("/_sim/health", lambda r: JSONResponse({"ok": True}), methods=["GET"]),
@@ -94,19 +135,36 @@ class Simulator:
                     "t": time.time(),
                 }
             )
-        h = request.headers
+        body = body if isinstance(body, dict) else {}
+        # One pass over the raw headers (ASGI names them in lower case) instead of a look-up each.
+        h = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"] if k.startswith(b"x-sim-")}
+        stamp = h.get("x-sim-stamp", "") == "1"  # a measurement: for every model
+        only = h.get("x-sim-only-model")
+        # Lectr retries a failed request with the same headers: this lets a test fail only one model.
+        if only is not None and only not in (body.get("model"), request.path_params.get("deployment")):
+            h = {}
         d = self.defaults
+        reasoning = h.get("x-sim-reasoning")
         behaviour = Behaviour(
             status=int(h.get("x-sim-status", d.status)),
             first_token_ms=float(h.get("x-sim-first-token-ms", d.first_token_ms)),
             headers_delay_ms=float(h.get("x-sim-headers-delay-ms", d.headers_delay_ms)),
             chunk_gap_ms=float(h.get("x-sim-chunk-gap-ms", d.chunk_gap_ms)),
             chunks=int(h.get("x-sim-chunks", d.chunks)),
-            stamp=h.get("x-sim-stamp", "") == "1",
+            stamp=stamp,
+            reasoning=d.reasoning if reasoning is None else int(reasoning),
+            stream_error=bool(h.get("x-sim-stream-error", d.stream_error)),
         )
         if behaviour.headers_delay_ms:
             await asyncio.sleep(behaviour.headers_delay_ms / 1000)
-        return (body if isinstance(body, dict) else {}), behaviour
+        return body, behaviour
+
+    def _unserved(self, *names: object) -> str | None:
+        """The first of the names that this simulator does not serve as a model."""
+        for name in names:
+            if isinstance(name, str) and (name.endswith("-does-not-exist") or name in self.unserved):
+                return name
+        return None
 
     async def requests(self, request: Request) -> Response:
         if request.method == "DELETE":
@@ -124,38 +182,47 @@ class Simulator:
         body, b = await self._receive(request)
         if b.status != 200:
             return _openai_error(b.status)
+        deployment = request.path_params.get("deployment")
+        if refused := self._unserved(body.get("model"), deployment):
+            return _openai_model_not_found(refused)
         if not isinstance(body.get("messages"), list):
             return _openai_error(400, "'messages' is a required property")
-        model = str(body.get("model") or request.path_params.get("deployment") or "unknown")
+        requested = str(body.get("model") or deployment or "unknown")
+        model = _azure_model(deployment, AZURE_CHAT_MODEL) if deployment else requested
         prompt_tokens = _count_prompt(body["messages"])
         words = _answer(b.chunks)
+        reasoning = _reasoning_chunks(b, requested, _CHAT_REASONING)
+        thoughts = _answer(reasoning, THOUGHTS) if reasoning else []
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
+        completion_tokens = len(words) + len(thoughts)
         usage = {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(words),
-            "total_tokens": prompt_tokens + len(words),
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
             "prompt_tokens_details": {"cached_tokens": 0},
         }
+        if thoughts:
+            usage["completion_tokens_details"] = {"reasoning_tokens": len(thoughts)}
         if not body.get("stream"):
             await asyncio.sleep(b.first_token_ms / 1000)
+            message = {"role": "assistant", "content": "".join(words)}
+            if thoughts:
+                message["reasoning_content"] = "".join(thoughts)
             return JSONResponse(
                 {
                     "id": cid,
                     "object": "chat.completion",
                     "created": created,
                     "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": "".join(words)},
-                            "finish_reason": "stop",
-                        }
-                    ],
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
                     "usage": usage,
                 }
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        stream_error = _chat_stream_error(request.url.path) if b.stream_error else None
+        if stream_error:
+            words = words[:2]
 
         def chunk(delta: dict, finish: str | None = None, with_usage: bool = False) -> bytes:
             data = {
@@ -174,10 +241,20 @@ class Simulator:
         async def events():
             await asyncio.sleep(b.first_token_ms / 1000)
             yield chunk({"role": "assistant", "content": ""})
+            if thoughts:
+                for i, thought in enumerate(thoughts):
+                    if i and b.chunk_gap_ms:
+                        await asyncio.sleep(b.chunk_gap_ms / 1000)
+                    yield chunk({"content": None, "reasoning_content": thought})
+                if b.chunk_gap_ms:
+                    await asyncio.sleep(b.chunk_gap_ms / 1000)
             for i, word in enumerate(words):
                 if i and b.chunk_gap_ms:
                     await asyncio.sleep(b.chunk_gap_ms / 1000)
                 yield chunk({"content": word})
+            if stream_error:
+                yield stream_error  # and close: no finish_reason, no [DONE]
+                return
             yield chunk({}, "stop")
             if include_usage:
                 yield chunk({}, with_usage=True)
@@ -185,18 +262,146 @@ class Simulator:
 
         return _sse(events())
 
+    async def openai_responses(self, request: Request) -> Response:
+        body, b = await self._receive(request)
+        if b.status != 200:
+            return _openai_error(b.status)
+        if refused := self._unserved(body.get("model")):
+            return _openai_model_not_found(refused)
+        if not body.get("model"):
+            return _openai_error(400, "Missing required parameter: 'model'.")
+        items = _response_input(body.get("input"))
+        if items is None:
+            return _openai_error(400, "Invalid type for 'input': expected a string or an array of input items.")
+        if body.get("instructions"):
+            items.append({"role": "system", "content": body["instructions"]})
+        model = str(body["model"])
+        input_tokens = _count_prompt(items)
+        words = _answer(b.chunks)
+        reasoning = _reasoning_chunks(b, model, _RESPONSES_REASONING)
+        thoughts = _answer(reasoning, THOUGHTS) if reasoning else []
+        asked = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
+        summary = "".join(thoughts) if thoughts and asked.get("summary") else None
+        rid, msg_id, rs_id = (f"{p}_{uuid.uuid4().hex}" for p in ("resp", "msg", "rs"))
+        created = int(time.time())
+        text = "".join(words)
+        part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+        message = {"id": msg_id, "type": "message", "status": "completed", "role": "assistant", "content": [part]}
+        reasoning_item = {"id": rs_id, "type": "reasoning", "summary": []}
+        if summary is not None:
+            reasoning_item["summary"] = [{"type": "summary_text", "text": summary}]
+        output = [reasoning_item, message] if thoughts else [message]
+        output_tokens = len(words) + len(thoughts)
+        usage = {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": len(thoughts)},
+            "total_tokens": input_tokens + output_tokens,
+        }
+        reasoning_model = model.startswith(_RESPONSES_REASONING)
+
+        def response(status: str, out: list, used: dict | None) -> dict:
+            return {
+                "id": rid,
+                "object": "response",
+                "created_at": created,
+                "status": status,
+                "background": False,
+                "completed_at": int(time.time()) if status == "completed" else None,
+                "error": None,
+                "incomplete_details": None,
+                "instructions": body.get("instructions"),
+                "max_output_tokens": body.get("max_output_tokens"),
+                "metadata": body.get("metadata") or {},
+                "model": model,
+                "output": out,
+                "parallel_tool_calls": body.get("parallel_tool_calls", True),
+                "previous_response_id": body.get("previous_response_id"),
+                "reasoning": {
+                    "effort": asked.get("effort", "medium" if reasoning_model else None),
+                    "summary": asked.get("summary"),
+                },
+                "service_tier": "default",
+                "store": body.get("store", True),
+                "temperature": body.get("temperature", 1.0),
+                "text": body.get("text") or {"format": {"type": "text"}},
+                "tool_choice": body.get("tool_choice", "auto"),
+                "tools": body.get("tools") or [],
+                "top_p": body.get("top_p", 1.0),
+                "truncation": body.get("truncation", "disabled"),
+                "usage": used,
+                "user": body.get("user"),
+            }
+
+        if not body.get("stream"):
+            await asyncio.sleep(b.first_token_ms / 1000)
+            return JSONResponse(response("completed", output, usage))
+        sequence = itertools.count()
+
+        def event(kind: str, **fields) -> bytes:
+            data = {"type": kind, "sequence_number": next(sequence), **fields}
+            return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+
+        index = 1 if thoughts else 0  # the message's place in `output`
+        at_text = {"item_id": msg_id, "output_index": index, "content_index": 0}
+        at_summary = {"item_id": rs_id, "output_index": 0, "summary_index": 0}
+
+        async def events():
+            await asyncio.sleep(b.first_token_ms / 1000)
+            yield event("response.created", response=response("in_progress", [], None))
+            yield event("response.in_progress", response=response("in_progress", [], None))
+            if thoughts:
+                yield event("response.output_item.added", output_index=0, item={**reasoning_item, "summary": []})
+                if summary is not None:
+                    empty = {"type": "summary_text", "text": ""}
+                    yield event("response.reasoning_summary_part.added", **at_summary, part=empty)
+                    for i, thought in enumerate(thoughts):
+                        if i and b.chunk_gap_ms:
+                            await asyncio.sleep(b.chunk_gap_ms / 1000)
+                        yield event("response.reasoning_summary_text.delta", **at_summary, delta=thought)
+                    yield event("response.reasoning_summary_text.done", **at_summary, text=summary)
+                    yield event("response.reasoning_summary_part.done", **at_summary, part=reasoning_item["summary"][0])
+                yield event("response.output_item.done", output_index=0, item=reasoning_item)
+                if b.chunk_gap_ms:
+                    await asyncio.sleep(b.chunk_gap_ms / 1000)
+            added = {**message, "status": "in_progress", "content": []}
+            yield event("response.output_item.added", output_index=index, item=added)
+            yield event("response.content_part.added", **at_text, part={**part, "text": ""})
+            for i, word in enumerate(words[:2] if b.stream_error else words):
+                if i and b.chunk_gap_ms:
+                    await asyncio.sleep(b.chunk_gap_ms / 1000)
+                yield event("response.output_text.delta", **at_text, delta=word, logprobs=[])
+            if b.stream_error:  # and close: no response.completed
+                message_text = "The server had an error processing your request. Sorry about that!"
+                yield event("error", code="server_error", message=message_text, param=None)
+                return
+            yield event("response.output_text.done", **at_text, text=text, logprobs=[])
+            yield event("response.content_part.done", **at_text, part=part)
+            yield event("response.output_item.done", output_index=index, item=message)
+            yield event("response.completed", response=response("completed", output, usage))
+
+        return _sse(events())
+
     async def embeddings(self, request: Request) -> Response:
         body, b = await self._receive(request)
         if b.status != 200:
             return _openai_error(b.status)
+        deployment = request.path_params.get("deployment")
+        if refused := self._unserved(body.get("model"), deployment):
+            return _openai_model_not_found(refused)
         inputs = body.get("input")
-        inputs = inputs if isinstance(inputs, list) else [inputs]
-        tokens = sum(len(str(i).split()) for i in inputs)
+        if not isinstance(inputs, list) or (inputs and isinstance(inputs[0], int)):
+            inputs = [inputs]  # one string, or one list of token ids
+        tokens = sum(_embedding_tokens(i) for i in inputs)
+        dimensions = body.get("dimensions") if isinstance(body.get("dimensions"), int) else 8
         return JSONResponse(
             {
                 "object": "list",
-                "model": body.get("model"),
-                "data": [{"object": "embedding", "index": i, "embedding": [0.0] * 8} for i in range(len(inputs))],
+                "model": _azure_model(deployment, AZURE_EMBEDDING_MODEL) if deployment else body.get("model"),
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": [0.0] * dimensions} for i in range(len(inputs))
+                ],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
@@ -214,12 +419,12 @@ class Simulator:
         body, b = await self._receive(request)
         if b.status != 200:
             return _anthropic_error(b.status)
+        if refused := self._unserved(body.get("model")):
+            return _anthropic_model_not_found(refused)
         if not isinstance(body.get("messages"), list) or "max_tokens" not in body:
             return _anthropic_error(400, "messages and max_tokens are required")
         model = str(body.get("model"))
-        input_tokens = _count_prompt(body["messages"]) + (
-            len(str(body.get("system", "")).split()) if body.get("system") else 0
-        )
+        input_tokens = _anthropic_input_tokens(body)
         words = _answer(b.chunks)
         mid = f"msg_{uuid.uuid4().hex[:24]}"
         usage_in = {
@@ -242,6 +447,8 @@ class Simulator:
                     "usage": {**usage_in, "output_tokens": len(words)},
                 }
             )
+        if b.stream_error:
+            words = words[:2]
 
         def event(name: str, data: dict) -> bytes:
             return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
@@ -275,6 +482,9 @@ class Simulator:
                     "content_block_delta",
                     {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}},
                 )
+            if b.stream_error:  # and close: no message_stop
+                yield event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+                return
             yield event("content_block_stop", {"type": "content_block_stop", "index": 0})
             yield event(
                 "message_delta",
@@ -288,13 +498,30 @@ class Simulator:
 
         return _sse(events())
 
+    async def anthropic_count_tokens(self, request: Request) -> Response:
+        body, b = await self._receive(request)
+        if b.status != 200:
+            return _anthropic_error(b.status)
+        if refused := self._unserved(body.get("model")):
+            return _anthropic_model_not_found(refused)
+        if not isinstance(body.get("messages"), list) or not body.get("model"):
+            return _anthropic_error(400, "model and messages are required")
+        await asyncio.sleep(b.first_token_ms / 1000)
+        return JSONResponse({"input_tokens": _anthropic_input_tokens(body)})
+
 
 def _sse(events) -> StreamingResponse:
     return StreamingResponse(events, media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
 
-def _answer(n: int) -> list[str]:
-    return [("" if i == 0 else " ") + WORDS[i % len(WORDS)] for i in range(max(n, 1))]
+def _answer(n: int, words: list[str] = WORDS) -> list[str]:
+    return [("" if i == 0 else " ") + words[i % len(words)] for i in range(max(n, 1))]
+
+
+def _reasoning_chunks(b: Behaviour, model: str, reasoning_models: tuple[str, ...]) -> int:
+    if b.reasoning is not None:
+        return max(b.reasoning, 0)
+    return _DEFAULT_REASONING_CHUNKS if model.startswith(reasoning_models) else 0
 
 
 def _count_prompt(messages: list) -> int:
@@ -304,6 +531,46 @@ def _count_prompt(messages: list) -> int:
         content = m.get("content") if isinstance(m, dict) else m
         chars += len(content if isinstance(content, str) else json.dumps(content))
     return max(1, chars // 4) + 3 * len(messages)
+
+
+def _anthropic_input_tokens(body: dict) -> int:
+    """What /v1/messages reports as `input_tokens`, and /v1/messages/count_tokens answers."""
+    system = len(str(body.get("system", "")).split()) if body.get("system") else 0
+    return _count_prompt(body["messages"]) + system
+
+
+def _response_input(value: object) -> list | None:
+    """The Responses API's `input` as messages for `_count_prompt`; None when it is neither form."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    if isinstance(value, list):
+        # Items such as function_call_output have no `content`: count all of them.
+        return [i if isinstance(i, dict) and "content" in i else {"content": i} for i in value]
+    return None
+
+
+def _embedding_tokens(value: object) -> int:
+    """A token list counts its length; text about four characters a token, as a tokenizer does."""
+    if isinstance(value, list):
+        return len(value)
+    text = value if isinstance(value, str) else json.dumps(value)
+    return max(1, (len(text) + 3) // 4)
+
+
+def _azure_model(deployment: str, underlying: str) -> str:
+    """Azure answers with the deployed model's name, not the deployment's."""
+    return deployment if deployment.startswith(_MODEL_LIKE) else underlying
+
+
+def _chat_stream_error(path: str) -> bytes:
+    if path.startswith("/openai/v1/"):  # Groq names its SSE events
+        error = {"error": {"message": "Internal Server Error", "type": "internal_server_error"}}
+        return f"event: error\ndata: {json.dumps(error)}\n\n".encode()
+    message = "The server had an error while processing your request. Sorry about that!"
+    error = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+    return f"data: {json.dumps(error)}\n\n".encode()
 
 
 _OPENAI_ERRORS = {
@@ -328,9 +595,19 @@ def _openai_error(status: int, message: str | None = None) -> Response:
     return JSONResponse({"error": {"message": message or default, "type": kind, "param": None, "code": kind}}, status)
 
 
+def _openai_model_not_found(model: str) -> Response:
+    message = f"The model `{model}` does not exist or you do not have access to it."
+    error = {"message": message, "type": "invalid_request_error", "param": None, "code": "model_not_found"}
+    return JSONResponse({"error": error}, 404)
+
+
 def _anthropic_error(status: int, message: str | None = None) -> Response:
     kind = _ANTHROPIC_ERRORS.get(status, "api_error")
     return JSONResponse({"type": "error", "error": {"type": kind, "message": message or f"simulated {status}"}}, status)
+
+
+def _anthropic_model_not_found(model: str) -> Response:
+    return JSONResponse({"type": "error", "error": {"type": "not_found_error", "message": f"model: {model}"}}, 404)
 
 
 def main() -> None:
@@ -343,9 +620,16 @@ def main() -> None:
     parser.add_argument("--chunk-gap-ms", type=float, default=0.0)
     parser.add_argument("--chunks", type=int, default=8)
     parser.add_argument("--no-record", action="store_true", help="do not keep requests for /_sim/requests")
+    parser.add_argument(
+        "--unserved-model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="refuse this model with the provider's 404, as for a retired model (repeatable)",
+    )
     args = parser.parse_args()
     defaults = Behaviour(first_token_ms=args.first_token_ms, chunk_gap_ms=args.chunk_gap_ms, chunks=args.chunks)
-    sim = Simulator(defaults, record=not args.no_record)
+    sim = Simulator(defaults, record=not args.no_record, unserved=args.unserved_model)
     uvicorn.run(sim.app(), host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

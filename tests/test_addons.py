@@ -177,3 +177,42 @@ def test_a_broken_tiers_file_is_refused_with_its_name(tmp_path):
         tiers.write_text("tiers:\n  openai: [[pro], [mini]]\n")
         tctx.configure(addon, lectr_tiers=str(tiers))  # a good file is taken
         assert tctx.options.lectr_tiers == str(tiers)
+
+
+def test_router_keeps_the_original_request_of_a_routed_one(router):
+    flow = chat_flow({"model": "gpt-4o", "messages": []})
+    sent = flow.request.content
+    record = routed(router, flow, feature="bot")
+    original = record.original
+    assert original is not None and original.rule_id == "bot-to-mini" and original.model == "gpt-4o"
+    assert original.content == sent and original.plan.url == "http://sim:9000/v1/chat/completions"
+    assert original.plan.key == "sk-client"  # the client's own credentials, as without the rule
+    assert dict(original.fields)[b"authorization"] == b"Bearer sk-client"
+
+
+def test_router_keeps_nothing_for_a_request_no_rule_changed(router):
+    assert routed(router, chat_flow({"model": "gpt-4o", "messages": []})).original is None
+
+
+def test_the_path_decides_the_provider_over_the_model(router):
+    flow = chat_flow({"model": "openai/gpt-oss-120b", "messages": []}, path=b"/openai/v1/chat/completions")
+    record = routed(router, flow)
+    assert record.provider == "groq" and flow.request.url == "http://sim:9000/openai/v1/chat/completions"
+
+
+def test_a_responses_request_switched_to_azure_names_the_deployment_in_its_body(tmp_path, monkeypatch):
+    monkeypatch.setenv("LECTR_OPENAI_BASE_URL", "http://sim:9000/v1")
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - {name: to azure, priority: 1, match: {model: gpt-4o}, target: {provider: azure, model: gpt-4.1}}\n"
+    )
+    (tmp_path / "secrets.yaml").write_text(
+        "providers:\n  azure: {api_key: az-key, endpoint: 'http://az:9000', deployments: {gpt-4.1: prod-41}}\n"
+    )
+    addon = Router()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, lectr_rules=str(tmp_path / "rules.yaml"), lectr_secrets=str(tmp_path / "secrets.yaml"))
+        flow = chat_flow({"model": "gpt-4o", "input": "hi"}, path=b"/v1/responses")
+        record = routed(addon, flow)
+    assert flow.request.url == "http://az:9000/openai/v1/responses"
+    assert json.loads(flow.request.content)["model"] == "prod-41" and flow.request.headers["api-key"] == "az-key"
+    assert (record.provider, record.model_actual, record.rule_id) == ("azure", "gpt-4.1", "to-azure")

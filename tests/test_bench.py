@@ -1,4 +1,4 @@
-"""scripts/bench.py and scripts/bench_streams.py, in their quick modes: every phase runs and the report is complete.
+"""The benchmark scripts in their quick modes: every phase runs and the report is complete.
 
 The figures themselves are benchmark results (README, results/), not asserted here;
 what is asserted holds on any machine: nothing Lectr recorded was lost on the way.
@@ -7,6 +7,7 @@ what is asserted holds on any machine: nothing Lectr recorded was lost on the wa
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -61,3 +62,16 @@ def test_the_streams_benchmark_delivers_and_records_every_stream(tmp_path):
     assert recorded["streaming_rows"] == {"ok": recorded["sent"]} and recorded["dropped"] == 0
     assert runs["C"]["memory"]["plateau_mb"] > 0 and "added_chunk_delay_ms" in runs["B"]
     assert (tmp_path / "streams-latest.md").read_text().startswith("Streams benchmark of")
+
+
+def test_the_fallback_benchmark_measures_both_kinds_of_request():
+    run = subprocess.run(
+        [sys.executable, "scripts/bench_fallback.py", "--n", "300"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    figures = [float(m) for m in re.findall(r"routed [^:]*: ([0-9.]+) µs", run.stdout)]
+    assert len(figures) == 2 and all(abs(f) < 1000 for f in figures), run.stdout  # a difference: noise may make it < 0

@@ -14,13 +14,15 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 import streamlit as st
 import yaml
 from openai import OpenAI
 from streamlit.testing.v1 import AppTest
 
-from lectr import rulesfile, storage
+from lectr import pricing, rulehealth, rulesfile, storage
+from lectr.pricefile import PriceList
 from lectr.rules import load_rules_file
 
 from conftest import ROOT, start_lectr, stop, wait_until
@@ -392,3 +394,225 @@ def test_a_rule_saved_in_the_dashboard_routes_the_running_proxys_next_request(si
     finally:
         stop(lectr.proc)
     assert re.search(r"rules loaded from .*rules.yaml: 1 rules", lectr.log())
+
+
+# --- rule health, fallbacks and endpoints, on rows written here ------------------------------
+
+HEALTH_RULES = """
+rules:
+  - {name: Cheap nano, priority: 1, match: {feature: search}, target: {model: gpt-5-nano}}
+  - {name: Flaky mini, priority: 2, match: {feature: chat}, target: {model: gpt-4o-mini}}
+  - {name: Healthy, priority: 3, match: {feature: docs}, target: {model: gpt-4.1-mini}}
+  - {name: Digest on Groq, priority: 4, match: {feature: digest}, target: {provider: groq, model: llama-3.1-8b-instant}}
+  - {name: Typo, priority: 5, match: {feature: typo}, target: {model: gpt-4o-mnii}}
+"""
+NOT_FOUND = "404 model_not_found: The model `gpt-5-nano` does not exist or you do not have access to it."
+SUSPENDED = f"{rulehealth.SUSPENDED}rule 'cheap-nano' failed 3 times in a row (last: {NOT_FOUND}); requests pass ..."
+NO_KEY = "rule 'digest-on-groq' targets groq, but Lectr has no groq key configured for org 'acme'"
+LOG_COLUMNS = (
+    "ts request_id org_id endpoint provider model_requested model_actual rule_id rule_name route_skip_reason "
+    "skipped_rule_id fallback_model fallback_status fallback_error fallback_ms feature task streaming status_code "
+    "error_category latency_ms ttfb_ms prompt_tokens completion_tokens reasoning_tokens cost_usd price_source"
+).split()
+
+
+def log_row(minutes_ago: float, **fields) -> dict:
+    """A request_logs row as the proxy writes one: an answered gpt-4o chat completion, unless told otherwise."""
+    row = dict.fromkeys(LOG_COLUMNS)
+    row.update(
+        ts=storage.utc_now() - timedelta(minutes=minutes_ago),
+        request_id=f"r{minutes_ago:g}-{fields.get('feature')}-{fields.get('endpoint', '')}",
+        org_id="acme",
+        endpoint="/chat/completions",
+        provider="openai",
+        model_requested="gpt-4o",
+        model_actual="gpt-4o",
+        streaming=False,
+        status_code=200,
+        latency_ms=900.0,
+        ttfb_ms=300.0,
+        prompt_tokens=120,
+        completion_tokens=40,
+        cost_usd=0.0007,
+        price_source="bundled",
+    )
+    return row | fields
+
+
+def applied(minutes_ago: float, rule: str, name: str, model: str, **fields) -> dict:
+    return log_row(minutes_ago, rule_id=rule, rule_name=name, model_actual=model, **fields)
+
+
+def fell_back(minutes_ago: float, rule: str, target: str, status: int | None, error: str, **fields) -> dict:
+    fields = dict(fallback_model=target, fallback_status=status, fallback_error=error, fallback_ms=850.0) | fields
+    return log_row(minutes_ago, skipped_rule_id=rule, **fields)
+
+
+def skipped(minutes_ago: float, rule: str, reason: str, **fields) -> dict:
+    return log_row(minutes_ago, skipped_rule_id=rule, route_skip_reason=reason, **fields)
+
+
+@pytest.fixture
+def health_app(monkeypatch, tmp_path):
+    """Five rules, each with a different recent history in the request log."""
+    db, rules = tmp_path / "lectr.duckdb", tmp_path / "rules.yaml"
+    rules.write_text(HEALTH_RULES)
+    nano = dict(feature="search")
+    storage.append_request_logs(
+        db,
+        [
+            # Cheap nano: its target does not exist; three fallbacks, then suspended.
+            fell_back(10, "cheap-nano", "gpt-5-nano", 404, NOT_FOUND, **nano),
+            fell_back(8, "cheap-nano", "gpt-5-nano", 404, NOT_FOUND, **nano),
+            fell_back(6, "cheap-nano", "gpt-5-nano", 404, NOT_FOUND, **nano),
+            skipped(5, "cheap-nano", SUSPENDED, **nano),
+            skipped(2, "cheap-nano", SUSPENDED, **nano, endpoint="/responses", reasoning_tokens=64),
+            # Flaky mini: routed fine until its latest request found no answer in time.
+            applied(30, "flaky-mini", "Flaky mini", "gpt-4o-mini", feature="chat"),
+            fell_back(1, "flaky-mini", "gpt-4o-mini", None, "no response headers within 10000 ms", feature="chat"),
+            # Healthy: a fallback yesterday and one two hours ago, routed since.
+            fell_back(30 * 60, "healthy", "gpt-4.1-mini", 429, "429 rate_limit_exceeded: slow down", feature="docs"),
+            fell_back(120, "healthy", "gpt-4.1-mini", 503, "503 overloaded", feature="docs"),
+            applied(3, "healthy", "Healthy", "gpt-4.1-mini", feature="docs", reasoning_tokens=12),
+            # Digest on Groq: skipped for want of a key, which is not ill health.
+            applied(50, "digest-on-groq", "Digest on Groq", "llama-3.1-8b-instant", feature="digest", provider="groq"),
+            skipped(4, "digest-on-groq", NO_KEY, feature="digest"),
+            # Typo: no requests. Traffic no rule matched, on other endpoints:
+            log_row(7, feature="embed", endpoint="/embeddings", model_requested="text-embedding-3-small"),
+            log_row(9, feature="agent", endpoint="/responses", model_requested="o4-mini", reasoning_tokens=256),
+            log_row(11, feature="agent", endpoint=None, status_code=502, error_category="upstream_5xx"),
+        ],
+    )
+    storage.aggregate(db)
+    return _app(monkeypatch, db, rules)
+
+
+def test_rule_health_reads_each_rules_latest_row_and_its_fallbacks(health_app):
+    now = storage.utc_now()
+    health = storage.rule_health(health_app.db, now - timedelta(days=7), now - timedelta(hours=24))
+    by_rule = health.set_index("rule_id")
+    assert dict(by_rule["state"]) == {
+        "cheap-nano": "suspended",
+        "digest-on-groq": "ok",
+        "flaky-mini": "failing",
+        "healthy": "ok",
+    }
+    assert dict(by_rule["fallbacks"]) == {"cheap-nano": 3, "digest-on-groq": 0, "flaky-mini": 1, "healthy": 1}
+    assert dict(by_rule["skipped"]) == {"cheap-nano": 2, "digest-on-groq": 1, "flaky-mini": 0, "healthy": 0}
+    assert by_rule.loc["healthy", "last_fallback_error"] == "503 overloaded"
+    assert by_rule.loc["cheap-nano", "last_fallback_status"] == 404
+    assert by_rule.loc["flaky-mini", "last_fallback_model"] == "gpt-4o-mini"
+    assert pd.isna(by_rule.loc["flaky-mini", "last_fallback_status"])  # no response at all
+    assert by_rule.loc["digest-on-groq", "last_skip_reason"] == NO_KEY
+    # Only the rows since `since`: a rule whose last request is older has no health yet.
+    recent = storage.rule_health(health_app.db, now - timedelta(minutes=7), now - timedelta(hours=24))
+    assert dict(recent.set_index("rule_id")["state"]) == {
+        "cheap-nano": "suspended",
+        "digest-on-groq": "ok",
+        "flaky-mini": "failing",
+        "healthy": "ok",
+    }
+    assert dict(recent.set_index("rule_id")["fallbacks"]) == {
+        "cheap-nano": 1,
+        "digest-on-groq": 0,
+        "flaky-mini": 1,
+        "healthy": 0,
+    }
+
+
+def test_rules_page_shows_each_rules_health_and_warns_of_suspended_rules(health_app):
+    health_app.switch_page("views/rules.py").run()
+    assert not health_app.exception, [e.message for e in health_app.exception]
+    assert not health_app.error, [e.value for e in health_app.error]
+    table = health_app.dataframe[0].value.set_index("name")
+    assert dict(table["health"]) == {
+        "Cheap nano": "⊘ suspended",
+        "Flaky mini": "⚠ failing",
+        "Healthy": "✓ ok",
+        "Digest on Groq": "✓ ok",
+        "Typo": "—",
+    }
+    assert dict(table["fallbacks 24 h"]) == {
+        "Cheap nano": 3,
+        "Flaky mini": 1,
+        "Healthy": 1,
+        "Digest on Groq": 0,
+        "Typo": 0,
+    }
+    assert dict(table["skipped 24 h"])["Digest on Groq"] == 1
+    # Below the table, a line for each rule with fallbacks or skips: the last fallback's error, and when.
+    [listed] = [m.value for m in health_app.markdown if m.value.startswith("- ")]
+    lines = {line.split("**")[1]: line for line in listed.splitlines()}
+    assert list(lines) == ["Cheap nano", "Flaky mini", "Healthy", "Digest on Groq"]  # Typo has no requests
+    assert lines["Cheap nano"].endswith(f"last fallback 6 min ago: `gpt-5-nano` → {NOT_FOUND}")
+    assert "3 fallbacks, 2 skips in 24 h" in lines["Cheap nano"]
+    assert lines["Flaky mini"].endswith("`gpt-4o-mini` → no response headers within 10000 ms")
+    assert lines["Digest on Groq"].endswith(f"last skipped: {NO_KEY}")
+    assert "last skipped" not in lines["Cheap nano"]  # its skips are the suspension, said once
+
+    suspended = [w.value for w in health_app.warning if "is suspended" in w.value]
+    assert len(suspended) == 1 and "**Cheap nano**" in suspended[0] and NOT_FOUND in suspended[0]
+
+
+def test_rules_page_warns_of_a_target_model_no_price_source_knows(health_app):
+    health_app.switch_page("views/rules.py").run()
+    unknown = [w.value for w in health_app.warning if "unknown model: check the spelling" in w.value]
+    assert unknown == [unknown[0]] and "**Typo**" in unknown[0] and "`gpt-4o-mnii`" in unknown[0]
+    targets = health_app.dataframe[0].value.set_index("name")["target"]
+    assert targets["Typo"] == "⚠ gpt-4o-mnii"
+    assert [name for name, target in targets.items() if "⚠" in target] == ["Typo"]
+
+    # Corrected in the form: the warning goes.
+    health_app.selectbox(key="rule_selected").set_value("typo").run()
+    health_app.text_input(key=form(health_app, "edit_typo", "target_model")).input("gpt-4o-mini")
+    health_app.button(key=form(health_app, "edit_typo", "submit")).click().run()
+    no_errors(health_app)
+    assert not [w.value for w in health_app.warning if "unknown model" in w.value]
+    assert health_app.dataframe[0].value.set_index("name")["target"]["Typo"] == "gpt-4o-mini"
+
+
+def test_a_target_model_priced_in_the_users_price_file_is_not_unknown(health_app, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # the dashboard reads prices.yaml where it runs, as the proxy does
+    (tmp_path / "prices.yaml").write_text("prices:\n  - {provider: openai, model: gpt-4o-mnii, input: 1, output: 2}\n")
+    try:
+        health_app.switch_page("views/rules.py").run()
+        no_errors(health_app)
+        assert not [w.value for w in health_app.warning if "unknown model" in w.value]
+    finally:
+        pricing.use(None, PriceList())  # the page set this process's prices: the next test starts afresh
+
+
+def test_request_log_filters_by_endpoint_and_shows_fallbacks_and_skips(health_app):
+    health_app.switch_page("views/requests.py").run()
+    no_errors(health_app)
+    [(total,)] = sql(health_app.db, "SELECT count(*) FROM request_logs WHERE ts >= ?", [log_start()])
+    assert (
+        total >= 14 and f"{total} requests match" in health_app.caption[0].value
+    )  # 15 from 06:00 UTC; before, the 30-hour-old row is out of range
+    endpoint = health_app.selectbox(key="filter_endpoint")
+    assert endpoint.options == ["All", "/chat/completions", "/embeddings", "/responses", "(none)"]
+
+    endpoint.set_value("/responses").run()
+    rows = health_app.dataframe[0].value
+    assert "2 requests match" in health_app.caption[0].value
+    assert set(rows["endpoint"]) == {"/responses"}
+    assert sorted(rows["reasoning_tokens"]) == [64, 256]
+
+    health_app.selectbox(key="filter_endpoint").set_value("(none)").run()
+    assert "1 request matches" in health_app.caption[0].value
+    assert list(health_app.dataframe[0].value["error_category"]) == ["upstream_5xx"]
+
+    health_app.selectbox(key="filter_endpoint").set_value("All")
+    health_app.selectbox(key="filter_feature").set_value("search").run()
+    rows = health_app.dataframe[0].value.set_index("request_id")
+    assert list(rows["route"]) == ["⊘", "⊘", "↩", "↩", "↩"]  # newest first: suspended, then the fallbacks
+    assert rows.loc["r6-search-", "fallback"] == "gpt-5-nano: 404 · 850 ms"
+    assert rows.loc["r6-search-", "not_routed"] == NOT_FOUND
+    assert rows.loc["r6-search-", "rule"] == "cheap-nano (not applied)"
+    assert rows.loc["r5-search-", "not_routed"].startswith(rulehealth.SUSPENDED)
+    assert pd.isna(rows.loc["r5-search-", "fallback"])
+
+    health_app.selectbox(key="filter_feature").set_value("chat").run()
+    rows = health_app.dataframe[0].value.set_index("request_id")
+    assert rows.loc["r1-chat-", "fallback"] == "gpt-4o-mini: no response · 850 ms"
+    assert (rows.loc["r30-chat-", "route"], rows.loc["r30-chat-", "rule"]) == ("⇄", "Flaky mini")

@@ -23,10 +23,14 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
+import duckdb
 import httpx
 import pytest
+
+from lectr import rulehealth, storage
 
 from conftest import ROOT, free_port, stop, wait_until
 
@@ -277,3 +281,82 @@ def test_overview_renders_in_chromium(tmp_path):
     assert not state["alerts"], f"the page shows warnings or errors: {state['alerts']}"
 
     assert screenshot.stat().st_size > 50_000, "the screenshot is suspiciously small (a blank page?)"
+
+
+NOT_FOUND = "404 model_not_found: The model `gpt-5-nanno` does not exist or you do not have access to it."
+SEARCH_RULE = """
+  - name: Search on nano
+    priority: 30
+    match: {feature: search, model: gpt-4o}
+    target: {model: gpt-5-nanno}
+"""
+
+
+def add_fallbacks(db: Path, rules: Path) -> None:
+    """A rule with a misspelt target on top of the demo: three fallbacks, then suspended (the newest rows)."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        [(latest,)] = con.execute("SELECT max(ts) FROM request_logs").fetchall()
+    base = dict(org_id="acme", endpoint="/chat/completions", provider="openai", model_requested="gpt-4o",
+                model_actual="gpt-4o", feature="search", status_code=200, skipped_rule_id="search-on-nano",
+                prompt_tokens=1830, completion_tokens=212, cost_usd=0.006695, price_source="bundled")  # fmt: skip
+    fallback = dict(fallback_model="gpt-5-nanno", fallback_status=404, fallback_error=NOT_FOUND, fallback_ms=212.0)
+    suspended = dict(route_skip_reason=f"{rulehealth.SUSPENDED}rule 'search-on-nano' failed 3 times in a row")
+    base |= dict.fromkeys([*fallback, *suspended])  # every row has every column
+    storage.append_request_logs(
+        db,
+        [
+            base | dict(ts=latest + timedelta(seconds=s), request_id=f"search-{s}") | (suspended if s > 3 else fallback)
+            for s in range(1, 6)
+        ],
+    )
+    storage.aggregate(db)
+    rules.write_text(rules.read_text() + SEARCH_RULE)
+
+
+def render(browser: Browser, url: str, timeout: float = 45) -> dict | None:
+    """Open the page and return its state once the script has finished and a poll later nothing changed."""
+    browser.open(url)
+    state = previous = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        previous, state = state, browser.evaluate(PAGE_STATE)
+        done = state and state["script"] == "notRunning" and (state["table_rows"] or state["exceptions"])
+        if done and state == previous:
+            break
+    return state
+
+
+def test_requests_and_rules_pages_show_fallbacks_in_chromium(tmp_path):
+    if shutil.which("chromium") is None:
+        pytest.skip(SKIP_REASON)
+    db, rules = fill_database(tmp_path)
+    add_fallbacks(db, rules)
+    dashboard, url = start_dashboard(tmp_path, db, rules, tmp_path / "streamlit.log")
+    states = {}
+    try:
+        for page in ("requests", "rules"):
+            browser = Browser(tmp_path / f"chromium-{page}", tmp_path / f"chromium-{page}.log")
+            try:
+                states[page] = render(browser, f"{url}/{page}")
+                browser.screenshot(tmp_path / f"dashboard-{page}.png")
+            finally:
+                browser.close()
+    finally:
+        stop(dashboard)
+    if artifacts := os.environ.get("LECTR_ARTIFACTS"):
+        for page in states:
+            shutil.copy(tmp_path / f"dashboard-{page}.png", Path(artifacts) / f"dashboard-{page}.png")
+    print(f"\nscreenshots: {tmp_path}/dashboard-{{requests,rules}}.png")
+
+    requests, rules_page = states["requests"], states["rules"]
+    for state in (requests, rules_page):
+        assert state and state["table_rows"] and not state["exceptions"], state
+    # Newest first: the two suspended skips, then the three fallbacks, each marked in the first column.
+    assert [row[0] for row in requests["table_rows"][:5]] == ["⊘", "⊘", "↩", "↩", "↩"], requests["table_rows"][:5]
+    assert "Endpoint" in requests["text"]
+    suspended = [a for a in rules_page["alerts"] if "is suspended" in a]
+    assert len(suspended) == 1 and "Search on nano" in suspended[0] and "404 model_not_found" in suspended[0]
+    assert any("gpt-5-nanno: unknown model: check the spelling" in a for a in rules_page["alerts"])
+    row = next(row for row in rules_page["table_rows"] if "Search on nano" in row)
+    assert "⊘ suspended" in row and "⚠ gpt-5-nanno" in row, row

@@ -790,3 +790,58 @@ def test_long_model_names_are_not_looked_up_for_a_price():
         is None
     )
     assert pricing.has_price.cache_info().currsize == before
+
+
+# --- the Responses API stream --------------------------------------------------------------
+
+RESPONSES_USAGE = st.fixed_dictionaries(
+    {
+        "input_tokens": st.integers(0, 10**6),
+        "output_tokens": st.integers(0, 10**6),
+        "input_tokens_details": st.fixed_dictionaries({"cached_tokens": st.integers(0, 1000)}),
+        "output_tokens_details": st.fixed_dictionaries({"reasoning_tokens": st.integers(0, 1000)}),
+    }
+)
+# Events a newer API version may add, or ones Lectr has no use for, audio included (its
+# delta is base64, not text): they must change nothing.
+UNKNOWN_RESPONSE_EVENTS = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(["response.web_search_call.searching", "response.future_event", "keepalive"]),
+        "item_id": TEXT,
+        "usage": st.none() | st.just({"input_tokens": "many"}),
+    }
+) | st.fixed_dictionaries({"type": st.just("response.audio.delta"), "delta": st.text("QUJD=", max_size=12)})
+
+
+@st.composite
+def responses_streams(draw) -> tuple[bytes, list[str], dict | None]:
+    """A Responses API stream as documented: created, output text deltas, unknown events
+    anywhere, and (or not) response.completed with usage. With its deltas and usage."""
+    deltas = draw(st.lists(st.text(max_size=8), max_size=6))
+    usage = draw(st.none() | RESPONSES_USAGE)
+    events: list[dict] = [{"type": "response.created", "response": {"model": "gpt-4o", "usage": None}}]
+    events += [{"type": "response.output_text.delta", "delta": d, "output_index": 0} for d in deltas]
+    for unknown in draw(st.lists(UNKNOWN_RESPONSE_EVENTS, max_size=3)):
+        events.insert(draw(st.integers(1, len(events))), unknown)
+    if usage is not None:
+        events.append({"type": "response.completed", "response": {"model": "gpt-4o", "usage": usage}})
+    data = b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
+    return data, deltas, usage
+
+
+@FAST
+@given(stream=responses_streams())
+def test_a_whole_responses_stream_gives_its_usage_and_its_text(stream):
+    data, deltas, usage_sent = stream
+    assert usage.from_stream(data, "responses") == usage.normalise(usage_sent, "responses")
+    assert estimate.stream_text(data, "responses") == "".join(deltas)
+
+
+@FAST
+@given(stream=responses_streams(), cut=st.integers(0, 10_000))
+def test_a_responses_stream_cut_anywhere_gives_what_it_carried_so_far(stream, cut):
+    data, deltas, usage_sent = stream
+    cut_data = data[: cut % (len(data) + 1)]
+    found = usage.from_stream(cut_data, "responses")
+    assert found is None or found == usage.normalise(usage_sent, "responses")  # whole, or not at all
+    assert "".join(deltas).startswith(estimate.stream_text(cut_data, "responses"))

@@ -59,12 +59,12 @@ def test_other_api_paths_go_to_the_detected_provider(lectr, sim):
     assert len(embedding.data) == 1
     assert [m.id for m in client.models.list()][:2] == ["gpt-4o", "gpt-4o-mini"]
     # An endpoint the provider does not have: the provider's own 404 comes back unchanged.
-    response = post(lectr, "/v1/responses", json={"model": "gpt-4o", "input": "hi"})
+    response = post(lectr, "/v1/vector_stores", json={"model": "gpt-4o", "name": "hi"})
     assert response.status_code == 404 and "x-lectr-error" not in response.headers
     assert [(r["method"], r["path"]) for r in sim.received()] == [
         ("POST", "/v1/embeddings"),
         ("GET", "/v1/models"),
-        ("POST", "/v1/responses"),
+        ("POST", "/v1/vector_stores"),
     ]
 
 

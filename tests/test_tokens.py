@@ -78,7 +78,7 @@ def test_encoding_name(model, name):
 def test_count_prompt_adds_message_framing():
     texts = ["You are terse.", "What is 2+2?"]
     content = tokens.count_text(texts, "gpt-4o")
-    assert tokens.count_prompt(texts, 2, "gpt-4o") == content + 3 * 2 + 3
+    assert tokens.count_prompt(texts, 2, "gpt-4o") == content + (3 + 1) * 2 + 3  # 3 and the role, per message
     assert tokens.count_prompt(["an embedding input"], 0, "gpt-4o") == tokens.count_text("an embedding input", "gpt-4o")
 
 

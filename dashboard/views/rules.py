@@ -1,4 +1,8 @@
-"""Rules: the rules file in priority order, with match counts; create, edit, reorder, enable, delete.
+"""Rules: the rules file in priority order, with match counts and health; create, edit, reorder, enable, delete.
+
+A rule's health comes from the request log: the fallbacks from its target, and whether the
+proxy has suspended it (lectr.rulehealth). A target model no price source knows gets a warning
+(lectr.rulecheck): a new model, or a misspelt one.
 
 Every change is validated as the proxy would validate it, then the file is replaced
 atomically; the running proxy applies it to the next request within a second.
@@ -12,7 +16,7 @@ import common
 import pandas as pd
 import streamlit as st
 
-from lectr import rulesfile, storage
+from lectr import rulecheck, rulehealth, rulesfile, storage
 from lectr.providers import PROVIDERS
 from lectr.rules import TASKS, RuleError
 
@@ -42,8 +46,49 @@ def match_counts(days: int) -> dict[str, int]:
         return {}
 
 
+def health() -> dict[str, dict]:
+    """lectr.storage.rule_health by rule id (the last 7 days; fallbacks counted over 24 h)."""
+    if ctx.db_state != "ok":
+        return {}
+    try:
+        frame = common.cached("rule_health", ctx.db, ctx.now - timedelta(days=7), ctx.now - timedelta(hours=24))
+    except storage.StorageError:
+        return {}
+    return frame.set_index("rule_id").to_dict("index")
+
+
+def unknown_targets(rules: list[dict]) -> dict[str, str]:
+    """Rule id -> the target model no price source knows (lectr.rulecheck)."""
+    common.use_prices(ctx.db)
+    ruleset = rulesfile.validate(rules, ctx.rules)  # valid: rulesfile.read checked it
+    return {rule.id: rule.target_model for rule in rulecheck.unknown_target_models(ruleset.rules)}
+
+
+STATES = {"suspended": "⊘ suspended", "failing": "⚠ failing", "ok": "✓ ok"}  # else "—": no requests
+
+
+def last_fallback(h: dict) -> str:
+    """'3 min ago: `gpt-5-nano` → 404 model_not_found: ...': a rule's last fallback, in a line of markdown."""
+    status = "no response" if pd.isna(h["last_fallback_status"]) else int(h["last_fallback_status"])
+    error = h["last_fallback_error"] if isinstance(h["last_fallback_error"], str) else status
+    return f"{common.ago(h['last_fallback_at'])}: `{h['last_fallback_model']}` → {markdown_text(str(error))}"
+
+
+def markdown_text(text: str) -> str:
+    """A provider's error as text in markdown: `$` would start a formula."""
+    return text.replace("$", "\\$")
+
+
 def describe(mapping: dict | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in (mapping or {}).items()) or "any request"
+
+
+def describe_target(target: dict) -> str:
+    """'gpt-4o-mini at openai', 'gpt-4o-mini', 'the same model at groq': short, for the table."""
+    model, provider = target.get("model"), target.get("provider")
+    if model and provider:
+        return f"{model} at {provider}"
+    return model or f"the same model at {provider}"
 
 
 def save(rules: list[dict], message: str) -> None:
@@ -60,26 +105,96 @@ def save(rules: list[dict], message: str) -> None:
 # (a widget keeps its own state while its key stays the same).
 version = doc.signature[:8]
 ordered = sorted(doc.rules, key=lambda r: r.get("priority", 0))
-day, week = match_counts(1), match_counts(7)
+day, week, healths, unknown = match_counts(1), match_counts(7), health(), unknown_targets(ordered)
+
+
+def row(rule: dict) -> dict:
+    rid = rulesfile.rule_id(rule)
+    h = healths.get(rid)
+    return {
+        "priority": rule.get("priority"),
+        "enabled": rule.get("enabled", True),
+        "name": rule.get("name"),
+        "health": STATES[h["state"]] if h else "—",
+        "target": ("⚠ " if rid in unknown else "") + describe_target(rule.get("target") or {}),
+        "matches 24 h": day.get(rid, 0),
+        "fallbacks 24 h": int(h["fallbacks"]) if h else 0,
+        "conditions": describe(({"org": rule["org"]} if rule.get("org") else {}) | (rule.get("match") or {})),
+        "matches 7 d": week.get(rid, 0),
+        "skipped 24 h": int(h["skipped"]) if h else 0,
+        "id": rid,
+    }
+
+
+def trouble(rule: dict) -> str | None:
+    """A rule's recent fallbacks and skips, in a line of markdown; None without any."""
+    h = healths.get(rulesfile.rule_id(rule))
+    if not h or (pd.isna(h["last_fallback_at"]) and pd.isna(h["last_skip_reason"])):
+        return None
+    parts = [
+        f"**{rule.get('name')}**",
+        STATES[h["state"]],
+        f"{h['fallbacks']:,} fallbacks, {h['skipped']:,} skips in 24 h",
+    ]
+    if not pd.isna(h["last_fallback_at"]):
+        parts.append(f"last fallback {last_fallback(h)}")
+    if isinstance(h["last_skip_reason"], str) and not h["last_skip_reason"].startswith(rulehealth.SUSPENDED):
+        parts.append(f"last skipped: {markdown_text(h['last_skip_reason'])}")
+    return " · ".join(parts)
+
+
+for r in ordered:
+    h = healths.get(rulesfile.rule_id(r))
+    if h and h["state"] == "suspended":
+        last = (
+            f" {last_fallback(h)}"
+            if not pd.isna(h["last_fallback_at"])
+            else f": {markdown_text(h['last_skip_reason'])}"
+        )
+        st.warning(
+            f"Rule **{r.get('name')}** is suspended: its target kept failing, so its requests pass through "
+            f"unchanged until a trial request succeeds. Last failure{last}",
+            icon=":material/block:",
+        )
+for r in ordered:
+    if rulesfile.rule_id(r) in unknown:
+        st.warning(
+            f"Rule **{r.get('name')}** targets `{unknown[rulesfile.rule_id(r)]}`: {rulecheck.UNKNOWN_MODEL}. "
+            "No price data knows this model. A new model can appear before its prices do (its requests then "
+            "have no cost); a misspelt one fails, and its requests fall back to the original.",
+            icon=":material/spellcheck:",
+        )
 if ordered:
     st.dataframe(
-        pd.DataFrame(
-            {
-                "priority": r.get("priority"),
-                "enabled": r.get("enabled", True),
-                "name": r.get("name"),
-                "org": r.get("org") or "every org",
-                "conditions": describe(r.get("match")),
-                "target": describe(r.get("target")),
-                "matches 24 h": day.get(rulesfile.rule_id(r), 0),
-                "matches 7 d": week.get(rulesfile.rule_id(r), 0),
-                "id": rulesfile.rule_id(r),
-            }
-            for r in ordered
-        ),
+        pd.DataFrame(row(r) for r in ordered),
         hide_index=True,
         key="rules_table",
+        column_config={
+            "priority": st.column_config.NumberColumn("priority", width=60),
+            "enabled": st.column_config.CheckboxColumn("enabled", width=60),
+            "health": st.column_config.TextColumn(
+                "health",
+                width=100,
+                help="by the rule's latest request (7 days): suspended (its target kept failing: not applied "
+                "for now), failing (its target failed and the original answered), ok; —: no requests",
+            ),
+            "matches 24 h": st.column_config.NumberColumn(width=90),
+            "matches 7 d": st.column_config.NumberColumn(width=90),
+            "fallbacks 24 h": st.column_config.NumberColumn(
+                width=95, help="requests whose rule target failed: the original request answered"
+            ),
+            "skipped 24 h": st.column_config.NumberColumn(
+                width=90, help="requests the rule matched but was not applied to (suspended, no key, ...)"
+            ),
+            "target": st.column_config.TextColumn(
+                "target", width=210, help="⚠: no price data knows the model (unknown model: check the spelling)"
+            ),
+        },
     )
+    troubled = [line for line in map(trouble, ordered) if line]
+    if troubled:
+        st.markdown("**Fallbacks and skips** (last 7 days)")
+        st.markdown("\n".join(f"- {line}" for line in troubled))
 else:
     st.info("No rules yet: every request passes through unrouted. Add one below, or turn a recommendation into one.")
 

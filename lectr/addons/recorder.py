@@ -16,7 +16,7 @@ from mitmproxy import ctx, exceptions, http
 from lectr.addons import record_of
 from lectr.events import BODY_KEEP_LIMIT, Event, EventQueue, error_category
 from lectr.flowrecord import FlowRecord
-from lectr.sse import finished
+from lectr.sse import finished, stream_error
 from lectr.writer import PRICES_URL, PriceSettings, WriterProcess
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,8 @@ def build_event(flow: http.HTTPFlow, record: FlowRecord) -> Event:
     # The OpenAI SDK closes its connection once it has read [DONE], which now and then reaches
     # mitmproxy before the end of the provider's body: the client had the whole stream.
     complete = streamed and not record.stream_copy_truncated and finished(body)
+    # Read only for a stream without its terminal event: rare, and the tail is a few kB.
+    failed_stream = streamed and not complete and status == 200 and stream_error(body) is not None
     request_body = request.raw_content
     return Event(
         ts=time.time(),
@@ -160,6 +162,7 @@ def build_event(flow: http.HTTPFlow, record: FlowRecord) -> Event:
         rule_id=record.rule_id,
         rule_name=record.rule_name,
         route_skip_reason=record.route_skip_reason,
+        skipped_rule_id=record.skipped_rule_id,
         passthrough_reason=record.passthrough_reason,
         feature=record.feature,
         task=record.task,
@@ -171,6 +174,7 @@ def build_event(flow: http.HTTPFlow, record: FlowRecord) -> Event:
             flow_error=flow.error is not None and not complete,
             client_aborted=record.client_aborted and not complete,
             timed_out=record.timed_out,
+            stream_error=failed_stream,
         ),
         latency_ms=(now - record.t_start) * 1000,
         ttfb_ms=(first_byte - record.t_start) * 1000 if first_byte else None,
@@ -182,4 +186,8 @@ def build_event(flow: http.HTTPFlow, record: FlowRecord) -> Event:
         response_encoding=response.headers.get("content-encoding", "") if response is not None else "",
         response_truncated=record.stream_copy_truncated,
         usage_injected=record.usage_injected,
+        fallback_model=record.fallback_model,
+        fallback_status=record.fallback_status,
+        fallback_error=record.fallback_error,
+        fallback_ms=record.fallback_ms,
     )

@@ -10,17 +10,18 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from dataclasses import dataclass
+import time
 
 from mitmproxy import ctx, http
 
-from lectr import providers
+from lectr import priceupdate, providers, rulecheck
 from lectr.addons import pending_record, respond_error, timed
 from lectr.credentials import DEFAULT_AZURE_API_VERSION, Credentials, parse_credentials
-from lectr.endpoints import Endpoint, parse_path, split_url, upstream_url
+from lectr.endpoints import RESPONSES, Endpoint, parse_path, split_url, upstream_url
 from lectr.flowrecord import FlowRecord
 from lectr.headers import client_credential, invalid_field, with_provider_auth
-from lectr.routing import Route, choose_route
+from lectr.routing import Original, Plan, Route, choose_route
+from lectr.rulehealth import RuleHealth
 from lectr.rules import RuleError, RuleSet, parse_rules, read_rules_text
 from lectr.usage import DECODED_LIMIT, decoded, parse_json, rewrite_json, unreadable_reason
 from lectr.watch import Poller, WatchedFile
@@ -30,19 +31,9 @@ log = logging.getLogger(__name__)
 RELOAD_SECONDS = 0.25  # a saved rules file applies to the next request within a second
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """Everything routing decided for one request, computed before anything is changed."""
-
-    url: str  # the upstream URL
-    provider: str
-    content: bytes | None = None  # None: body unchanged
-    key: str | None = None  # the provider key to send, in the provider's own auth header
-    normalise_auth: bool = True  # False: auth headers go exactly as the client sent them
-
-
 class Router:
-    def __init__(self) -> None:
+    def __init__(self, health: RuleHealth | None = None) -> None:
+        self.health = health or RuleHealth()  # shared with Fallback, which reports each rule's failures
         self.rules: WatchedFile[RuleSet] = WatchedFile("", self._load_rules, RuleSet())
         self.credentials: WatchedFile[Credentials] = WatchedFile("", _load_credentials, Credentials())
         self.base_urls = providers.base_urls()
@@ -106,7 +97,7 @@ class Router:
         try:
             plan = self._plan(flow, record)
             if plan is not None:
-                self._apply(flow, plan)
+                apply_plan(flow.request, plan)
             return
         except Exception as e:  # routing must never break a request
             log.exception("routing failed; forwarding unchanged")
@@ -114,7 +105,7 @@ class Router:
             plan = self._passthrough_plan(flow, record)
         if plan is None:
             return
-        self._apply(flow, plan)
+        apply_plan(flow.request, plan)
 
     def _plan(self, flow: http.HTTPFlow, record: FlowRecord) -> Plan | None:
         request = flow.request
@@ -143,24 +134,42 @@ class Router:
             model=model,
             endpoint=endpoint,
             can_serve=lambda p: credentials.can_serve(record.org_id, p),
+            held=self._held,
         )
         content = None
-        if route.model != model:
+        body_model = route.model
+        if route.rule is not None and route.provider == "azure" and endpoint.suffix == RESPONSES:
+            body_model = self._azure_deployment(record, endpoint, route)  # Azure's Responses API: in the body
+        if body_model != model:
             # The provider gets the client's body with only the model changed, or unchanged.
-            content = rewrite_json(data, {"model": route.model})
+            content = rewrite_json(data, {"model": body_model})
             if content is None:
                 record.passthrough_reason = (
                     f"rule {route.rule.id if route.rule else None!r} not applied: the JSON body cannot be "
                     "rewritten without changing more than its model (duplicate keys, or a number out of range)"
                 )
                 route = Route(provider, model)
+        plan = self._route_plan(flow, record, endpoint, route, provider)
+        if route.rule is not None:  # what to fall back to if the rule's target fails
+            unchanged = self._route_plan(flow, record, endpoint, Route(provider, model), provider)
+            record.original = Original(unchanged, request.headers.fields, request.raw_content, model, route.rule.id)
+        _note_route(record, route)  # last: a failure above leaves the record saying "unchanged"
+        return Plan(plan.url, plan.provider, content, plan.key)
+
+    def _route_plan(
+        self, flow: http.HTTPFlow, record: FlowRecord, endpoint: Endpoint, route: Route, provider: str
+    ) -> Plan:
+        """Where `route` sends the request, with which key (the body is the caller's)."""
+        credentials = self.credentials.value
         url = self._url(flow, record, endpoint, route)
         if route.switches_from(provider):
             key = credentials.api_key(record.org_id, route.provider)
         else:
-            key = client_credential(request.headers.fields) or credentials.api_key(record.org_id, route.provider)
-        _note_route(record, route)  # last: a failure above leaves the record saying "unchanged"
-        return Plan(url, route.provider, content, key)
+            key = client_credential(flow.request.headers.fields) or credentials.api_key(record.org_id, route.provider)
+        return Plan(url, route.provider, None, key)
+
+    def _held(self, rule_id: str) -> str | None:
+        return self.health.skip_reason(rule_id, time.monotonic())
 
     @staticmethod
     def _provider(record: FlowRecord, endpoint: Endpoint | None, model: str | None) -> str | None:
@@ -171,8 +180,8 @@ class Router:
             log.warning("X-Lectr-Provider %r is unknown; detecting from the model", record.provider_declared)
         if record.mode == "proxy" and record.provider:
             return record.provider
-        if endpoint and endpoint.native:
-            return endpoint.native
+        if endpoint and endpoint.provider:  # a path only one provider uses (Groq's, Gemini's, Azure's, ...)
+            return endpoint.provider
         return providers.detect_provider(model) if model else None
 
     def _url(self, flow: http.HTTPFlow, record: FlowRecord, endpoint: Endpoint, route: Route) -> str:
@@ -185,10 +194,14 @@ class Router:
                 base = f"{flow.request.scheme}://{flow.request.host}:{flow.request.port}"
             else:
                 raise LookupError(f"no Azure endpoint configured for org {record.org_id!r}")
-        deployment = None
-        if route.model is not None and (route.rule is not None or endpoint.deployment is None):
-            deployment = settings.deployments.get(route.model, route.model)
+        deployment = self._azure_deployment(record, endpoint, route)
         return upstream_url(base, "azure", endpoint, settings.api_version or DEFAULT_AZURE_API_VERSION, deployment)
+
+    def _azure_deployment(self, record: FlowRecord, endpoint: Endpoint, route: Route) -> str | None:
+        """The deployment that serves `route.model` at Azure (None: the one the client named)."""
+        if route.model is None or (route.rule is None and endpoint.deployment is not None):
+            return None
+        return self.credentials.value.settings(record.org_id, "azure").deployments.get(route.model, route.model)
 
     def _passthrough_plan(self, flow: http.HTTPFlow, record: FlowRecord) -> Plan | None:
         """Forward unchanged. A client that addressed Lectr itself still needs an upstream."""
@@ -202,26 +215,43 @@ class Router:
             return None
         return Plan(upstream_url(base, provider, endpoint), provider, normalise_auth=False)
 
-    @staticmethod
-    def _apply(flow: http.HTTPFlow, plan: Plan) -> None:
-        request = flow.request
-        # Everything that can fail before anything is changed: a failure forwards unchanged.
-        upstream = split_url(plan.url)
-        fields = with_provider_auth(request.headers.fields, plan.provider, plan.key) if plan.normalise_auth else None
-        if fields is not None:
-            request.headers.fields = fields
-        if plan.content is not None:  # after the fields: it sets Content-Length
-            request.content = plan.content
-        # Each of mitmproxy's host and port setters rewrites the Host header; the port goes in
-        # first, underneath, so that the host setter writes the header once, with both.
-        request.scheme, request.data.port = upstream.scheme, upstream.port
-        request.host, request.path = upstream.host, upstream.path
+
+def apply_plan(request: http.Request, plan: Plan) -> None:
+    """Address the request as `plan` says (its headers and body as they are, but for auth)."""
+    # Everything that can fail before anything is changed: a failure forwards unchanged.
+    upstream = split_url(plan.url)
+    fields = with_provider_auth(request.headers.fields, plan.provider, plan.key) if plan.normalise_auth else None
+    if fields is not None:
+        request.headers.fields = fields
+    if plan.content is not None:  # after the fields: it sets Content-Length
+        request.content = plan.content
+    # Each of mitmproxy's host and port setters rewrites the Host header; the port goes in
+    # first, underneath, so that the host setter writes the header once, with both.
+    request.scheme, request.data.port = upstream.scheme, upstream.port
+    request.host, request.path = upstream.host, upstream.path
 
 
 def _rules_loaded(rules: WatchedFile[RuleSet]) -> None:
     log.info("rules loaded from %s: %d rules", rules.path, len(rules.value.rules))
     for warning in rules.value.warnings:
         log.warning(warning)
+    try:
+        _warn_unknown_models(rules.value)
+    except Exception:  # a check that only warns must not stop rules from loading
+        log.exception("could not check the rules' target models against the price data")
+
+
+def _warn_unknown_models(rules: RuleSet) -> None:
+    """A target model no price data knows loads all the same (new models come before their
+    prices), with a warning: a misspelt one would fail each request over to the original."""
+    unknown = rulecheck.unknown_target_models(rules.rules)
+    if unknown and hasattr(ctx.options, "lectr_prices_file"):
+        # The user's price file and fetched prices know models the bundled data does not (read
+        # here, off the hot path: rules load in the file poller's thread).
+        priceupdate.use_saved(ctx.options.lectr_db, ctx.options.lectr_prices_file)
+        unknown = rulecheck.unknown_target_models(unknown)
+    for rule in unknown:
+        log.warning(rulecheck.unknown_model_warning(rule))
 
 
 def _read_body(request: http.Request, record: FlowRecord) -> bytes | None:
@@ -247,6 +277,8 @@ def _note_route(record: FlowRecord, route: Route) -> None:
     record.route_skip_reason = route.skip_reason
     if route.rule is not None:
         record.rule_id, record.rule_name = route.rule.id, route.rule.name
+    if route.skipped is not None:
+        record.skipped_rule_id = route.skipped.id
 
 
 def _load_credentials(path: str) -> Credentials:

@@ -26,6 +26,8 @@ class StreamTap:
         if record is None or flow.response is None:
             return
         record.t_response_headers = time.perf_counter()
+        if record.original is not None:
+            return  # a routed request's error: read whole, Lectr may fall back from it (lectr.addons.fallback)
         if flow.response.headers.get("content-type", "").startswith("text/event-stream"):
             record.streaming = True
             tap = _Tap(record)

@@ -17,8 +17,11 @@ from lectr.usage import parse_json, rewrite_json
 
 log = logging.getLogger(__name__)
 
-# Providers whose chat-completions endpoint accepts stream_options.
-_ACCEPTS_STREAM_OPTIONS = {"openai", "azure", "groq", "gemini", "mistral", "deepseek", "xai"}
+# Providers whose chat-completions endpoint accepts stream_options (recorded 200s with the usage
+# chunk: OpenAI, DeepSeek, xAI, Groq; Gemini documents it). Mistral answers 422 extra_forbidden,
+# and Azure 400 before api-version 2024-09-01-preview: see the README's "Token counts".
+_ACCEPTS_STREAM_OPTIONS = {"openai", "groq", "gemini", "deepseek", "xai"}
+AZURE_STREAM_OPTIONS_SINCE = "2024-09-01"
 
 
 class StreamUsage:
@@ -38,7 +41,7 @@ class StreamUsage:
         record = pending_record(flow)
         if record is None or ctx.options.lectr_stream_usage != "inject" or not record.streaming:
             return
-        if record.endpoint != "/chat/completions" or record.provider not in _ACCEPTS_STREAM_OPTIONS:
+        if record.endpoint != "/chat/completions" or not accepts_stream_options(record.provider, flow.request.path):
             return
         try:
             content = with_usage_requested(flow.request.content)
@@ -48,6 +51,17 @@ class StreamUsage:
         if content is not None:
             flow.request.content = content
             record.usage_injected = True
+
+
+def accepts_stream_options(provider: str | None, path: str) -> bool:
+    """Whether the provider's chat completions at this (upstream) path take stream_options."""
+    if provider == "azure":
+        if path.startswith("/openai/v1/"):
+            return True
+        _, _, query = path.partition("?")
+        version = next((v for k, _, v in (p.partition("=") for p in query.split("&")) if k == "api-version"), "")
+        return version[:10] >= AZURE_STREAM_OPTIONS_SINCE
+    return provider in _ACCEPTS_STREAM_OPTIONS
 
 
 def with_usage_requested(content: bytes | None) -> bytes | None:

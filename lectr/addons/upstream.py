@@ -39,7 +39,7 @@ class UpstreamGuard:
     @timed
     def request(self, flow: http.HTTPFlow) -> None:
         if pending_record(flow) is not None:
-            self.deadlines.set(flow, ctx.options.lectr_upstream_timeout, self._expire)
+            self.deadlines.set(flow, ctx.options.lectr_upstream_timeout, expire_upstream)
 
     @timed
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -54,11 +54,12 @@ class UpstreamGuard:
     def status(self) -> dict[str, int]:
         return {"upstream_deadlines": len(self.deadlines)}
 
-    @staticmethod
-    def _expire(flow: http.HTTPFlow) -> None:
-        record = record_of(flow)
-        if record is None or flow.response is not None or flow.error is not None or not flow.live:
-            return
-        record.timed_out = True
-        if internals.cut_connection(flow.server_conn, "lectr upstream timeout"):
-            log.info("no response from %s in %ss: cancelling", flow.request.host, ctx.options.lectr_upstream_timeout)
+
+def expire_upstream(flow: http.HTTPFlow) -> None:
+    """lectr_upstream_timeout passed without response headers: cancel the upstream connection (a 504)."""
+    record = record_of(flow)
+    if record is None or flow.response is not None or flow.error is not None or not flow.live:
+        return
+    record.timed_out = True
+    if internals.cut_connection(flow.server_conn, "lectr upstream timeout"):
+        log.info("no response from %s in %ss: cancelling", flow.request.host, ctx.options.lectr_upstream_timeout)

@@ -33,11 +33,14 @@ class Original:
     """A request as the client sent it, and how it would have gone without the rule that
     changed it: what Lectr falls back to when the rule's target fails (lectr.addons.fallback)."""
 
-    plan: Plan
     fields: tuple[tuple[bytes, bytes], ...]  # the client's headers
     content: bytes | None  # the client's body, as sent (Content-Encoding and all)
+    provider: str
     model: str | None
     rule_id: str
+    # How the request goes unchanged, asked only when a fallback happens (the client's headers back
+    # in place): a routed request that needs none does not pay for the plan.
+    replan: Callable[[], Plan]
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,8 +185,11 @@ def test_router_keeps_the_original_request_of_a_routed_one(router):
     record = routed(router, flow, feature="bot")
     original = record.original
     assert original is not None and original.rule_id == "bot-to-mini" and original.model == "gpt-4o"
-    assert original.content == sent and original.plan.url == "http://sim:9000/v1/chat/completions"
-    assert original.plan.key == "sk-client"  # the client's own credentials, as without the rule
+    assert original.content == sent and original.provider == "openai"
+    flow.request.headers.fields = original.fields  # as Fallback does, before it asks for the plan
+    plan = original.replan()
+    assert plan.url == "http://sim:9000/v1/chat/completions" and plan.provider == "openai"
+    assert plan.key == "sk-client"  # the client's own credentials, as without the rule
     assert dict(original.fields)[b"authorization"] == b"Bearer sk-client"
 
 

@@ -347,11 +347,14 @@ def test_the_dashboard_crashing_or_hanging_mid_read_leaves_the_proxy_serving(sim
             [
                 sys.executable,
                 "-c",
-                "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
+                # Opened as the dashboard opens it: retried while the writer holds its moment of the file.
+                "import sys, time; from lectr import storage; "
+                "c = storage.connect(sys.argv[1], read_only=True, attempts=200).__enter__(); "
                 "print('reading', flush=True); time.sleep(60)",
                 str(lectr.db_path),
             ],
             stdout=subprocess.PIPE,
+            cwd=ROOT,
         )
         assert reader.stdout.readline() == b"reading\n"
         assert _send(lectr, "dash", 5) == [200] * 5

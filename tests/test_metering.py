@@ -307,3 +307,63 @@ def test_an_event_metering_cannot_handle_at_all_is_counted_as_a_metering_error(t
     with duckdb.connect(str(db), read_only=True) as con:
         reasons = dict(con.execute("SELECT reason, sum(events) FROM dropped_events GROUP BY 1").fetchall())
     assert reasons.get("metering_error") == 1 and not reasons.get("db_unavailable")  # not the database's fault
+
+
+def test_azure_is_priced_by_the_model_its_response_names_not_the_deployment():
+    # As Azure answers a deployment called "prod-chat": the body names the model it serves.
+    body = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "gpt-4.1-mini-2025-04-14",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 30, "completion_tokens": 9, "total_tokens": 39},
+    }
+    event = _event(
+        provider="azure", model_requested=None, model_actual="prod-chat", response_body=json.dumps(body).encode()
+    )
+    row = Meter().row(event)
+    assert row["model_actual"] == "gpt-4.1-mini-2025-04-14" and row["price_known"] is True
+    assert row["cost_usd"] == pytest.approx(pricing.cost_usd("azure", "gpt-4.1-mini-2025-04-14", Usage(30, 9)))
+
+
+def test_only_azure_rows_take_the_model_from_the_response():
+    body = {"model": "gpt-4o-2024-08-06", "choices": [], "usage": {"prompt_tokens": 30, "completion_tokens": 9}}
+    row = Meter().row(_event(response_body=json.dumps(body).encode()))
+    assert row["model_actual"] == "gpt-4o"  # OpenAI's dated snapshot would split one model into many
+
+
+def test_a_stream_that_ended_in_an_error_is_not_estimated():
+    stream = (
+        b'data: {"choices": [{"index": 0, "delta": {"content": "Hel"}}]}\n\n'
+        b'data: {"error": {"message": "The server had an error", "type": "server_error"}}\n\n'
+    )
+    event = _event(streaming=True, error_category="stream_error", response_body=stream)
+    row = Meter().row(event)
+    assert row["token_source"] is None and row["cost_usd"] is None
+    assert Meter().row(_event(streaming=True, response_body=stream))["token_source"] == "tokeniser"  # as before
+
+
+def test_count_tokens_and_other_unmetered_endpoints_get_no_tokens_or_cost():
+    for endpoint, body in (("/messages/count_tokens", {"input_tokens": 412}), ("/models", {"data": []})):
+        row = Meter().row(_event(endpoint=endpoint, response_body=json.dumps(body).encode()))
+        assert (row["prompt_tokens"], row["cost_usd"], row["price_known"]) == (None, None, None)
+
+
+def test_embeddings_are_priced_from_their_usage():
+    body = {"object": "list", "data": [], "usage": {"prompt_tokens": 120, "total_tokens": 120}}
+    event = _event(
+        endpoint="/embeddings", model_actual="text-embedding-3-small", response_body=json.dumps(body).encode()
+    )
+    row = Meter().row(event)
+    assert (row["prompt_tokens"], row["completion_tokens"], row["token_source"]) == (120, 0, "provider")
+    assert row["cost_usd"] > 0
+
+
+def test_reasoning_tokens_are_stored_where_the_provider_gives_them():
+    body = {
+        "output": [],
+        "usage": {"input_tokens": 20, "output_tokens": 300, "output_tokens_details": {"reasoning_tokens": 256}},
+    }
+    event = _event(endpoint="/responses", model_actual="o4-mini", response_body=json.dumps(body).encode())
+    row = Meter().row(event)
+    assert (row["completion_tokens"], row["reasoning_tokens"]) == (300, 256)

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from lectr import sse
 from lectr.sse import UsageChunkFilter, event_data, finished, iter_json, split_events
 
 
@@ -101,3 +102,54 @@ def test_finished_streams_end_with_done_or_message_stop():
     assert not finished(b'data: {"choices": []}\n\n')
     assert not finished(b"data: [DONE]")  # not yet a whole event
     assert not finished(b"")
+
+
+# Errors inside a 200 stream, in the formats the providers send them.
+@pytest.mark.parametrize(
+    "tail, expected",
+    [
+        (  # OpenAI: an error chunk, then the connection closes (no [DONE])
+            b'data: {"error": {"message": "The server had an error while processing your request.", '
+            b'"type": "server_error", "param": null, "code": null}}\n\n',
+            "server_error: The server had an error while processing your request.",
+        ),
+        (  # Groq
+            b'event: error\ndata: {"error": {"message": "Service Unavailable", "type": "internal_server_error"}}\n\n',
+            "internal_server_error: Service Unavailable",
+        ),
+        (  # Anthropic
+            b'event: error\ndata: {"type": "error", '
+            b'"error": {"type": "overloaded_error", "message": "Overloaded"}}\n\n',
+            "overloaded_error: Overloaded",
+        ),
+        (  # the Responses API
+            b'event: error\ndata: {"type": "error", "code": "server_error", "message": "oops", "param": null, '
+            b'"sequence_number": 5}\n\n',
+            "server_error: oops",
+        ),
+        (
+            b'event: response.failed\ndata: {"type": "response.failed", "response": {"status": "failed", '
+            b'"error": {"code": "server_error", "message": "The model failed"}}}\n\n',
+            "server_error: The model failed",
+        ),
+        (b"event: error\ndata: not json\n\n", "error"),
+    ],
+)
+def test_the_error_a_stream_ended_with(tail, expected):
+    start = b'data: {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\n'
+    assert sse.stream_error(start + tail) == expected
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        b'data: {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\ndata: [DONE]\n\n',
+        b'event: message_stop\ndata: {"type": "message_stop"}\n\n',
+        # an error event the stream went on after is not how it ended
+        b'data: {"error": {"message": "x"}}\n\ndata: {"choices": [{"delta": {"content": "go on"}}]}\n\n',
+        b'data: {"choices": [{"index": 0, "delta": {"content": "cut sho',
+        b"",
+    ],
+)
+def test_a_stream_that_did_not_end_in_an_error(stream):
+    assert sse.stream_error(stream) is None

@@ -77,9 +77,9 @@ def log_page() -> None:
             "route": st.column_config.TextColumn("⇄", width=32, help=ROUTE_LEGEND),
             "ts": st.column_config.DatetimeColumn("time (UTC)", format="MM-DD HH:mm:ss"),
             "task": st.column_config.TextColumn("task", width="small"),
+            "model_requested": st.column_config.TextColumn("requested", width=160),
+            "model_actual": st.column_config.TextColumn("actual", width=160),
             "provider": st.column_config.TextColumn("provider", width="small"),
-            "model_requested": "requested",
-            "model_actual": "actual",
             "rule": st.column_config.TextColumn(
                 "rule", width=180, help="the rule applied, or one that matched but was not applied: see why not routed"
             ),

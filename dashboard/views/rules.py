@@ -105,7 +105,7 @@ def save(rules: list[dict], message: str) -> None:
 # (a widget keeps its own state while its key stays the same).
 version = doc.signature[:8]
 ordered = sorted(doc.rules, key=lambda r: r.get("priority", 0))
-day, week, healths, unknown = match_counts(1), match_counts(7), health(), unknown_targets(ordered)
+day, healths, unknown = match_counts(1), health(), unknown_targets(ordered)
 
 
 def row(rule: dict) -> dict:
@@ -115,14 +115,11 @@ def row(rule: dict) -> dict:
         "priority": rule.get("priority"),
         "enabled": rule.get("enabled", True),
         "name": rule.get("name"),
-        "health": STATES[h["state"]] if h else "—",
-        "target": ("⚠ " if rid in unknown else "") + describe_target(rule.get("target") or {}),
-        "matches 24 h": day.get(rid, 0),
-        "fallbacks 24 h": int(h["fallbacks"]) if h else 0,
         "conditions": describe(({"org": rule["org"]} if rule.get("org") else {}) | (rule.get("match") or {})),
-        "matches 7 d": week.get(rid, 0),
-        "skipped 24 h": int(h["skipped"]) if h else 0,
-        "id": rid,
+        "target": ("⚠ " if rid in unknown else "") + describe_target(rule.get("target") or {}),
+        "health": STATES[h["state"]] if h else "—",
+        "24 h": day.get(rid, 0),
+        "fallbacks": int(h["fallbacks"]) if h else 0,
     }
 
 
@@ -170,24 +167,22 @@ if ordered:
         hide_index=True,
         key="rules_table",
         column_config={
-            "priority": st.column_config.NumberColumn("priority", width=60),
-            "enabled": st.column_config.CheckboxColumn("enabled", width=60),
+            "priority": st.column_config.NumberColumn("#", width=35, help="priority: the lowest matching goes first"),
+            "enabled": st.column_config.CheckboxColumn("on", width=35, help="enabled"),
+            "name": st.column_config.TextColumn("name", width=175),
+            "conditions": st.column_config.TextColumn("when", width=240),
             "health": st.column_config.TextColumn(
                 "health",
                 width=100,
                 help="by the rule's latest request (7 days): suspended (its target kept failing: not applied "
                 "for now), failing (its target failed and the original answered), ok; —: no requests",
             ),
-            "matches 24 h": st.column_config.NumberColumn(width=90),
-            "matches 7 d": st.column_config.NumberColumn(width=90),
-            "fallbacks 24 h": st.column_config.NumberColumn(
-                width=95, help="requests whose rule target failed: the original request answered"
-            ),
-            "skipped 24 h": st.column_config.NumberColumn(
-                width=90, help="requests the rule matched but was not applied to (suspended, no key, ...)"
+            "24 h": st.column_config.NumberColumn(width=55, help="requests the rule routed in the last 24 hours"),
+            "fallbacks": st.column_config.NumberColumn(
+                width=65, help="in 24 h: requests whose rule target failed, and the original request answered"
             ),
             "target": st.column_config.TextColumn(
-                "target", width=210, help="⚠: no price data knows the model (unknown model: check the spelling)"
+                "target", width=180, help="⚠: no price data knows the model (unknown model: check the spelling)"
             ),
         },
     )

@@ -146,11 +146,11 @@ class Fallback:
         request = flow.request
         request.headers.fields = original.fields  # first: the body below keeps their Content-Length
         request.raw_content = original.content
-        apply_plan(request, original.plan)
+        apply_plan(request, original.replan())  # planned with the client's headers back in place
         record.fallback_model, record.fallback_status, record.fallback_error = record.model_actual, status, error
         record.fallback_ms = (time.perf_counter() - record.t_start) * 1000
         record.skipped_rule_id, record.rule_id, record.rule_name = original.rule_id, None, None
-        record.provider, record.model_actual = original.plan.provider, original.model
+        record.provider, record.model_actual = original.provider, original.model
         record.usage_injected = False  # the original goes as the client sent it
         self.fallbacks += 1
         log.info(
@@ -158,7 +158,7 @@ class Fallback:
             original.rule_id,
             record.fallback_model,
             error,
-            original.plan.provider,
+            original.provider,
         )
         self.health.failed(original.rule_id, error, time.monotonic())
         return True

@@ -122,6 +122,7 @@ def install() -> None:
     def handle_protocol_error(self, event):
         if (
             _resend is not None
+            and _can_send_again(self)
             and isinstance(event, http_layers.ResponseProtocolError)
             and self.client_state == self.state_done  # the request is in: it can be sent again
             and self.server_state in (self.state_wait_for_response_headers, self.state_consume_response_body)
@@ -144,7 +145,7 @@ def install() -> None:
 
     def send_response(self, already_streamed: bool = False):
         # Not yet streamed: nothing of this response has reached the client.
-        if not already_streamed and _resend is not None and _resend(self.flow, None):
+        if not already_streamed and _resend is not None and _can_send_again(self) and _resend(self.flow, None):
             return (yield from _send_again(self))
         return (yield from original_send_response(self, already_streamed))
 
@@ -153,6 +154,13 @@ def install() -> None:
     _http2.format_error = _http3.format_error = format_error_json
     _http1.make_error_response = make_error_response_json
     _installed = True
+
+
+def _can_send_again(stream: http_layers.HttpStream) -> bool:
+    """Not over HTTP/2 to the provider (only a client that negotiated h2 through HTTPS_PROXY gets
+    that): closing that connection would end the client's other requests on it, and reusing it
+    would send the new attempt on the failed attempt's closed stream."""
+    return stream.context.server.alpn != b"h2"
 
 
 def _send_again(stream: http_layers.HttpStream):

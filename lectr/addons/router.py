@@ -7,6 +7,7 @@ unchanged: routing can never block or break a request.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import stat
@@ -151,8 +152,10 @@ class Router:
                 route = Route(provider, model)
         plan = self._route_plan(flow, record, endpoint, route, provider)
         if route.rule is not None:  # what to fall back to if the rule's target fails
-            unchanged = self._route_plan(flow, record, endpoint, Route(provider, model), provider)
-            record.original = Original(unchanged, request.headers.fields, request.raw_content, model, route.rule.id)
+            replan = functools.partial(self._route_plan, flow, record, endpoint, Route(provider, model), provider)
+            record.original = Original(
+                request.headers.fields, request.raw_content, provider, model, route.rule.id, replan
+            )
         _note_route(record, route)  # last: a failure above leaves the record saying "unchanged"
         return Plan(plan.url, plan.provider, content, plan.key)
 

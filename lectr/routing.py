@@ -35,11 +35,12 @@ class Original:
 
     fields: tuple[tuple[bytes, bytes], ...]  # the client's headers
     content: bytes | None  # the client's body, as sent (Content-Encoding and all)
+    address: tuple[str, str, int]  # scheme, host, port it was addressed to (an intercepted Azure host is its own)
     provider: str
     model: str | None
     rule_id: str
-    # How the request goes unchanged, asked only when a fallback happens (the client's headers back
-    # in place): a routed request that needs none does not pay for the plan.
+    # How the request goes unchanged, asked only when a fallback happens (the client's headers and
+    # address back in place): a routed request that needs none does not pay for the plan.
     replan: Callable[[], Plan]
 
 

@@ -119,8 +119,9 @@ async def measure(n: int) -> dict[str, float]:
         async def routed_run(f: http.HTTPFlow) -> None:
             record = f.metadata[RECORD]
             replan = functools.partial(router._route_plan, f, record, endpoint, Route("openai", "gpt-4o"), "openai")
+            address = (f.request.scheme, f.request.host, f.request.port)
             record.original = Original(
-                f.request.headers.fields, f.request.raw_content, "openai", "gpt-4o", "mini", replan
+                f.request.headers.fields, f.request.raw_content, address, "openai", "gpt-4o", "mini", replan
             )
             await with_fallback(f)
 

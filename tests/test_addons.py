@@ -186,6 +186,7 @@ def test_router_keeps_the_original_request_of_a_routed_one(router):
     original = record.original
     assert original is not None and original.rule_id == "bot-to-mini" and original.model == "gpt-4o"
     assert original.content == sent and original.provider == "openai"
+    assert original.address == ("http", "127.0.0.1", 8080)  # as the client addressed it
     flow.request.headers.fields = original.fields  # as Fallback does, before it asks for the plan
     plan = original.replan()
     assert plan.url == "http://sim:9000/v1/chat/completions" and plan.provider == "openai"

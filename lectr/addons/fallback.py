@@ -146,7 +146,8 @@ class Fallback:
         request = flow.request
         request.headers.fields = original.fields  # first: the body below keeps their Content-Length
         request.raw_content = original.content
-        apply_plan(request, original.replan())  # planned with the client's headers back in place
+        request.scheme, request.data.host, request.data.port = original.address  # headers untouched
+        apply_plan(request, original.replan())  # planned with the client's headers and address back in place
         record.fallback_model, record.fallback_status, record.fallback_error = record.model_actual, status, error
         record.fallback_ms = (time.perf_counter() - record.t_start) * 1000
         record.skipped_rule_id, record.rule_id, record.rule_name = original.rule_id, None, None

@@ -153,8 +153,9 @@ class Router:
         plan = self._route_plan(flow, record, endpoint, route, provider)
         if route.rule is not None:  # what to fall back to if the rule's target fails
             replan = functools.partial(self._route_plan, flow, record, endpoint, Route(provider, model), provider)
+            address = (request.scheme, request.host, request.port)
             record.original = Original(
-                request.headers.fields, request.raw_content, provider, model, route.rule.id, replan
+                request.headers.fields, request.raw_content, address, provider, model, route.rule.id, replan
             )
         _note_route(record, route)  # last: a failure above leaves the record saying "unchanged"
         return Plan(plan.url, plan.provider, content, plan.key)

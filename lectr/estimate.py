@@ -85,11 +85,6 @@ def stream_output(data: bytes, style: str) -> Output:
     return Output("".join(text), tuple((name, "".join(arguments)) for name, arguments in calls))
 
 
-def stream_text(data: bytes, style: str) -> str:
-    """The text the model wrote in a finished SSE stream, tool-call arguments included."""
-    return stream_output(data, style).all_text()
-
-
 def body_output(body: object, style: str) -> Output:
     """What the model wrote in a non-streaming response body (decoded JSON)."""
     if not isinstance(body, dict):
@@ -121,11 +116,6 @@ def body_output(body: object, style: str) -> Output:
                 if isinstance(function, dict):
                     calls.append(_call(function.get("name"), function.get("arguments")))
     return Output("".join(parts), tuple(calls))
-
-
-def body_text(body: object, style: str) -> str:
-    """The text the model wrote in a non-streaming response body, tool-call arguments included."""
-    return body_output(body, style).all_text()
 
 
 def count(request: object, written: Output | str, style: str, model: str | None) -> Usage:

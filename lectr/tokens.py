@@ -30,13 +30,6 @@ _SOURCES = {
 }
 APPROXIMATE_ENCODING = "o200k_base"  # for models tiktoken does not know (Claude, Llama, Gemini, ...)
 
-# OpenAI's published framing (the cookbook's "How to count tokens with tiktoken"): each
-# chat message costs 3 tokens beyond its content, plus its role, which is one token for
-# every role (system, developer, user, assistant, tool); the reply is primed with 3 more.
-# What lectr.estimate counts for a request of plain messages.
-TOKENS_PER_MESSAGE = 3 + 1
-TOKENS_PER_REPLY = 3
-
 _lock = threading.Lock()
 _encodings: dict[str, tiktoken.Encoding] = {}
 
@@ -78,11 +71,6 @@ def _pieces(text: str) -> list[str]:
     if len(text) <= PIECE_LENGTH:
         return [text]
     return [text[i : i + PIECE_LENGTH] for i in range(0, len(text), PIECE_LENGTH)]
-
-
-def count_prompt(texts: list[str], messages: int, model: str | None) -> int:
-    framing = TOKENS_PER_MESSAGE * messages + (TOKENS_PER_REPLY if messages else 0)
-    return count_text(texts, model) + framing
 
 
 def _seed_tiktoken_cache(name: str) -> None:

@@ -108,7 +108,7 @@ def tokenise_stream_ms(target_tokens: int = 4000, rounds: int = 20) -> tuple[int
     tokens.encoding("o200k_base")  # loaded once per process, not per stream
     start = time.perf_counter()
     for _ in range(rounds):
-        text = estimate.stream_text(stream, "openai")
+        text = estimate.stream_output(stream, "openai").text
         count = tokens.count_text(text, "gpt-4o")
     return count, (time.perf_counter() - start) / rounds * 1000
 

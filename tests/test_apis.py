@@ -13,7 +13,7 @@ import openai
 import pytest
 from test_cold_path import wait_rows
 
-from conftest import set_rules, start_lectr, stop
+from conftest import set_rules, start_lectr, stop, wait_until
 
 RULES = """
 rules:
@@ -198,5 +198,6 @@ def test_a_rule_with_an_unknown_target_model_loads_with_a_warning(proxy):
     target: {model: gpt-4o-minii}
 """,
     )
-    assert "unknown model" in proxy.log() and "gpt-4o-minii" in proxy.log()
+    # Logged just after "rules loaded", which set_rules waits for.
+    wait_until(lambda: "'gpt-4o-minii': unknown model" in proxy.log(), timeout=5, what="the unknown-model warning")
     set_rules(proxy, RULES)

@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from lectr import pricing, storage, tokens
+from lectr import estimate, pricing, storage, tokens
 from lectr.usage import Usage
 
 from conftest import Lectr, set_rules, start_lectr, stop, wait_until
@@ -108,7 +108,7 @@ def test_a_stream_without_usage_is_counted_with_tiktoken(fast, sim):
     assert row["streaming"] is True and row["token_source"] == "tokeniser"
     assert row["task"] == "Banana" and row["task_valid"] is False
     assert row["completion_tokens"] == tokens.count_text(text, "gpt-4o")
-    assert row["prompt_tokens"] == tokens.count_prompt([PROMPT], 1, "gpt-4o")
+    assert row["prompt_tokens"] == estimate.prompt_tokens({"messages": MESSAGES}, "openai", "gpt-4o")
     expected = pricing.cost_usd("openai", "gpt-4o", Usage(row["prompt_tokens"], row["completion_tokens"]))
     assert row["cost_usd"] == pytest.approx(expected)
 

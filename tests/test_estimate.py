@@ -7,7 +7,7 @@ import pytest
 from estimate_accuracy import calibration_key, load_fixtures, measure
 
 from lectr import renderings, tokens
-from lectr.estimate import Output, body_output, body_text, count, message_count, prompt_texts, stream_output
+from lectr.estimate import Output, body_output, count, message_count, prompt_texts, prompt_tokens, stream_output
 
 
 def _sse(*events: dict) -> bytes:
@@ -45,7 +45,7 @@ def test_prompt_texts_embeddings_input():
 def test_garbage_gives_nothing_to_count(garbage):
     assert prompt_texts(garbage, "openai") == []
     assert message_count(garbage) == 0
-    assert body_text(garbage, "responses") == ""
+    assert body_output(garbage, "responses").all_text() == ""
     assert count(garbage, "", "anthropic", None).prompt == 0
 
 
@@ -58,7 +58,7 @@ def test_responses_body_output_is_text_summaries_and_calls():
         ]
     }
     assert body_output(body, "responses") == Output("thought Hi", (("f", '{"a":1}'),))
-    assert body_text(body, "responses") == 'thought Hi{"a":1}'
+    assert body_output(body, "responses").all_text() == 'thought Hi{"a":1}'
 
 
 def test_chat_plain_prompt_is_the_cookbooks_formula():
@@ -275,3 +275,12 @@ def test_calibrated_estimate_of_held_out_exchanges(model_key, endpoint, completi
     prompt_error, completion_error = _calibrated_error(model_key, endpoint)
     assert abs(prompt_error) <= 0.02
     assert abs(completion_error) <= completion_bound
+
+
+def test_a_plain_chat_prompt_is_framed_as_openai_documents():
+    # The cookbook's "How to count tokens with tiktoken": 3 tokens and the role per message, 3 priming the reply.
+    messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "What is 2+2?"}]
+    content = tokens.count_text(["You are terse.", "What is 2+2?"], "gpt-4o")
+    assert prompt_tokens({"messages": messages}, "openai", "gpt-4o") == content + (3 + 1) * 2 + 3
+    embedding = prompt_tokens({"input": "an embedding input"}, "openai", "text-embedding-3-small")
+    assert embedding == tokens.count_text("an embedding input", "text-embedding-3-small")

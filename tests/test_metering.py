@@ -10,7 +10,7 @@ from genai_prices.data_snapshot import get_snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lectr import pricing, tokens
+from lectr import estimate, pricing, tokens
 from lectr import usage as usage_module
 from lectr.events import Event, EventQueue
 from lectr.metering import Meter
@@ -56,7 +56,7 @@ def _stream(usage: dict | None = None) -> bytes:
 
 def _counted() -> tuple[int, int]:
     """tiktoken's count of REQUEST and ANSWER, as the tokeniser fallback should compute it."""
-    return tokens.count_prompt(["Be terse.", PROMPT], 2, "gpt-4o"), tokens.count_text(ANSWER, "gpt-4o")
+    return estimate.prompt_tokens(REQUEST, "openai", "gpt-4o"), tokens.count_text(ANSWER, "gpt-4o")
 
 
 def test_non_streaming_usage_from_the_provider():

@@ -365,7 +365,7 @@ def test_iter_json_yields_objects_and_never_raises(data):
 @example(data=b'data: {"type":"message_start","message":[1],"usage":{}}\r\n\r\n', style="anthropic")
 def test_from_stream_reads_any_stream(data, style):
     assert_usage(usage.from_stream(data, style))
-    assert isinstance(estimate.stream_text(data, style), str)
+    assert isinstance(estimate.stream_output(data, style).all_text(), str)
 
 
 def feed(chunks: list[bytes]) -> bytes:
@@ -834,7 +834,7 @@ def responses_streams(draw) -> tuple[bytes, list[str], dict | None]:
 def test_a_whole_responses_stream_gives_its_usage_and_its_text(stream):
     data, deltas, usage_sent = stream
     assert usage.from_stream(data, "responses") == usage.normalise(usage_sent, "responses")
-    assert estimate.stream_text(data, "responses") == "".join(deltas)
+    assert estimate.stream_output(data, "responses").all_text() == "".join(deltas)
 
 
 @FAST
@@ -844,4 +844,4 @@ def test_a_responses_stream_cut_anywhere_gives_what_it_carried_so_far(stream, cu
     cut_data = data[: cut % (len(data) + 1)]
     found = usage.from_stream(cut_data, "responses")
     assert found is None or found == usage.normalise(usage_sent, "responses")  # whole, or not at all
-    assert "".join(deltas).startswith(estimate.stream_text(cut_data, "responses"))
+    assert "".join(deltas).startswith(estimate.stream_output(cut_data, "responses").all_text())

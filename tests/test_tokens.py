@@ -75,13 +75,6 @@ def test_encoding_name(model, name):
     assert tokens.encoding_name(model) == name
 
 
-def test_count_prompt_adds_message_framing():
-    texts = ["You are terse.", "What is 2+2?"]
-    content = tokens.count_text(texts, "gpt-4o")
-    assert tokens.count_prompt(texts, 2, "gpt-4o") == content + (3 + 1) * 2 + 3  # 3 and the role, per message
-    assert tokens.count_prompt(["an embedding input"], 0, "gpt-4o") == tokens.count_text("an embedding input", "gpt-4o")
-
-
 def test_calibrator_needs_min_samples_then_gives_ratio_of_sums():
     c = Calibrator(min_samples=3, window=10)
     c.add("m", 110, 100, 30, 20)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lectr.estimate import stream_text
+from lectr.estimate import stream_output
 from lectr.usage import Usage, from_response, from_stream, parse_json, style_of
 
 
@@ -64,7 +64,7 @@ def test_openai_stream_with_include_usage_chunk():
         + b"data: [DONE]\n\n"
     )
     assert from_stream(stream, "openai") == Usage(12, 2)
-    assert stream_text(stream, "openai") == "Hello"
+    assert stream_output(stream, "openai").all_text() == "Hello"
 
 
 def test_openai_stream_tool_call_arguments_are_text():
@@ -72,7 +72,7 @@ def test_openai_stream_tool_call_arguments_are_text():
         {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"name": "f", "arguments": '{"a":'}}]}}]},
         {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": " 1}"}}]}}]},
     )
-    assert stream_text(stream, "openai") == '{"a": 1}'
+    assert stream_output(stream, "openai").all_text() == '{"a": 1}'
 
 
 def test_groq_stream_usage_in_x_groq():
@@ -98,7 +98,7 @@ def test_anthropic_stream_usage_and_text():
         {"type": "message_stop"},
     )
     assert from_stream(stream, "anthropic") == Usage(10 + 100, 15, 100, None)  # output count is cumulative
-    assert stream_text(stream, "anthropic") == "Bonjour"
+    assert stream_output(stream, "anthropic").all_text() == "Bonjour"
 
 
 @pytest.mark.parametrize("style", ["openai", "anthropic"])
@@ -108,7 +108,7 @@ def test_stream_without_usage_gives_none_and_the_text(style):
     else:
         stream = _sse({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "abc"}})
     assert from_stream(stream, style) is None
-    assert stream_text(stream, style) == "abc"
+    assert stream_output(stream, style).all_text() == "abc"
 
 
 @pytest.mark.parametrize("garbage", [None, "text", 42, [], {"usage": "x"}, {"usage": {"prompt_tokens": -1}}])
@@ -119,7 +119,7 @@ def test_garbage_gives_none_or_empty(garbage):
 
 def test_garbage_streams_and_bodies_never_raise():
     assert from_stream(b"\x00\xff garbage \n\n data: {", "openai") is None
-    assert stream_text(b"\x00\xff garbage \n\n data: {", "openai") == ""
+    assert stream_output(b"\x00\xff garbage \n\n data: {", "openai").all_text() == ""
     assert from_stream(b'data: {"type": "message_start", "message": 3}\n\n', "anthropic") is None
     assert from_response({"usage": {"prompt_tokens": True, "completion_tokens": 1}}, "openai") is None
     assert parse_json(b"{not json") is None

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import streamlit as st
 
-from lectr import pricefile, priceupdate, pricing, storage
+from lectr import priceupdate, storage
 
 REFRESH_SECONDS = 15  # live pages re-read the database this often
 CACHE_SECONDS = 5
@@ -84,27 +84,16 @@ def read(name: str, *args):
         st.stop()
 
 
-_prices_seen: tuple = ()  # the price files `use_prices` last loaded, with their modification times
+@st.cache_resource
+def _price_files(db: str) -> priceupdate.PriceFiles:
+    return priceupdate.PriceFiles(db, "", PRICES_FILE, "", 0)  # reading them hands them to pricing
 
 
 def use_prices(db: str) -> None:
     """Know the prices the proxy knows (its fetched data next to the database, and the user's price
     file), so that only a model no price source knows gets the Rules page's unknown-model warning.
-    Reloaded when a file changes; an unreadable file keeps the prices known before."""
-    global _prices_seen
-    paths = (priceupdate.data_path(db), PRICES_FILE)
-    seen = tuple((path, os.path.getmtime(path) if os.path.exists(path) else None) for path in paths)
-    if seen == _prices_seen:
-        return
-    data, user = seen
-    try:
-        pricing.use(
-            pricing.load_data_file(data[0]) if data[1] is not None else None,
-            pricefile.load_price_file(user[0]) if user[1] is not None else pricefile.PriceList(),
-        )
-    except (pricefile.PriceFileError, ValueError, OSError):
-        return
-    _prices_seen = seen
+    Reloaded when a file changes, as the writer reloads them; a bad file keeps the last good one."""
+    _price_files(db).poll()
 
 
 def clear_cache() -> None:

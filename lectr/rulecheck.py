@@ -15,6 +15,10 @@ from lectr.providers import detect_provider
 from lectr.rules import Rule
 
 UNKNOWN_MODEL = "unknown model: check the spelling"
+WHY = (  # why it is a warning and not an error, for the log and the Rules page alike
+    "A new model can appear before its prices do (its requests then have no cost); "
+    "a misspelt one fails, and its requests fall back to the original."
+)
 
 
 def target_provider(rule: Rule) -> str | None:
@@ -41,8 +45,5 @@ def unknown_model_warning(rule: Rule) -> str:
     """The warning for one of `unknown_target_models`' rules, for a log line or the dashboard."""
     provider = target_provider(rule)
     where = f"at {provider}" if provider else "at any provider Lectr recognises by name"
-    return (
-        f"rule {rule.name!r} targets model {rule.target_model!r}: {UNKNOWN_MODEL}. No price data knows it "
-        f"{where}; a new model can appear before its prices do (its requests then have no cost), "
-        "a misspelt one fails and falls back to the original request."
-    )
+    target = f"rule {rule.name!r} targets model {rule.target_model!r}"
+    return f"{target}: {UNKNOWN_MODEL}. No price data knows it {where}. {WHY}"

@@ -778,7 +778,6 @@ def rule_health(path: str | Path, since: datetime, recent: datetime) -> "pd.Data
         )
         SELECT rule_id,
                arg_max(CASE WHEN suspended THEN 'suspended' WHEN fell_back THEN 'failing' ELSE 'ok' END, ts) AS state,
-               max(ts) AS last_seen,
                count(*) FILTER (WHERE fell_back AND ts >= $recent) AS fallbacks,
                count(*) FILTER (WHERE skipped AND ts >= $recent) AS skipped,
                max(ts) FILTER (WHERE fell_back) AS last_fallback_at,

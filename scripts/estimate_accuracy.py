@@ -70,7 +70,8 @@ def measure(fixture: dict, module=estimate) -> Measured:
 
 
 def calibration_key(m: Measured) -> str:
-    """The model, as the Calibrator keys it (a dated snapshot is the same model)."""
+    """The model, a dated snapshot pooled with its alias to have enough exchanges per model.
+    Production's Calibrator keys by the exact name the request's row carries (lectr.metering)."""
     return re.sub(r"-\d{8}$", "", m.model)
 
 

@@ -153,7 +153,7 @@ class Simulator:
             chunks=int(h.get("x-sim-chunks", d.chunks)),
             stamp=stamp,
             reasoning=d.reasoning if reasoning is None else int(reasoning),
-            stream_error=bool(h.get("x-sim-stream-error", d.stream_error)),
+            stream_error=h.get("x-sim-stream-error") == "1" or d.stream_error,
         )
         if behaviour.headers_delay_ms:
             await asyncio.sleep(behaviour.headers_delay_ms / 1000)

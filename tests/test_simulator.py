@@ -327,7 +327,7 @@ def test_anthropic_stream_error(sim):
 
 def test_responses_stream_error(sim):
     status, frames = sse(
-        sim, "/v1/responses", {"model": "gpt-4.1", "input": "hi", "stream": True}, **{"X-Sim-Stream-Error": "k"}
+        sim, "/v1/responses", {"model": "gpt-4.1", "input": "hi", "stream": True}, **{"X-Sim-Stream-Error": "1"}
     )
     assert status == 200
     assert [e for e, _ in frames][-3:] == ["response.output_text.delta"] * 2 + ["error"]

@@ -157,8 +157,7 @@ for r in ordered:
     if rulesfile.rule_id(r) in unknown:
         st.warning(
             f"Rule **{r.get('name')}** targets `{unknown[rulesfile.rule_id(r)]}`: {rulecheck.UNKNOWN_MODEL}. "
-            "No price data knows this model. A new model can appear before its prices do (its requests then "
-            "have no cost); a misspelt one fails, and its requests fall back to the original.",
+            f"No price data knows this model. {rulecheck.WHY}",
             icon=":material/spellcheck:",
         )
 if ordered:

@@ -17,7 +17,9 @@ import common  # noqa: E402
 
 from lectr import storage  # noqa: E402
 
-st.set_page_config(page_title="Lectr", page_icon=":material/alt_route:", layout="wide")
+st.set_page_config(
+    page_title="Lectr", page_icon=":material/alt_route:", layout="wide", initial_sidebar_state="collapsed"
+)
 
 SCHEMA_HELP = {
     "missing": "No database at `{db}`. Start the proxy (`bash scripts/run.sh`), or fill one with demo traffic: "
@@ -41,21 +43,18 @@ def wait_for_the_database() -> None:
     st.rerun(scope="app")
 
 
-with st.sidebar:
+with st.sidebar:  # where the files are: set once, so out of the way (collapsed) until wanted
     st.title("Lectr")
     st.text_input("Database", value=common.default_db(), key="db", help="The DuckDB file the proxy writes (lectr_db)")
     st.text_input("Rules file", value=common.default_rules(), key="rules", help="The proxy's rules file (lectr_rules)")
-    try:
-        state = storage.schema_state(st.session_state.db)
-    except storage.StorageError:
-        state = "busy"
-    st.session_state.db_state = state
-    if state == "busy":
-        wait_for_the_database()
-        st.stop()
-    orgs = common.read("dashboard_orgs", st.session_state.db) if state == "ok" else []
-    st.selectbox("Org", orgs, key="org", placeholder="no orgs yet")
-    st.selectbox("Period", list(common.PERIODS), key="period")
+try:
+    state = storage.schema_state(st.session_state.db)
+except storage.StorageError:
+    state = "busy"
+st.session_state.db_state = state
+if state == "busy":
+    wait_for_the_database()
+    st.stop()
 
 pages = [
     st.Page("views/overview.py", title="Overview", icon=":material/monitoring:", default=True),
@@ -64,7 +63,22 @@ pages = [
     st.Page("views/recommendations.py", title="Recommendations", icon=":material/savings:"),
     st.Page("views/anomalies.py", title="Anomalies", icon=":material/warning:"),
 ]
-page = st.navigation(pages)
+# Pages along the top and the scope above each page: the page's tables get the window's whole width.
+page = st.navigation(pages, position="top")
+orgs = common.read("dashboard_orgs", st.session_state.db) if state == "ok" else []
+org, period, files = st.columns([2, 2, 5], vertical_alignment="bottom")
+org.selectbox(
+    "Org",
+    [common.ALL_ORGS, *orgs],
+    key="org",
+    help="All orgs: with the requests refused for want of a valid key",
+)
+period.selectbox("Period", list(common.PERIODS), key="period", help="every page counts this same window")
+# Markdown, not a caption: a page's first caption is its own (the request count, ...).
+files.markdown(
+    f":small[:gray[Database `{st.session_state.db}` · rules `{st.session_state.rules}` · change them in the "
+    "sidebar (›)]]"
+)
 if state != "ok" and page.title != "Rules":  # the rules page works on the rules file alone
     st.title(page.title)
     st.info(SCHEMA_HELP.get(state, "").format(db=st.session_state.db) or "Reload in a moment.")

@@ -1,24 +1,27 @@
 """What every dashboard page shares: the sidebar's choices, cached reads, and messages.
 
-Reads go through `storage` (the one module that writes SQL), each opening the database
-read-only for one query, so the proxy's writer never waits more than a moment. Results
-(data frames, never connections) are cached for a few seconds.
+Reads go through `lectr.dashboard_reads`, each opening the database read-only for one
+query, so the proxy's writer never waits more than a moment. Results (data frames, never
+connections) are cached for a few seconds.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import streamlit as st
 
-from lectr import priceupdate, storage
+from lectr import dashboard_reads, priceupdate, storage
 
 REFRESH_SECONDS = 15  # live pages re-read the database this often
 CACHE_SECONDS = 5
 STALE_AFTER = timedelta(minutes=3)  # the proxy's writer notes a heartbeat every minute
 PRICES_FILE = "prices.yaml"  # the proxy's lectr_prices_file default, in the same working directory
+
+ALL_ORGS = "All orgs"  # the sidebar's first choice: every org, and the traffic no valid key let in
 
 # label -> (length, summary bucket)
 PERIODS = {
@@ -34,18 +37,38 @@ class Context:
     db: str
     rules: str
     db_state: str  # storage.schema_state as the app found it this run: ok, missing, empty, old, newer, busy
-    org: str | None
+    org: str | None  # None: all orgs, unauthenticated traffic included
     period: str  # a PERIODS label
     now: datetime  # UTC, to the minute
+
+    @property
+    def scope(self) -> str:
+        """What the page shows, for its title."""
+        return self.org or "all orgs"
 
     @property
     def bucket(self) -> str:
         return PERIODS[self.period][1]
 
     @property
+    def span(self) -> timedelta:
+        return PERIODS[self.period][0]
+
+    @property
     def since(self) -> datetime:
-        start = self.now - PERIODS[self.period][0]
+        """The window's start, at a whole bucket, so that every page counts the same requests."""
+        start = self.now - self.span
         return start.replace(minute=0) if self.bucket == "hour" else start.replace(hour=0, minute=0)
+
+    @property
+    def short(self) -> str:
+        """The window's length in a column heading: 24 h, 7 d, ..."""
+        return "24 h" if self.span.days <= 1 else f"{self.span.days} d"
+
+    @property
+    def window(self) -> str:
+        """The window in words, for a page's caption."""
+        return f"{self.period.lower()}: since {self.since:%b %d %H:%M} UTC"
 
 
 def default_db() -> str:
@@ -63,7 +86,7 @@ def context() -> Context:
         state.get("db", default_db()),
         state.get("rules", default_rules()),
         state.get("db_state", "missing"),
-        state.get("org"),
+        None if state.get("org", ALL_ORGS) == ALL_ORGS else state["org"],
         state.get("period", next(iter(PERIODS))),
         now,
     )
@@ -71,12 +94,12 @@ def context() -> Context:
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def cached(name: str, *args):
-    """storage.<name>(*args), cached briefly; raises storage.StorageError."""
-    return getattr(storage, name)(*args)
+    """dashboard_reads.<name>(*args), cached briefly; raises storage.StorageError."""
+    return getattr(dashboard_reads, name)(*args)
 
 
 def read(name: str, *args):
-    """storage.<name>(*args), cached briefly. A database locked for too long shows a notice instead."""
+    """dashboard_reads.<name>(*args), cached briefly. A database locked for too long shows a notice instead."""
     try:
         return cached(name, *args)
     except storage.StorageError as e:
@@ -111,14 +134,28 @@ def show_flash() -> None:
         getattr(st, kind)(text)
 
 
-def require_org(ctx: Context) -> str:
-    if not ctx.org:
-        st.info(
-            "No org yet. Create one with `.venv/bin/lectr keys create ORG`, or load demo traffic with "
-            "`.venv/bin/python scripts/demo.py`."
-        )
-        st.stop()
-    return ctx.org
+# How wide each character is in the data grid's font (400 14px "Source Sans", which Streamlit ships),
+# in pixels, as Chromium's canvas measures it: a column sized from these shows its longest value whole,
+# where Streamlit's own sizing looks at a few rows only, and a guess per character wastes a column's width.
+GLYPH_PX = {
+    2.8: " ", 3.4: "|", 3.5: "',.:;ij·", 3.6: "l", 3.7: "I", 4.1: "!f", 4.3: "()[]{}", 4.4: "-", 4.8: "t",
+    4.9: "/\\r", 5.9: "*s", 6.0: '"?z', 6.3: "x", 6.4: "c", 6.6: "vy", 6.7: "Y", 6.8: "J–", 6.9: "L",
+    7.0: "0123456789#$+<=>F^_ek~", 7.1: "ag", 7.2: "X", 7.3: "V", 7.4: "E", 7.5: "S", 7.6: "TZ`o", 7.7: "Ahnu",
+    7.8: "bdpq", 8.0: "CPR", 8.2: "K", 8.3: "B", 8.6: "&", 8.7: "DG→", 9.1: "NU", 9.2: "H", 9.3: "OQ", 10.1: "w",
+    10.2: "M", 11.1: "W", 11.6: "%", 11.7: "m", 11.9: "@",
+}  # fmt: skip
+_GLYPH = {ch: px for px, chars in GLYPH_PX.items() for ch in chars}
+OTHER_GLYPH_PX = 12.0  # anything else (⇄, ⊘, accents, CJK): wide enough for most
+CELL_PADDING_PX = 8 + 8 + 2  # the grid's padding either side, and a pixel of border and rounding each
+
+
+def text_px(text: str) -> float:
+    return sum(_GLYPH.get(ch, OTHER_GLYPH_PX) for ch in text)
+
+
+def fit(values, header: str = "") -> int:
+    """A table column's width in pixels that shows its longest value (or its header) whole."""
+    return math.ceil(max([text_px(header), *(text_px(str(v)) for v in values)]) + CELL_PADDING_PX)
 
 
 def ago(ts: datetime | None) -> str:
@@ -132,6 +169,12 @@ def ago(ts: datetime | None) -> str:
 
 
 def usd(value: float | None) -> str:
-    if value is None:
+    """Dollars to the cent from $1; below, two significant digits ($0.56, $0.0067, $0.000042): a cheap
+    request must not read $0.0000, nor a monthly saving $0.5600."""
+    if value is None or value != value:
         return "–"
-    return f"${value:,.2f}" if abs(value) >= 1 else f"${value:,.4f}"
+    if value == 0 or abs(value) >= 1:
+        return f"${value:,.2f}"
+    places = min(12, max(2, 1 - math.floor(math.log10(abs(value)))))  # two significant digits, cents at least
+    whole, cents = f"{value:.{places}f}".split(".")
+    return f"${whole}.{cents.rstrip('0').ljust(2, '0')}"  # $0.0007, not $0.00070; $0.10, not $0.1

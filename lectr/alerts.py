@@ -30,6 +30,28 @@ class SmtpSettings:
     def enabled(self) -> bool:
         return bool(self.host and self.recipients)
 
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """The variables an alert email still needs, empty when enabled."""
+        return tuple(
+            name for name, value in (("LECTR_SMTP_HOST", self.host), ("LECTR_SMTP_TO", self.recipients)) if not value
+        )
+
+
+NOT_CONFIGURED = "not configured"  # how a stored notify_error that is no failure starts
+
+
+def not_configured(settings: SmtpSettings) -> str:
+    """Why no alert went out when email is not set up: stored with the anomaly (as notify_error), so the
+    dashboard can tell it from a failed delivery."""
+    names = settings.missing
+    options = ", ".join(name.lower() for name in names)
+    return f"{NOT_CONFIGURED}: set {' and '.join(names)} (the proxy's {options}) to email alerts"
+
+
+def is_not_configured(notify_error: str | None) -> bool:
+    return bool(notify_error) and notify_error.startswith(f"{NOT_CONFIGURED}:")
+
 
 def env_settings() -> SmtpSettings:
     env = os.environ

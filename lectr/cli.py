@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Callable
 
-from lectr import alerts, collect, haproxy, keys, secretsfile, storage, workers
+from lectr import alerts, collect, haproxy, keys, rules, secretsfile, storage, workers
 from lectr.providers import PROVIDERS
 from lectr.writer import PRICES_URL
 
@@ -44,6 +44,16 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument(
             "--file", default=secretsfile.DEFAULT_PATH, help=f"secrets file (default: {secretsfile.DEFAULT_PATH})"
         )
+    rules_parser = commands.add_parser("rules", help="check a routing rules file")
+    rules_commands = rules_parser.add_subparsers(dest="action", required=True)
+    rules_check = rules_commands.add_parser(
+        "check", help="validate a rules file as the proxy would and list its rules, enabled or not"
+    )
+    rules_check.add_argument(
+        "--file",
+        default=os.environ.get("LECTR_RULES") or "rules.yaml",
+        help="rules file (default: $LECTR_RULES or rules.yaml)",
+    )
     aggregate = commands.add_parser("aggregate", help="recompute the dashboard summaries once")
     anomalies = commands.add_parser(
         "anomalies", help="check the last hour against the past week once; mail new anomalies (LECTR_SMTP_*)"
@@ -117,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "prices":
             return _prices(args)
+        if args.command == "rules":
+            return _rules_check(args.file)
         if args.command == "secrets" and args.action == "set":
             return _secrets_set(args.provider, args.org, args.file)
         if args.command == "secrets":
@@ -145,10 +157,26 @@ def _create(org: str, db: str) -> int:
 
 
 def _list(db: str) -> int:
-    for key_id, org, created, revoked in storage.list_keys(db):
-        state = f"revoked {revoked:%Y-%m-%d %H:%M}" if revoked else "active"
-        print(f"{key_id}  {org}  created {created:%Y-%m-%d %H:%M}  {state}")
+    found = storage.list_keys(db)
+    if not found:
+        # On stderr: stdout is the table alone, empty when there is no key (scripts/lib.sh relies on it).
+        print(f"No org keys in {db}. Create one with: lectr keys create ORG --db {db}", file=sys.stderr)
+        return 0
+    rows = [
+        (key_id, org, f"{created:%Y-%m-%d %H:%M}", f"revoked {revoked:%Y-%m-%d %H:%M}" if revoked else "active")
+        for key_id, org, created, revoked in found
+    ]
+    print(_table(("KEY ID", "ORG", "CREATED (UTC)", "STATE"), rows), end="")
     return 0
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Columns padded to their widest cell, two spaces apart; the last column unpadded."""
+    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header) - 1)]
+    return "".join(
+        "  ".join([*(str(cell).ljust(w) for cell, w in zip(row, widths)), str(row[-1])]) + "\n"
+        for row in (header, *rows)
+    )
 
 
 def _revoke(key_id: str, db: str) -> int:
@@ -171,10 +199,37 @@ def _secrets_set(provider: str, org: str | None, path: str) -> int:
 
 
 def _secrets_list(path: str) -> int:
-    for entry in secretsfile.entries(path):
+    found = secretsfile.entries(path)
+    for entry in found:
         print(f"{entry.provider}  {entry.org or '(every org)'}  {entry.masked_key}")
+    if not found:
+        file = "" if path == secretsfile.DEFAULT_PATH else f" --file {path}"
+        print(
+            f"No provider keys in {path} (Lectr needs its own only for a rule that switches provider). "
+            f"Add one with: lectr secrets set PROVIDER [--org ORG]{file} (it reads the key from stdin), "
+            "or set LECTR_<PROVIDER>_API_KEY in the proxy's environment.",
+            file=sys.stderr,
+        )
     if secretsfile.readable_by_others(path):
         print(f"lectr: others can read {path}: chmod 600 {path}", file=sys.stderr)
+    return 0
+
+
+def _rules_check(path: str) -> int:
+    if not os.path.exists(path):
+        print(
+            f"lectr: no rules file at {path}: every request passes through unchanged. "
+            f"Start from the examples: cp rules.example.yaml {path}",
+            file=sys.stderr,
+        )
+        return 1
+    ruleset = rules.load_rules_file(path)  # RuleError (a ValueError) names the rule and the problem
+    for warning in ruleset.warnings:
+        print(f"lectr: warning: {warning}", file=sys.stderr)
+    if ruleset.rules:
+        rows = [(str(r.priority), "on" if r.enabled else "off", r.id, r.name) for r in ruleset.rules]
+        print(_table(("PRIORITY", "ENABLED", "ID", "NAME"), rows), end="")
+    print(f"{path}: {rules.summary(ruleset)}")
     return 0
 
 

@@ -69,6 +69,7 @@ class Event:
     fallback_status: int | None = None
     fallback_error: str | None = None
     fallback_ms: float | None = None
+    rule_changed: bool = False  # the rule applied changed the model or the provider
     lectr_overhead_us: float | None = None  # time in Lectr's own hooks (lectr.addons.timed)
 
 

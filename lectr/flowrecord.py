@@ -34,6 +34,7 @@ class FlowRecord:
     model_actual: str | None = None
     rule_id: str | None = None
     rule_name: str | None = None
+    rule_changed: bool = False  # the rule applied changed the model or the provider (Router)
     route_skip_reason: str | None = None
     skipped_rule_id: str | None = None  # the matching rule that was not applied (route_skip_reason says why)
     original: Original | None = None  # a rule changed the request: what to fall back to, until answered

@@ -65,6 +65,7 @@ class Meter:
             "model_actual": event.model_actual,
             "rule_id": event.rule_id,
             "rule_name": event.rule_name,
+            "routed": event.rule_id is not None and event.rule_changed,  # a fallback cleared rule_id
             "route_skip_reason": event.route_skip_reason,
             "skipped_rule_id": event.skipped_rule_id,
             "fallback_model": event.fallback_model,

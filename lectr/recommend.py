@@ -175,7 +175,7 @@ def recommend(profile: dict, catalog: Catalog | None = None) -> Recommendation |
 def rule_yaml(org: str, feature: str, provider: str, model: str, suggested: str) -> str:
     """The rules-file entry that would apply the recommendation (pick a free priority)."""
     rule = {
-        "name": f"{feature}: {model} -> {suggested}",
+        "name": f"{org} {feature}: {model} -> {suggested}",  # the org too: the same advice may come to two orgs
         "priority": 100,
         "org": org,
         "match": {"feature": feature, "provider": provider, "model": model},

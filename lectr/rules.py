@@ -66,6 +66,11 @@ class RuleSet:
         object.__setattr__(self, "_active", active)
         object.__setattr__(self, "_index", tuple(_condition_index(active, name) for name in _CONDITIONS))
 
+    @property
+    def enabled(self) -> tuple[Rule, ...]:
+        """The rules evaluated, in priority order (a disabled rule is invisible to routing)."""
+        return self._active
+
     def first_match(
         self, org: str | None, feature: str | None, task: str | None, provider: str, model: str
     ) -> Rule | None:
@@ -123,6 +128,20 @@ def parse_rules(text: str, source: str = "rules file") -> RuleSet:
         rules.append(rule)
     rules.sort(key=lambda r: r.priority)
     return RuleSet(tuple(rules), tuple(warnings))
+
+
+def summary(rules: RuleSet) -> str:
+    """How many rules are in force, as the proxy's log and `lectr rules check` say it.
+
+    "6 rules, 0 enabled: ..." rather than "6 rules": a file of examples, all disabled, looks
+    like routing is on when it is not (rules.example.yaml is such a file).
+    """
+    total, enabled = len(rules.rules), len(rules.enabled)
+    count = f"{total} rule{'' if total == 1 else 's'}, {enabled} enabled"
+    if not enabled:
+        how = " (enable one with 'enabled: true', or on the dashboard's Rules page)" if total else ""
+        return f"{count}: every request passes through unchanged{how}"
+    return count
 
 
 def load_rules_file(path: str | Path) -> RuleSet:

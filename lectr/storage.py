@@ -18,15 +18,11 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 import duckdb
 
-from lectr import rulehealth
 from lectr.keys import NewKey, StoredKey
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +215,21 @@ def m007_fallbacks(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE request_logs ADD COLUMN reasoning_tokens BIGINT")
 
 
+def m008_coverage_and_status(con: duckdb.DuckDBPyConnection) -> None:
+    # A rule that changed the model or the provider, and whose target answered. Routing coverage
+    # counts these, not a rule whose target is the request as sent (it routes nothing). Earlier
+    # rows did not record a provider switch: their model tells.
+    con.execute("ALTER TABLE request_logs ADD COLUMN routed BOOLEAN")
+    con.execute(
+        "UPDATE request_logs SET routed = rule_id IS NOT NULL AND model_actual IS DISTINCT FROM model_requested"
+    )
+    # The Overview's status breakdown; and latency percentiles over all orgs together (org_id is
+    # NULL both there and for the traffic no valid key let in, so a flag tells them apart).
+    con.execute("ALTER TABLE dashboard_summaries ADD COLUMN status_code INTEGER")
+    con.execute("ALTER TABLE dashboard_latency ADD COLUMN all_orgs BOOLEAN DEFAULT false")
+    con.execute("DELETE FROM worker_runs WHERE worker = 'aggregate'")  # the next aggregation rebuilds them
+
+
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m001_org_keys,
     m002_request_logs,
@@ -227,6 +238,7 @@ MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m005_overhead,
     m006_price_source,
     m007_fallbacks,
+    m008_coverage_and_status,
 ]
 
 
@@ -317,7 +329,7 @@ def _log_types() -> dict:
         "fallback_status": pa.int32(),
         **{c: pa.int64() for c in ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")},
         **{c: pa.int64() for c in ("request_bytes", "response_bytes")},
-        **{c: pa.bool_() for c in ("provider_unknown", "task_valid", "streaming", "price_known")},
+        **{c: pa.bool_() for c in ("provider_unknown", "task_valid", "streaming", "price_known", "routed")},
     }
 
 
@@ -401,35 +413,14 @@ def aggregate(path: str | Path, now: datetime | None = None, full: bool = False)
         con.execute("BEGIN TRANSACTION")
         written = 0
         for period in ("hour", "day"):
-            since = _bucket_floor(con, period, last - timedelta(hours=1)) if last else datetime(1970, 1, 1)
+            since = bucket_floor(con, period, last - timedelta(hours=1)) if last else datetime(1970, 1, 1)
             con.execute("DELETE FROM dashboard_summaries WHERE period = ? AND bucket_start >= ?", [period, since])
             con.execute("DELETE FROM dashboard_drops WHERE period = ? AND bucket_start >= ?", [period, since])
             con.execute("DELETE FROM dashboard_latency WHERE period = ? AND bucket_start >= ?", [period, since])
-            written += con.execute(
-                f"""
-                INSERT INTO dashboard_summaries BY NAME
-                SELECT '{period}' AS period, date_trunc('{period}', ts) AS bucket_start,
-                       org_id, feature, task, provider, model_actual, rule_id, rule_name,
-                       rule_id IS NOT NULL AS routed,
-                       count(*) AS requests, count(error_category) AS errors,
-                       sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
-                       sum(cost_usd) AS cost_usd, count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_requests,
-                       {_PERCENTILES}
-                FROM request_logs WHERE ts >= ?
-                GROUP BY ALL
-                """,
-                [since],
-            ).fetchone()[0]
-            con.execute(
-                f"""
-                INSERT INTO dashboard_latency BY NAME
-                SELECT '{period}' AS period, date_trunc('{period}', ts) AS bucket_start, org_id,
-                       count(*) AS requests, {_PERCENTILES}
-                FROM request_logs WHERE ts >= ?
-                GROUP BY ALL
-                """,
-                [since],
-            )
+            params = {"since": since}
+            sql = f"INSERT INTO dashboard_summaries BY NAME {summary_select(period)}"
+            written += con.execute(sql, params).fetchone()[0]
+            con.execute(f"INSERT INTO dashboard_latency BY NAME {latency_select(period)}", params)
             con.execute(
                 f"""
                 INSERT INTO dashboard_drops
@@ -443,11 +434,49 @@ def aggregate(path: str | Path, now: datetime | None = None, full: bool = False)
     return written
 
 
-_PERCENTILES = """quantile_cont(latency_ms, 0.5) AS latency_p50_ms, quantile_cont(latency_ms, 0.95) AS latency_p95_ms,
-                       quantile_cont(ttfb_ms, 0.5) AS ttfb_p50_ms, quantile_cont(ttfb_ms, 0.95) AS ttfb_p95_ms"""
+PERCENTILES = """quantile_cont(latency_ms, 0.5) AS latency_p50_ms, quantile_cont(latency_ms, 0.95) AS latency_p95_ms,
+                 quantile_cont(ttfb_ms, 0.5) AS ttfb_p50_ms, quantile_cont(ttfb_ms, 0.95) AS ttfb_p95_ms"""
 
 
-def _bucket_floor(con: duckdb.DuckDBPyConnection, period: str, ts: datetime) -> datetime:
+def summary_select(period: str) -> str:
+    """The dashboard_summaries rows of the request log from `$since` on: what the aggregator
+    stores, and what the dashboard computes itself for the buckets it has not stored yet."""
+    return f"""
+        SELECT '{period}' AS period, date_trunc('{period}', ts) AS bucket_start,
+               org_id, feature, task, provider, model_actual, rule_id, rule_name,
+               coalesce(routed, false) AS routed, status_code,
+               count(*) AS requests, count(error_category) AS errors,
+               sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
+               sum(cost_usd) AS cost_usd, count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_requests,
+               {PERCENTILES}
+        FROM request_logs WHERE ts >= $since
+        GROUP BY ALL
+    """
+
+
+def latency_select(period: str) -> str:
+    """Exact latency percentiles per org, and over all orgs together (all_orgs, org_id NULL), from `$since`
+    on: percentiles of finer rows cannot be combined."""
+    return f"""
+        SELECT '{period}' AS period, date_trunc('{period}', ts) AS bucket_start,
+               org_id, grouping(org_id) = 1 AS all_orgs,
+               count(*) AS requests, {PERCENTILES}
+        FROM request_logs WHERE ts >= $since
+        GROUP BY GROUPING SETS ((bucket_start, org_id), (bucket_start))
+    """
+
+
+def summarised_until(con: duckdb.DuckDBPyConnection, period: str) -> datetime:
+    """The start of the first bucket the summaries may not hold in full: the last aggregation's
+    bucket, less a margin for events written a little after it."""
+    last = _last_run(con, "aggregate")
+    return bucket_floor(con, period, last - SUMMARY_MARGIN) if last else datetime(1970, 1, 1)
+
+
+SUMMARY_MARGIN = timedelta(minutes=5)  # events reach the database within seconds; this is ample
+
+
+def bucket_floor(con: duckdb.DuckDBPyConnection, period: str, ts: datetime) -> datetime:
     return con.execute(f"SELECT date_trunc('{period}', ?::TIMESTAMP)", [ts]).fetchone()[0]
 
 
@@ -570,12 +599,9 @@ def replace_recommendations(path: str | Path, rows: list[dict], now: datetime) -
         con.execute("COMMIT")
 
 
-# --- dashboard reads ---------------------------------------------------------------------
-# Each opens the file read-only for one query (the proxy's writer must never wait long)
-# and returns a pandas DataFrame; pandas comes with Streamlit, and only the dashboard reads these.
-
-NONE = "(none)"  # a filter value meaning "not set" (untagged feature, no task, no rule)
-LOG_FILTERS = ("feature", "task", "provider", "model", "rule", "endpoint", "outcome")
+# Reasons in dropped_events whose rows were stored all the same, without a cost or without
+# tokens (lectr/metering.py): counted there so they can be found, but not lost events.
+STORED_DEGRADED = ("pricing_error", "counting_error")
 
 
 def schema_state(path: str | Path) -> str:
@@ -590,235 +616,6 @@ def schema_state(path: str | Path) -> str:
     if done - known:
         return "newer"
     return "ok" if done == known else "old"
-
-
-def dashboard_orgs(path: str | Path) -> list[str]:
-    """Orgs with a key or with summarised traffic, alphabetically."""
-    sql = """SELECT org_id FROM org_keys UNION SELECT org_id FROM dashboard_summaries WHERE org_id IS NOT NULL
-             ORDER BY org_id"""
-    return _frame(path, sql)["org_id"].tolist()
-
-
-def worker_runs(path: str | Path) -> dict[str, datetime]:
-    """When the writer (heartbeat) and each background job last ran."""
-    frame = _frame(path, "SELECT worker, last_run FROM worker_runs")
-    return dict(zip(frame["worker"], frame["last_run"]))
-
-
-def overview_series(path: str | Path, org: str, since: datetime, period: str) -> "pd.DataFrame":
-    """One row per bucket: volume, errors, tokens and cost from the summaries, and the org's percentiles."""
-    return _frame(
-        path,
-        """
-        WITH totals AS (
-            SELECT bucket_start, sum(requests) AS requests, sum(errors) AS errors,
-                   coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
-                   coalesce(sum(completion_tokens), 0) AS completion_tokens,
-                   coalesce(sum(cost_usd), 0) AS cost_usd, sum(unpriced_requests) AS unpriced_requests,
-                   sum(requests) FILTER (WHERE routed) AS routed_requests
-            FROM dashboard_summaries WHERE period = $period AND org_id = $org AND bucket_start >= $since
-            GROUP BY bucket_start
-        )
-        SELECT t.*, l.latency_p50_ms, l.latency_p95_ms, l.ttfb_p50_ms, l.ttfb_p95_ms
-        FROM totals t LEFT JOIN dashboard_latency l
-          ON l.period = $period AND l.org_id = $org AND l.bucket_start = t.bucket_start
-        ORDER BY t.bucket_start
-        """,
-        {"period": _period(period), "org": org, "since": since},
-    )
-
-
-def overview_breakdown(path: str | Path, org: str, since: datetime, period: str) -> "pd.DataFrame":
-    """Requests, tokens and cost by feature, task, provider, model and rule over the period."""
-    return _frame(
-        path,
-        """
-        SELECT feature, task, provider, model_actual, rule_id, rule_name, routed,
-               sum(requests) AS requests, sum(errors) AS errors,
-               coalesce(sum(prompt_tokens), 0) + coalesce(sum(completion_tokens), 0) AS tokens,
-               coalesce(sum(cost_usd), 0) AS cost_usd
-        FROM dashboard_summaries WHERE period = ? AND org_id = ? AND bucket_start >= ?
-        GROUP BY ALL
-        """,
-        [_period(period), org, since],
-    )
-
-
-# Reasons in dropped_events whose rows were stored all the same, without a cost or without
-# tokens (lectr/metering.py): counted there so they can be found, but not lost events.
-STORED_DEGRADED = ("pricing_error", "counting_error")
-
-
-def dropped_since(path: str | Path, since: datetime) -> int:
-    """Events dropped (queue full, database unavailable) since then, across all orgs."""
-    frame = _frame(
-        path,
-        "SELECT coalesce(sum(events), 0) AS n FROM dropped_events WHERE ts >= ? AND NOT list_contains(?, reason)",
-        [since, list(STORED_DEGRADED)],
-    )
-    return int(frame["n"].iloc[0])
-
-
-def _log_where(org: str, since: datetime, until: datetime | None, filters: dict[str, str]) -> tuple[str, list]:
-    clauses, params = ["org_id = ?", "ts >= ?"], [org, since]
-    if until is not None:
-        clauses.append("ts < ?")
-        params.append(until)
-    columns = {"rule": "rule_name", **{name: name for name in ("feature", "task", "provider", "endpoint")}}
-    for name, value in filters.items():
-        if name not in LOG_FILTERS:
-            raise ValueError(f"unknown request-log filter {name!r}; use one of {', '.join(LOG_FILTERS)}")
-        if value is None:
-            continue
-        if name == "model":
-            clauses.append("(model_actual = ? OR model_requested = ?)")
-            params += [value, value]
-        elif name == "outcome":
-            if value == "ok":
-                clauses.append("error_category IS NULL")
-            elif value == "error":
-                clauses.append("error_category IS NOT NULL")
-            else:
-                clauses.append("error_category = ?")
-                params.append(value)
-        elif value == NONE:
-            clauses.append(f"{columns[name]} IS NULL")
-        else:
-            clauses.append(f"{columns[name]} = ?")
-            params.append(value)
-    return " AND ".join(clauses), params
-
-
-def request_log(
-    path: str | Path,
-    org: str,
-    since: datetime,
-    until: datetime | None = None,
-    filters: dict[str, str] | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> tuple["pd.DataFrame", int]:
-    """One page of the request log, newest first, and the number of rows matching the filters."""
-    where, params = _log_where(org, since, until, filters or {})
-    with connect(path, read_only=True) as con:
-        total = con.execute(f"SELECT count(*) FROM request_logs WHERE {where}", params).fetchone()[0]
-        page = con.execute(
-            f"""
-            SELECT ts, feature, task, endpoint, provider, model_requested, model_actual,
-                   model_actual IS DISTINCT FROM model_requested AS substituted, rule_name,
-                   skipped_rule_id, route_skip_reason,
-                   fallback_model, fallback_status, fallback_error, fallback_ms,
-                   status_code, error_category, streaming,
-                   prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, token_source,
-                   cost_usd, price_source, latency_ms, ttfb_ms, request_id
-            FROM request_logs WHERE {where}
-            ORDER BY ts DESC, request_id LIMIT ? OFFSET ?
-            """,
-            [*params, limit, offset],
-        ).df()
-    return page, total
-
-
-def request_log_choices(path: str | Path, org: str, since: datetime) -> dict[str, list[str]]:
-    """The values each request-log filter can take for this org: from the summaries, so it stays
-    cheap, except the endpoints (the summaries have none), from the request log's one column."""
-    with connect(path, read_only=True) as con:
-        frame = con.execute(
-            """
-            SELECT DISTINCT feature, task, provider, model_actual, rule_name FROM dashboard_summaries
-            WHERE period = 'day' AND org_id = ? AND bucket_start >= date_trunc('day', ?::TIMESTAMP)
-            """,
-            [org, since],
-        ).df()
-        endpoints = con.execute(
-            "SELECT DISTINCT endpoint FROM request_logs WHERE org_id = ? AND ts >= date_trunc('day', ?::TIMESTAMP)",
-            [org, since],
-        ).df()
-    columns = {"feature": "feature", "task": "task", "provider": "provider", "model": "model_actual"}
-    columns["rule"] = "rule_name"
-    found = {name: frame[column] for name, column in columns.items()}
-    found["endpoint"] = endpoints["endpoint"]
-    return {
-        name: sorted(values.dropna().unique()) + ([NONE] if values.isna().any() and name != "model" else [])
-        for name, values in found.items()
-    }
-
-
-def rule_match_counts(path: str | Path, since: datetime) -> dict[str, int]:
-    """Requests each rule was applied to since then, all orgs, by rule id."""
-    frame = _frame(
-        path,
-        """
-        SELECT rule_id, sum(requests) AS requests FROM dashboard_summaries
-        WHERE period = 'hour' AND routed AND bucket_start >= date_trunc('hour', ?::TIMESTAMP) GROUP BY rule_id
-        """,
-        [since],
-    )
-    return {rule_id: int(n) for rule_id, n in zip(frame["rule_id"], frame["requests"])}
-
-
-def rule_health(path: str | Path, since: datetime, recent: datetime) -> "pd.DataFrame":
-    """Per rule in the request log since `since` (applied, fallen back from, or skipped), all orgs:
-
-    - state, by its most recent row: `suspended` (skipped because the rule is suspended, lectr.rulehealth),
-      `failing` (its target failed and the original request answered), else `ok`;
-    - fallbacks and other skips since `recent`, and the last fallback: when, to which model, the error.
-    The request log itself, not the summaries: those know neither fallbacks nor skips.
-    """
-    return _frame(
-        path,
-        """
-        WITH rows AS (
-            SELECT ts, coalesce(rule_id, skipped_rule_id) AS rule_id, fallback_model IS NOT NULL AS fell_back,
-                   starts_with(route_skip_reason, $suspended) AS suspended,
-                   skipped_rule_id IS NOT NULL AND fallback_model IS NULL AS skipped,
-                   route_skip_reason, fallback_model, fallback_status, fallback_error
-            FROM request_logs
-            WHERE ts >= $since AND (rule_id IS NOT NULL OR skipped_rule_id IS NOT NULL)
-        )
-        SELECT rule_id,
-               arg_max(CASE WHEN suspended THEN 'suspended' WHEN fell_back THEN 'failing' ELSE 'ok' END, ts) AS state,
-               count(*) FILTER (WHERE fell_back AND ts >= $recent) AS fallbacks,
-               count(*) FILTER (WHERE skipped AND ts >= $recent) AS skipped,
-               max(ts) FILTER (WHERE fell_back) AS last_fallback_at,
-               arg_max(fallback_model, ts) FILTER (WHERE fell_back) AS last_fallback_model,
-               arg_max_null(fallback_status, ts) FILTER (WHERE fell_back) AS last_fallback_status,
-               arg_max_null(fallback_error, ts) FILTER (WHERE fell_back) AS last_fallback_error,
-               arg_max(route_skip_reason, ts) FILTER (WHERE skipped) AS last_skip_reason
-        FROM rows GROUP BY rule_id ORDER BY rule_id
-        """,
-        {"since": since, "recent": recent, "suspended": rulehealth.SUSPENDED},
-    )
-
-
-def org_recommendations(path: str | Path, org: str) -> "pd.DataFrame":
-    return _frame(
-        path,
-        """
-        SELECT * FROM recommendations WHERE org_id = ?
-        ORDER BY CASE confidence WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END, monthly_saving_usd DESC
-        """,
-        [org],
-    )
-
-
-def org_anomalies(path: str | Path, org: str, limit: int = 200) -> "pd.DataFrame":
-    return _frame(
-        path,
-        "SELECT * FROM anomalies WHERE org_id = ? ORDER BY status = 'open' DESC, last_seen DESC LIMIT ?",
-        [org, limit],
-    )
-
-
-def _frame(path: str | Path, sql: str, params: list | dict | None = None) -> "pd.DataFrame":
-    with connect(path, read_only=True) as con:
-        return con.execute(sql, params or []).df()
-
-
-def _period(period: str) -> str:
-    if period not in ("hour", "day"):
-        raise ValueError(f"period must be 'hour' or 'day', not {period!r}")
-    return period
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:

@@ -82,6 +82,10 @@ def run_anomalies(
             log.warning("could not send the anomaly alert via %s:%s: %s", smtp.host, smtp.port, error)
         for _, row in to_mail:
             row.update(notified_at=now if mailed else row.get("notified_at"), notify_error=error)
+    elif to_mail:  # no failure (mail_error stays None), but the dashboard says why no alert went out
+        reason = alerts.not_configured(smtp or alerts.SmtpSettings())
+        for _, row in to_mail:
+            row.update(notify_error=reason)
     storage.save_anomalies(db, upserts, [a["anomaly_id"] for a in open_by_key.values()], now)
     return AnomalyRun(new, ongoing, len(open_by_key), mailed, error)
 

@@ -4,7 +4,7 @@
 
 1. Builds a DuckDB file (default: a temp file; an existing --db file is reused as it is) with the real
    schema and N synthetic rows spread over the last 30 days, in time order as the proxy writes them
-   ('acme', the org the dashboard opens on, holds about half). Each feature has its task and a main
+   ('acme' holds about half). Each feature has its task and a main
    model, as call sites do; --uncorrelated draws them independently instead, the worst case for the
    summaries (nearly one summary row per request). Then runs the aggregator's first, full pass.
 2. Renders the pages with Streamlit's AppTest (the tests' harness: the script run, without a browser),
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from lectr import keys, storage  # noqa: E402
+from lectr import dashboard_reads, keys, storage  # noqa: E402
 from lectr.rules import TASKS  # noqa: E402
 
 ORGS = ("acme", "globex", "initech")
@@ -129,26 +129,26 @@ def render_scenarios(db: str, runs: int) -> list[tuple[str, list[float], list[fl
         logging.getLogger(f"streamlit.runtime.{name}").disabled = True  # (Streamlit resets log levels)
     at = AppTest.from_file(str(ROOT / "dashboard/app.py"), default_timeout=60)
     print(f"  warm-up run (imports): {timed(at.run)[0]:.1f} s", flush=True)
-    assert at.selectbox(key="org").value == "acme", at.selectbox(key="org").value
+    assert at.selectbox(key="org").value == "All orgs", at.selectbox(key="org").value
 
     def run() -> None:
         at.run()
         assert not at.exception, [e.message for e in at.exception]
 
     results = []
-    # (label, page, {widget key: value}); request-log filters not named are set to All. filter_dates: from that
-    # many days back to today (1 is the default for the 24 h period); set explicitly, as once the Requests page
-    # has been shown the range no longer follows the period.
+    # (label, page, {widget key: value}); request-log filters not named are set to All.
     scenarios = [
-        ("Overview, last 24 h", OVERVIEW, {"period": "Last 24 hours"}),
-        ("Overview, last 30 d", OVERVIEW, {"period": "Last 30 days"}),
-        ("Requests, 2 d, no filter", REQUESTS, {"period": "Last 24 hours", "filter_dates": 1}),
-        ("Requests, 2 d, feature=chat", REQUESTS, {"filter_feature": "chat"}),
-        ("Requests, 2 d, outcome=error", REQUESTS, {"filter_outcome": "error"}),
-        ("Requests, 2 d, model=gpt-4o-mini", REQUESTS, {"filter_model": "gpt-4o-mini"}),
-        ("Requests, 30 d, no filter", REQUESTS, {"period": "Last 30 days", "filter_dates": 30}),
-        ("Requests, 30 d, feature=chat", REQUESTS, {"filter_feature": "chat"}),
-        ("Requests, 30 d, outcome=error", REQUESTS, {"filter_outcome": "error"}),
+        ("Overview, acme, last 24 h", OVERVIEW, {"org": "acme", "period": "Last 24 hours"}),
+        ("Overview, acme, last 30 d", OVERVIEW, {"period": "Last 30 days"}),
+        ("Overview, all orgs, last 30 d", OVERVIEW, {"org": "All orgs"}),
+        ("Requests, acme, 24 h, no filter", REQUESTS, {"org": "acme", "period": "Last 24 hours"}),
+        ("Requests, acme, 24 h, feature=chat", REQUESTS, {"filter_feature": "chat"}),
+        ("Requests, acme, 24 h, outcome=error", REQUESTS, {"filter_outcome": "error"}),
+        ("Requests, acme, 24 h, model=gpt-4o-mini", REQUESTS, {"filter_model": "gpt-4o-mini"}),
+        ("Requests, acme, 30 d, no filter", REQUESTS, {"period": "Last 30 days"}),
+        ("Requests, acme, 30 d, feature=chat", REQUESTS, {"filter_feature": "chat"}),
+        ("Requests, acme, 30 d, outcome=error", REQUESTS, {"filter_outcome": "error"}),
+        ("Requests, all orgs, 30 d, no filter", REQUESTS, {"org": "All orgs"}),
     ]
     page = OVERVIEW
     for label, target, widgets in scenarios:
@@ -156,13 +156,9 @@ def render_scenarios(db: str, runs: int) -> list[tuple[str, list[float], list[fl
             page = target
             at.switch_page(page).run()  # first visit: the page's own imports
         if page == REQUESTS:
-            widgets = {f"filter_{name}": "All" for name in storage.LOG_FILTERS} | widgets
+            widgets = {f"filter_{name}": "All" for name in dashboard_reads.LOG_FILTERS} | widgets
         for key, value in widgets.items():
-            if key == "filter_dates":
-                today = storage.utc_now().date()
-                at.date_input(key=key).set_value((today - timedelta(days=value), today))
-            else:
-                at.selectbox(key=key).set_value(value)
+            at.selectbox(key=key).set_value(value)
         uncached, cached = measure(runs, run)
         if page == OVERVIEW:
             assert "Requests" in [m.label for m in at.metric], "no headline metrics"
@@ -180,7 +176,7 @@ def storage_calls(db: str, runs: int) -> list[tuple[str, list[float]]]:
     day, month = (now - timedelta(hours=24)).replace(minute=0), (now - timedelta(days=30)).replace(hour=0, minute=0)
 
     def log(since, offset=0, **filters):
-        return storage.request_log(db, "acme", since, None, filters, 50, offset)
+        return dashboard_reads.request_log(db, "acme", since, None, filters, 50, offset)
 
     def open_close():
         with storage.connect(db, read_only=True):
@@ -188,17 +184,20 @@ def storage_calls(db: str, runs: int) -> list[tuple[str, list[float]]]:
 
     calls = [
         ("connect(read_only=True) alone", open_close),
-        ("overview_series(24 h, hour)", lambda: storage.overview_series(db, "acme", day, "hour")),
-        ("overview_breakdown(24 h, hour)", lambda: storage.overview_breakdown(db, "acme", day, "hour")),
-        ("overview_series(30 d, day)", lambda: storage.overview_series(db, "acme", month, "day")),
-        ("overview_breakdown(30 d, day)", lambda: storage.overview_breakdown(db, "acme", month, "day")),
-        ("request_log_choices(30 d)", lambda: storage.request_log_choices(db, "acme", month)),
+        ("overview_series(24 h, hour)", lambda: dashboard_reads.overview_series(db, "acme", day, "hour")),
+        ("overview_breakdown(24 h, hour)", lambda: dashboard_reads.overview_breakdown(db, "acme", day, "hour")),
+        ("overview_series(30 d, day)", lambda: dashboard_reads.overview_series(db, "acme", month, "day")),
+        ("overview_breakdown(30 d, day)", lambda: dashboard_reads.overview_breakdown(db, "acme", month, "day")),
+        ("overview_series(30 d, day, all orgs)", lambda: dashboard_reads.overview_series(db, None, month, "day")),
+        ("latency_by_model(24 h)", lambda: dashboard_reads.latency_by_model(db, "acme", day)),
+        ("latency_by_model(30 d)", lambda: dashboard_reads.latency_by_model(db, "acme", month)),
+        ("request_log_choices(30 d)", lambda: dashboard_reads.request_log_choices(db, "acme", month)),
         ("request_log(24 h, feature=chat)", lambda: log(day, feature="chat")),
         ("request_log(30 d, feature=chat)", lambda: log(month, feature="chat")),
         ("request_log(30 d, model=gpt-4o-mini)", lambda: log(month, model="gpt-4o-mini")),
         ("request_log(30 d, outcome=error, page 100)", lambda: log(month, 4950, outcome="error")),
-        ("dropped_since(24 h)", lambda: storage.dropped_since(db, day)),
-        ("worker_runs", lambda: storage.worker_runs(db)),
+        ("dropped_since(24 h)", lambda: dashboard_reads.dropped_since(db, day)),
+        ("worker_runs", lambda: dashboard_reads.worker_runs(db)),
     ]
     results = []
     for label, call in calls:

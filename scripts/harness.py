@@ -88,11 +88,19 @@ def simulator_env(sim_url: str) -> dict[str, str]:
 
 
 def start_lectr(
-    port: int, options: dict, env: dict, log_path: Path, cwd: Path | None = None, host: str = "127.0.0.1"
+    port: int,
+    options: dict,
+    env: dict,
+    log_path: Path,
+    cwd: Path | None = None,
+    host: str = "127.0.0.1",
+    new_session: bool = False,
 ) -> subprocess.Popen:
     """`mitmdump -s addons/lectr.py` on host:port with `--set` options; returns once /healthz answers.
 
     A worker behind HAProxy listens on its own loopback address at HAProxy's port (lectr/haproxy.py).
+    new_session: in a process group of its own, with its children, as a terminal's foreground job is:
+    `os.killpg(proc.pid, signal.SIGINT)` is then a Ctrl-C.
     """
     args = [MITMDUMP, "-s", str(ROOT / "addons" / "lectr.py"), "--listen-host", host, "-p", str(port)]
     for name, value in options.items():
@@ -102,7 +110,9 @@ def start_lectr(
     }
     full_env.update(env)
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd, start_new_session=new_session
+        )
     alive = lambda: proc.poll() is None  # noqa: E731
     try:
         wait_until(

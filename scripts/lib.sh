@@ -60,13 +60,37 @@ install_debs() {
         { echo "Could not install ${missing[*]}." >&2; return 1; }
 }
 
-# prepare_store DB: a rules file to start from, and an org key if DB has none yet.
+# prepare_store DB [RULES]: a rules file to start from, and an org key if DB has none yet.
+# The rules file starts as rules.example.yaml, whose rules are all disabled: nothing is routed
+# until the user enables one, and the message says so.
 prepare_store() {
-    [ -f rules.yaml ] || { cp rules.example.yaml rules.yaml; echo "Created rules.yaml from rules.example.yaml."; }
+    local rules="${2:-rules.yaml}" summary
+    if [ ! -f "$rules" ]; then
+        cp rules.example.yaml "$rules"
+        summary="$(.venv/bin/lectr rules check --file "$rules" 2>&1 | tail -n 1)" || true
+        echo "Created $rules from rules.example.yaml: ${summary#"$rules: "}."
+    fi
+    # `keys list` prints nothing on stdout when there is no key (its note goes to stderr).
     if [ -z "$(.venv/bin/lectr keys list --db "$1" 2>/dev/null)" ]; then
         echo "No org keys yet; creating one for org 'default':"
         .venv/bin/lectr keys create default --db "$1"
     fi
+}
+
+# dashboard_log DB: where the dashboard of DB logs: beside it, named after it (lectr.duckdb:
+# lectr-dashboard.log). One per database, so a second Lectr never writes over a running one's.
+dashboard_log() { echo "${1%.duckdb}-dashboard.log"; }
+
+# listening HOST PORT: something accepts connections there.
+listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# free_port_after PORT [AVOID]: the first port above PORT nothing listens on at 127.0.0.1 (and not AVOID).
+free_port_after() {
+    local port=$(($1 + 1))
+    while [ "$port" -lt 65535 ] && { [ "$port" = "${2:-}" ] || listening 127.0.0.1 "$port"; }; do
+        port=$((port + 1))
+    done
+    echo "$port"
 }
 
 # install_node_sdk: the official Node SDK and the Node it needs (tests/node/package.json) for

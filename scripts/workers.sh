@@ -25,14 +25,14 @@ install_debs haproxy || exit 1
 umask 077
 haproxy="$(command -v haproxy || echo /usr/sbin/haproxy)"
 db="${LECTR_DB:-lectr.duckdb}"
-prepare_store "$db"
+rules="${LECTR_RULES:-rules.yaml}"
+prepare_store "$db" "$rules"
+dashboard_log="$(dashboard_log "$db")"
 dir="${LECTR_WORKERS_DIR:-lectr-workers}"
 mkdir -p "$dir"
 port="${LECTR_PORT:-8080}"
 dashboard_port="${LECTR_DASHBOARD_PORT:-8501}"
 
-# listening HOST PORT: something accepts connections there.
-listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 # wait_listening HOST PORT PID LOG: until PID listens there (30 s at most); a clear error if it does not.
 wait_listening() {
     for _ in $(seq 300); do
@@ -74,7 +74,7 @@ trap 'exit 143' TERM
 for i in "${!hosts[@]}"; do
     w=$((i + 1))
     .venv/bin/mitmdump -s addons/lectr.py --listen-host "${hosts[$i]}" -p "$port" \
-        --set lectr_db="$dir/worker-$w.duckdb" --set lectr_keys_db="$db" \
+        --set lectr_db="$dir/worker-$w.duckdb" --set lectr_keys_db="$db" --set lectr_rules="$rules" \
         --set lectr_aggregate_every=0 --set lectr_anomalies_every=0 --set lectr_recommend_every=0 \
         "$@" >"$dir/worker-$w.log" 2>&1 &
     worker_pids+=($!)
@@ -90,8 +90,8 @@ haproxy_pid=$!
 setsid .venv/bin/lectr jobs --db "$db" --collect "$dir/worker-*.duckdb" >"$dir/jobs.log" 2>&1 &
 jobs_pid=$!
 if [ "${LECTR_DASHBOARD:-1}" != 0 ]; then
-    LECTR_DB="$db" LECTR_RULES=rules.yaml .venv/bin/streamlit run dashboard/app.py \
-        --server.address 127.0.0.1 --server.port "$dashboard_port" >lectr-dashboard.log 2>&1 &
+    LECTR_DB="$db" LECTR_RULES="$rules" .venv/bin/streamlit run dashboard/app.py \
+        --server.address 127.0.0.1 --server.port "$dashboard_port" >"$dashboard_log" 2>&1 &
     dashboard_pid=$!
 fi
 wait_listening 127.0.0.1 "$port" "$haproxy_pid" "$dir/haproxy.log"
@@ -105,7 +105,7 @@ Workers:     ${hosts[0]}-${hosts[$((n - 1))]} port $port, each writing $dir/work
 Main file:   $db (keys; collected events, summaries, anomalies, recommendations; log: $dir/jobs.log)
 More keys:   .venv/bin/lectr keys create ORG --db $db
 MSG
-[ -z "${dashboard_pid:-}" ] || echo "Dashboard:   http://127.0.0.1:$dashboard_port   (log: lectr-dashboard.log)"
+[ -z "${dashboard_pid:-}" ] || echo "Dashboard:   http://127.0.0.1:$dashboard_port   (log: $dashboard_log)"
 echo "Ctrl-C stops everything."
 
 # Until Ctrl-C, or until one of them exits (then everything stops: its log says why).

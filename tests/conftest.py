@@ -131,3 +131,33 @@ def set_rules(lectr: Lectr, text: str) -> None:
     tmp.write_text(text)
     os.replace(tmp, lectr.rules_path)
     wait_until(lambda: lectr.log().count("rules loaded") > before, timeout=5, what="the rules to reload")
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """A database with demo traffic from the real proxy path, and the rules file it was routed by: built
+    once for the dashboard's tests (about 20 s), which read it or work on copies of it."""
+    work = tmp_path_factory.mktemp("demo")
+    db, rules = work / "demo.duckdb", work / "rules.yaml"
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "demo.py"),
+            "--db",
+            str(db),
+            "--rules",
+            str(rules),
+            "--requests",
+            "300",
+            "--spike",
+            "60",
+            "--history-days",
+            "2",
+            "--no-dashboard",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    return db, rules

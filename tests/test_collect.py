@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lectr import collect, storage
+from lectr import collect, dashboard_reads, storage
 
 from conftest import ROOT, wait_until
 
@@ -67,7 +67,7 @@ def test_collect_copies_new_rows_once(tmp_path):
     assert collect.collect(main, [w1, w2]) == 0
     # The workers' newest heartbeat stands in for them on the dashboard.
     (newest,) = query(w1, "SELECT last_run FROM worker_runs WHERE worker = 'writer'")[0]
-    assert storage.worker_runs(main)["writer"] == newest
+    assert dashboard_reads.worker_runs(main)["writer"] == newest
     # Collected rows are the aggregator's like any others.
     storage.aggregate(main)
     assert query(main, "SELECT sum(requests) FROM dashboard_summaries WHERE period = 'day'") == [(8,)]

@@ -7,10 +7,11 @@ figures each page shows are checked against SQL on the same file.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -21,41 +22,16 @@ import yaml
 from openai import OpenAI
 from streamlit.testing.v1 import AppTest
 
-from lectr import pricing, rulehealth, rulesfile, storage
+from lectr import dashboard_reads, pricing, rulehealth, rulesfile, storage
 from lectr.pricefile import PriceList
 from lectr.rules import load_rules_file
 
 from conftest import ROOT, start_lectr, stop, wait_until
 
+sys.path.insert(0, str(ROOT / "dashboard"))
+import common  # noqa: E402
+
 APP = str(ROOT / "dashboard" / "app.py")
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """A database with demo traffic from the real proxy path, and the rules file it was routed by."""
-    work = tmp_path_factory.mktemp("demo")
-    db, rules = work / "demo.duckdb", work / "rules.yaml"
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "demo.py"),
-            "--db",
-            str(db),
-            "--rules",
-            str(rules),
-            "--requests",
-            "300",
-            "--spike",
-            "60",
-            "--history-days",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    return db, rules
 
 
 @pytest.fixture
@@ -84,11 +60,6 @@ def since_24h() -> datetime:
     return (storage.utc_now() - timedelta(hours=24)).replace(minute=0, second=0, microsecond=0)
 
 
-def log_start() -> datetime:
-    """The request log's time range is in whole days: from the start of the period's first day."""
-    return datetime.combine(since_24h().date(), time.min)
-
-
 def form(at: AppTest, name: str, field: str) -> str:
     """A rules-page form widget's key: it carries the rules file's version (see dashboard/views/rules.py)."""
     return f"{name}_{rulesfile.read(at.rules).signature[:8]}_{field}"
@@ -103,13 +74,22 @@ def no_errors(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
+def table_with(at: AppTest, column: str) -> pd.DataFrame:
+    """The page's data frame that has this column."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
 def test_overview_shows_the_orgs_figures_from_the_summaries(app):
     no_errors(app)
-    assert app.selectbox(key="org").options == ["acme", "globex", "initech"]
+    assert app.selectbox(key="org").options == ["All orgs", "acme", "globex", "initech"]
+    assert app.title[0].value == "Overview · all orgs"  # the first thing a user sees: everything
+    app.selectbox(key="org").set_value("acme").run()
+    no_errors(app)
     assert app.title[0].value == "Overview · acme"
-    [(requests, routed, errors, cost)] = sql(
+    [(requests, routed, matched, errors, cost)] = sql(
         app.db,
-        "SELECT count(*), count(rule_id), count(error_category), sum(cost_usd) FROM request_logs "
+        "SELECT count(*), count(*) FILTER (WHERE routed), count(rule_id), count(error_category), sum(cost_usd) "
+        "FROM request_logs "
         "WHERE org_id = 'acme' AND ts >= ?",
         [since_24h()],
     )
@@ -117,7 +97,7 @@ def test_overview_shows_the_orgs_figures_from_the_summaries(app):
     assert metric(app, "Routing coverage") == f"{100 * routed / requests:.1f}%"
     assert metric(app, "Error rate") == f"{100 * errors / requests:.1f}%"
     assert metric(app, "Cost") == f"${cost:,.2f}"
-    coverage = app.dataframe[0].value.set_index("rule")
+    coverage = table_with(app, "rule").set_index("rule")
     assert (
         coverage.loc["Downgrade classifiers to mini", "requests"]
         == sql(
@@ -127,8 +107,17 @@ def test_overview_shows_the_orgs_figures_from_the_summaries(app):
             [since_24h()],
         )[0][0]
     )
-    assert coverage.loc["passed through (no rule)", "requests"] == requests - routed
-    assert len(app.get("vega_lite_chart")) == 8  # six time series, cost by feature, cost by model
+    # A rule whose target is the request's own model matched, and changed nothing: not coverage.
+    [(kept,)] = sql(
+        app.db,
+        "SELECT count(*) FROM request_logs WHERE org_id = 'acme' AND ts >= ? AND rule_name = 'Keep reasoning on o3'",
+        [since_24h()],
+    )
+    assert kept > 0 and coverage.loc["Keep reasoning on o3 (matched, changed nothing)", "requests"] == kept
+    assert "Keep reasoning on o3" not in coverage.index
+    assert coverage.loc["passed through (no rule)", "requests"] == requests - matched
+    # six time series, cost by feature, cost by model
+    assert len(app.get("vega_lite_chart")) == 8
     assert not app.warning  # the demo's proxy wrote a moment ago, and nothing was dropped
 
 
@@ -151,9 +140,10 @@ def test_degradation_banners_for_dropped_events_and_a_silent_proxy(app, monkeypa
 
 
 def test_request_log_filters_and_pages_in_sql(app):
+    app.selectbox(key="org").set_value("acme")
     app.switch_page("views/requests.py").run()
     no_errors(app)
-    [(total,)] = sql(app.db, "SELECT count(*) FROM request_logs WHERE org_id = 'acme' AND ts >= ?", [log_start()])
+    [(total,)] = sql(app.db, "SELECT count(*) FROM request_logs WHERE org_id = 'acme' AND ts >= ?", [since_24h()])
     assert f"{total:,} requests match" in app.caption[0].value
     assert len(app.dataframe[0].value) == 50
     app.number_input(key="page").set_value(3).run()
@@ -161,7 +151,7 @@ def test_request_log_filters_and_pages_in_sql(app):
         app.db,
         "SELECT request_id FROM request_logs WHERE org_id = 'acme' AND ts >= ? "
         "ORDER BY ts DESC, request_id LIMIT 50 OFFSET 100",
-        [log_start()],
+        [since_24h()],
     )
     assert list(app.dataframe[0].value["request_id"]) == [r for (r,) in third]
     app.number_input(key="page").set_value(1).run()
@@ -174,7 +164,7 @@ def test_request_log_filters_and_pages_in_sql(app):
         app.db,
         "SELECT count(*) FROM request_logs WHERE org_id = 'acme' AND ts >= ? AND "
         "task = 'classification' AND rule_name = 'Downgrade classifiers to mini'",
-        [log_start()],
+        [since_24h()],
     )
     assert expected > 0 and f"{expected:,} requests match" in app.caption[0].value
     assert set(rows["task"]) == {"classification"}
@@ -189,13 +179,13 @@ def test_request_log_filters_and_pages_in_sql(app):
     assert len(rows) and set(rows["status_code"]) == {429}
 
     app.selectbox(key="filter_outcome").set_value("All")
-    assert "(none)" not in app.selectbox(key="filter_feature").options  # acme tags every request
+    assert "(untagged)" not in app.selectbox(key="filter_feature").options  # acme tags every request
     app.selectbox(key="org").set_value("initech").run()
     app.selectbox(key="filter_feature").set_value("(none)").run()
     [(untagged,)] = sql(
         app.db,
         "SELECT count(*) FROM request_logs WHERE org_id = 'initech' AND ts >= ? AND feature IS NULL",
-        [log_start()],
+        [since_24h()],
     )
     assert untagged > 0 and f"{untagged:,} requests match" in app.caption[0].value
     assert set(app.dataframe[0].value["feature"]) == {"(untagged)"}
@@ -215,7 +205,7 @@ def test_rules_page_lists_rules_with_match_counts(app):
         )
     )
     assert counts  # the demo's traffic was routed
-    assert dict(zip(table["name"], table["24 h"])) == {r.name: counts.get(r.id, 0) for r in file_rules}
+    assert dict(zip(table["name"], table["matched"])) == {r.name: counts.get(r.id, 0) for r in file_rules}
 
 
 def test_rules_are_created_edited_reordered_toggled_and_deleted_in_the_file(app):
@@ -282,6 +272,7 @@ def test_rule_validation_messages(app):
 
 
 def test_recommendations_show_evidence_and_become_disabled_or_enabled_rules(app):
+    app.selectbox(key="org").set_value("acme")
     app.switch_page("views/recommendations.py").run()
     no_errors(app)
     stored = sql(
@@ -292,11 +283,14 @@ def test_recommendations_show_evidence_and_become_disabled_or_enabled_rules(app)
     )
     assert stored
     assert all(model != "o3" for _, model, *_ in stored)  # research is reasoning: never downgraded
-    saving = sum(row[4] for row in stored)
-    assert metric(app, "Estimated saving if all are applied") == f"${saving:,.2f} / month"
+    for level in ("high", "medium", "low"):  # a saving per confidence level, never added across them
+        same = [row[4] for row in stored if row[3] == level]
+        label = f"{level.capitalize()} confidence · {len(same)} recommendation{'' if len(same) == 1 else 's'}"
+        assert metric(app, label) == f"${sum(same):,.2f} / month"
     feature, current, suggested, confidence, _, rule_yaml = stored[0]
-    assert f"**{feature}** · `{current}` → `{suggested}`" in app.markdown[0].value
-    assert f"confidence **{confidence}**" in app.markdown[0].value
+    head = next(m.value for m in app.markdown if "· confidence **" in m.value)
+    assert f"**{feature}** · `{current}` → `{suggested}`" in head
+    assert f"confidence **{confidence}**" in head
 
     app.button(key="rec_add_0").click().run()
     assert any("disabled: review it on the Rules page" in s.value for s in app.success)
@@ -313,14 +307,21 @@ def test_recommendations_show_evidence_and_become_disabled_or_enabled_rules(app)
 
 
 def test_anomalies_show_the_cost_spike_and_the_alert_state(app):
+    app.selectbox(key="org").set_value("acme")
     app.switch_page("views/anomalies.py").run()
     no_errors(app)
     table = app.dataframe[0].value
     stored = sql(app.db, "SELECT metric, observed, severity FROM anomalies WHERE org_id = 'acme' AND status = 'open'")
     assert metric(app, "Open") == str(len(stored))
-    spike = table[(table["metric"] == "cost_usd") & (table["scope"] == "whole org")].iloc[0]
-    assert spike["observed"] > spike["expected"] and spike["severity"] in ("warning", "critical")
-    assert set(table["alert"]) == {"not sent"}  # no mail server configured in the demo
+    [(observed, expected)] = sql(
+        app.db,
+        "SELECT observed, expected FROM anomalies WHERE org_id = 'acme' AND feature IS NULL AND metric = 'cost_usd'",
+    )
+    spike = table[(table["metric"] == "cost") & (table["scope"] == "whole org")].iloc[0]
+    assert observed > expected and spike["severity"] in ("warning", "critical")
+    assert (spike["observed"], spike["expected"]) == (common.usd(observed), common.usd(expected))  # $2.04, $0.21
+    # No mail server configured in the demo, and the page says so.
+    assert set(table["alert"]) == {"not sent: no mail server set up"}
 
 
 def test_a_missing_an_empty_and_an_old_database_get_a_message_not_a_traceback(monkeypatch, tmp_path):
@@ -365,7 +366,7 @@ def test_a_database_locked_by_another_process_is_waited_out_with_a_notice(app):
         holder.wait()
     app.run()
     no_errors(app)
-    assert app.title[0].value == "Anomalies · acme"
+    assert app.title[0].value == "Anomalies · all orgs"
 
 
 def test_a_rule_saved_in_the_dashboard_routes_the_running_proxys_next_request(simulator_process, tmp_path, monkeypatch):
@@ -393,7 +394,7 @@ def test_a_rule_saved_in_the_dashboard_routes_the_running_proxys_next_request(si
         assert [r["body"]["model"] for r in sim.received()] == ["gpt-4o-mini"]
     finally:
         stop(lectr.proc)
-    assert re.search(r"rules loaded from .*rules.yaml: 1 rules", lectr.log())
+    assert re.search(r"rules loaded from .*rules.yaml: 1 rule, 1 enabled", lectr.log())
 
 
 # --- rule health, fallbacks and endpoints, on rows written here ------------------------------
@@ -412,7 +413,7 @@ NO_KEY = "rule 'digest-on-groq' targets groq, but Lectr has no groq key configur
 LOG_COLUMNS = (
     "ts request_id org_id endpoint provider model_requested model_actual rule_id rule_name route_skip_reason "
     "skipped_rule_id fallback_model fallback_status fallback_error fallback_ms feature task streaming status_code "
-    "error_category latency_ms ttfb_ms prompt_tokens completion_tokens reasoning_tokens cost_usd price_source"
+    "error_category latency_ms ttfb_ms prompt_tokens completion_tokens reasoning_tokens cost_usd price_source routed"
 ).split()
 
 
@@ -440,7 +441,7 @@ def log_row(minutes_ago: float, **fields) -> dict:
 
 
 def applied(minutes_ago: float, rule: str, name: str, model: str, **fields) -> dict:
-    return log_row(minutes_ago, rule_id=rule, rule_name=name, model_actual=model, **fields)
+    return log_row(minutes_ago, rule_id=rule, rule_name=name, model_actual=model, routed=model != "gpt-4o", **fields)
 
 
 def fell_back(minutes_ago: float, rule: str, target: str, status: int | None, error: str, **fields) -> dict:
@@ -489,7 +490,7 @@ def health_app(monkeypatch, tmp_path):
 
 def test_rule_health_reads_each_rules_latest_row_and_its_fallbacks(health_app):
     now = storage.utc_now()
-    health = storage.rule_health(health_app.db, now - timedelta(days=7), now - timedelta(hours=24))
+    health = dashboard_reads.rule_health(health_app.db, now - timedelta(days=7), now - timedelta(hours=24))
     by_rule = health.set_index("rule_id")
     assert dict(by_rule["state"]) == {
         "cheap-nano": "suspended",
@@ -505,7 +506,7 @@ def test_rule_health_reads_each_rules_latest_row_and_its_fallbacks(health_app):
     assert pd.isna(by_rule.loc["flaky-mini", "last_fallback_status"])  # no response at all
     assert by_rule.loc["digest-on-groq", "last_skip_reason"] == NO_KEY
     # Only the rows since `since`: a rule whose last request is older has no health yet.
-    recent = storage.rule_health(health_app.db, now - timedelta(minutes=7), now - timedelta(hours=24))
+    recent = dashboard_reads.rule_health(health_app.db, now - timedelta(minutes=7), now - timedelta(hours=24))
     assert dict(recent.set_index("rule_id")["state"]) == {
         "cheap-nano": "suspended",
         "digest-on-groq": "ok",
@@ -587,10 +588,8 @@ def test_a_target_model_priced_in_the_users_price_file_is_not_unknown(health_app
 def test_request_log_filters_by_endpoint_and_shows_fallbacks_and_skips(health_app):
     health_app.switch_page("views/requests.py").run()
     no_errors(health_app)
-    [(total,)] = sql(health_app.db, "SELECT count(*) FROM request_logs WHERE ts >= ?", [log_start()])
-    assert (
-        total >= 14 and f"{total} requests match" in health_app.caption[0].value
-    )  # 15 from 06:00 UTC; before, the 30-hour-old row is out of range
+    [(total,)] = sql(health_app.db, "SELECT count(*) FROM request_logs WHERE ts >= ?", [since_24h()])
+    assert total >= 14 and f"{total} requests match" in health_app.caption[0].value  # not the 30-hour-old row
     endpoint = health_app.selectbox(key="filter_endpoint")
     assert endpoint.options == ["All", "/chat/completions", "/embeddings", "/responses", "(none)"]
 
@@ -618,3 +617,114 @@ def test_request_log_filters_by_endpoint_and_shows_fallbacks_and_skips(health_ap
     rows = health_app.dataframe[0].value.set_index("request_id")
     assert rows.loc["r1-chat-", "fallback"] == "gpt-4o-mini: no response · 850 ms"
     assert (rows.loc["r30-chat-", "route"], rows.loc["r30-chat-", "rule"]) == ("⇄", "Flaky mini")
+
+
+# --- one window, every page; all orgs; a request's detail (issue 15) ---------------------------
+
+
+def window_start(days: int) -> datetime:
+    """The sidebar's window, as every page counts it: from the whole hour `days` before."""
+    return (storage.utc_now() - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
+
+
+def requests_on_both_pages(at: AppTest) -> tuple[str, str]:
+    """The Overview's request count, and the count in the Requests page's caption."""
+    at.switch_page("views/overview.py").run()
+    no_errors(at)
+    overview = metric(at, "Requests")
+    at.switch_page("views/requests.py").run()
+    no_errors(at)
+    log = re.match(r"([\d,]+) requests? match", at.caption[0].value).group(1)
+    return overview, log
+
+
+def test_every_page_counts_the_same_window_before_and_after_the_aggregator_runs(app):
+    # Requests written since the last aggregation (it runs once a minute), and refused ones.
+    late = [log_row(0.5 + i / 10, feature="late") for i in range(5)]
+    refused = [
+        log_row(1 + i / 10, org_id=None, status_code=401, error_category="auth", model_actual=None, cost_usd=None)
+        for i in range(3)
+    ]
+    storage.append_request_logs(app.db, late + refused)
+    st.cache_data.clear()
+    for org, period, days in (("acme", "Last 24 hours", 1), ("acme", "Last 7 days", 7), ("All orgs", "Last 7 days", 7)):
+        app.selectbox(key="org").set_value(org)
+        app.selectbox(key="period").set_value(period)
+        scope = "TRUE" if org == "All orgs" else "org_id = 'acme'"
+        [(expected,)] = sql(
+            app.db, f"SELECT count(*) FROM request_logs WHERE {scope} AND ts >= ?", [window_start(days)]
+        )
+        assert requests_on_both_pages(app) == (f"{expected:,}", f"{expected:,}"), (org, period)
+
+    [(no_key,)] = sql(app.db, "SELECT count(*) FROM request_logs WHERE org_id IS NULL AND ts >= ?", [window_start(7)])
+    assert no_key >= 3  # the demo's own wrong keys, and these
+    app.switch_page("views/overview.py").run()
+    by_org = table_with(app, "org").set_index("org")
+    assert by_org.loc["(no valid key)", "requests"] == no_key
+    assert metric(app, "Failed auth") == f"{no_key:,}"
+    app.switch_page("views/requests.py").run()
+    app.selectbox(key="filter_outcome").set_value("auth").run()
+    rows = app.dataframe[0].value
+    assert set(rows["org"]) == {"(no valid key)"} and set(rows["status"]) <= {"401 auth", "429 auth"}
+
+
+def test_a_rule_whose_target_is_the_request_as_sent_is_stored_unrouted(demo):
+    # The demo's traffic went through the real proxy: the rule keeping o3 on o3 matched, and changed nothing.
+    db, _ = demo
+    by_rule = dict(sql(db, "SELECT rule_id, bool_and(routed) FROM request_logs WHERE rule_id IS NOT NULL GROUP BY 1"))
+    assert by_rule["keep-reasoning-on-o3"] is False
+    assert by_rule["downgrade-classifiers-to-mini"] is True
+    assert sql(db, "SELECT count(*) FROM request_logs WHERE rule_id IS NULL AND routed")[0][0] == 0
+
+
+def test_a_week_on_the_time_axis_is_labelled_by_date(app):
+    def x_axis_formats() -> set[str]:
+        specs = [json.loads(chart.proto.spec) for chart in app.get("vega_lite_chart")]
+        return {
+            spec["encoding"]["x"]["axis"]["format"] for spec in specs if spec["encoding"]["x"]["type"] == "temporal"
+        }
+
+    assert x_axis_formats() == {"%H:%M"}  # a day: hours
+    app.selectbox(key="period").set_value("Last 7 days").run()
+    assert x_axis_formats() == {"%b %d"}  # a week: dates, not "12 PM" at every tick
+
+
+def test_a_request_opens_into_every_stored_column(health_app):
+    health_app.selectbox(key="org").set_value("acme")
+    health_app.switch_page("views/requests.py").run()
+    health_app.text_input(key="request_id").set_value("r6-search-").run()
+    no_errors(health_app)
+    shown = pd.concat([t.value for t in health_app.table])["value"]
+    [columns] = sql(
+        health_app.db, "SELECT list(column_name) FROM information_schema.columns WHERE table_name = 'request_logs'"
+    )
+    assert len(shown) == len(columns[0])  # every stored column, once
+    assert shown["fallback: the target that failed"] == "gpt-5-nano"
+    assert shown["fallback: its status"] == "404"
+    assert shown["fallback: its error"] == NOT_FOUND
+    assert shown["rule matched, not applied"] == "cheap-nano"
+    assert shown["price from"] == "bundled" and shown["cost"] == "$0.0007"
+    assert shown["tokens counted by"] == "–"  # NULL: a dash, never "None"
+    assert health_app.subheader[0].value == "Request r6-search-"
+
+    health_app.text_input(key="request_id").set_value("no-such-request").run()
+    assert any("No request with id `no-such-request`" in w.value for w in health_app.warning)
+    storage.append_request_logs(health_app.db, [log_row(2, org_id="globex", feature="other")])
+    storage.aggregate(health_app.db)
+    st.cache_data.clear()
+    health_app.run()
+    health_app.selectbox(key="org").set_value("globex").run()
+    health_app.text_input(key="request_id").set_value("r6-search-").run()
+    assert any("is not globex's" in w.value for w in health_app.warning) and not health_app.table
+
+
+def test_money_and_widths_read_whole():
+    values = (0, 1234.5, 0.56, 0.0999, 0.0123, 0.0007, 0.000042, 0.00000012, None)
+    assert [common.usd(v) for v in values] == [
+        "$0.00", "$1,234.50", "$0.56", "$0.10", "$0.012", "$0.0007", "$0.000042", "$0.00000012", "–",
+    ]  # fmt: skip
+    # Chromium measures this 424.3 px in the grid's font, and the grid pads 8 px a side.
+    when = "feature=support-bot, task=classification, provider=openai, model=gpt-4o"
+    assert 424.3 + 16 <= common.fit([when]) <= 424.3 + 16 + 12  # whole, and not much wider
+    assert common.fit(["gpt-4o", "llama-3.3-70b-versatile"], "model") > common.fit(["gpt-4o"], "model")
+    assert common.fit([], "tokens in / out") == common.fit(["ok"], "tokens in / out")  # the header counts

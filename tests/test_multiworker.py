@@ -21,7 +21,7 @@ import pytest
 from harness import haproxy_binary, start_haproxy, start_lectr
 from mitmproxy.test import taddons, tflow
 
-from lectr import collect, haproxy, keys, storage, workers
+from lectr import collect, dashboard_reads, haproxy, keys, storage, workers
 from lectr.addons import PRESENTED_KEY, RECORD
 from lectr.addons.auth import Auth
 from lectr.flowrecord import FlowRecord
@@ -144,9 +144,9 @@ def test_requests_spread_over_workers_and_collected_once(farm):
         assert query(farm.main_db, summed) == [(total,)]
     # What the dashboard reads, unchanged, from the main file.
     now = storage.utc_now()
-    breakdown = storage.overview_breakdown(farm.main_db, "acme", now - timedelta(hours=2), "hour")
+    breakdown = dashboard_reads.overview_breakdown(farm.main_db, "acme", now - timedelta(hours=2), "hour")
     assert breakdown["requests"].sum() == total
-    assert now - storage.worker_runs(farm.main_db)["writer"] < timedelta(minutes=1)  # the workers' heartbeat
+    assert now - dashboard_reads.worker_runs(farm.main_db)["writer"] < timedelta(minutes=1)  # the workers' heartbeat
 
 
 def test_requests_for_lectr_itself_are_answered_not_forwarded_in_a_loop(farm):

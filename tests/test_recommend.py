@@ -10,10 +10,10 @@ from genai_prices import data_snapshot
 from genai_prices.data_snapshot import DataSnapshot
 from genai_prices.types import ClauseEquals, ModelPrice
 
-from lectr import families, pricing
+from lectr import families, pricing, rulesfile
 from lectr.families import TiersError, load_tiers, parse_tiers
 from lectr.pricefile import PriceList
-from lectr.recommend import judge, recommend, recommend_all
+from lectr.recommend import judge, recommend, recommend_all, rule_yaml
 from lectr.rules import parse_rules
 from lectr.usage import Usage
 
@@ -328,3 +328,14 @@ def test_a_bad_tiers_file_says_what_is_wrong(text, match):
 def test_a_missing_tiers_file_says_how_to_fix_it(tmp_path):
     with pytest.raises(TiersError, match="cannot read the tiers file .* fix or unset LECTR_TIERS"):
         load_tiers(tmp_path / "nope.yaml")
+
+
+def test_the_same_advice_for_two_orgs_becomes_two_rules_side_by_side():
+    rules: list[dict] = []
+    for org in ("acme", "globex"):
+        rule = rulesfile.from_recommendation(rules, rule_yaml(org, "bot", "openai", "gpt-4o", "gpt-4o-mini"), False)
+        rules = rulesfile.put(rules, rule)
+    assert [(r["org"], r["name"]) for r in rules] == [
+        ("acme", "acme bot: gpt-4o -> gpt-4o-mini"),
+        ("globex", "globex bot: gpt-4o -> gpt-4o-mini"),
+    ]

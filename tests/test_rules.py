@@ -1,9 +1,10 @@
 import random
+from pathlib import Path
 
 import pytest
 import yaml
 
-from lectr.rules import RuleError, RuleSet, load_rules_file, parse_rules
+from lectr.rules import RuleError, RuleSet, load_rules_file, parse_rules, summary
 
 VALID = """
 rules:
@@ -101,10 +102,44 @@ def test_unknown_task_is_a_warning_not_an_error():
     assert "translation" in rules.warnings[0]
 
 
-def test_example_rules_file_is_valid():
+def test_example_rules_file_is_valid_and_routes_nothing_as_shipped():
     rules = load_rules_file("rules.example.yaml")
     assert len(rules.rules) >= 5
     assert rules.warnings == ()
+    # Examples only, every one disabled: a fresh copy (run.sh's rules.yaml) changes no request.
+    assert rules.enabled == ()
+    assert rules.first_match(None, None, None, "openai", "o3") is None
+    assert summary(rules) == (
+        f"{len(rules.rules)} rules, 0 enabled: every request passes through unchanged "
+        "(enable one with 'enabled: true', or on the dashboard's Rules page)"
+    )
+
+
+def test_example_rules_once_enabled_route_as_their_comments_say():
+    rules = parse_rules(Path("rules.example.yaml").read_text().replace("enabled: false", "enabled: true"))
+    assert rules.enabled == rules.rules and rules.warnings == ()
+    assert summary(rules) == f"{len(rules.rules)} rules, {len(rules.rules)} enabled"
+
+    def target(feature, task, model):
+        rule = rules.first_match(None, feature, task, "openai", model)
+        return rule and (rule.target_provider, rule.target_model)
+
+    assert target("support-bot", "classification", "gpt-4o") == ("openai", "gpt-4o-mini")
+    assert target(None, "extraction", "gpt-4o") == (None, "gpt-4o-mini")
+    assert target(None, "reasoning", "o3") == (None, "o3")  # first match: kept on o3...
+    assert target(None, None, "o3") == (None, "gpt-4.1")  # ...and the rest of o3's traffic moved down
+    assert target(None, None, "gpt-4o") is None
+
+
+def test_summary_says_how_many_rules_are_enabled():
+    assert summary(RuleSet()) == "0 rules, 0 enabled: every request passes through unchanged"
+    one_of_two = parse_rules(
+        "rules:\n  - {name: a, priority: 1, target: {model: m}}\n"
+        "  - {name: b, priority: 2, enabled: false, target: {model: m}}\n"
+    )
+    assert summary(one_of_two) == "2 rules, 1 enabled"
+    assert [r.name for r in one_of_two.enabled] == ["a"]
+    assert summary(parse_rules("rules:\n  - {name: a, priority: 1, target: {model: m}}\n")) == "1 rule, 1 enabled"
 
 
 def test_indexed_first_match_agrees_with_trying_each_rule_in_order():

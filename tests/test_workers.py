@@ -32,6 +32,7 @@ def log_row(ts: datetime, **values) -> dict:
         "model_actual": "gpt-4o",
         "rule_id": None,
         "rule_name": None,
+        "routed": False,
         "route_skip_reason": None,
         "passthrough_reason": None,
         "feature": "support",
@@ -83,30 +84,38 @@ def test_aggregator_summarises_by_period_and_dimensions(tmp_path):
                 completion_tokens=None,
             )
         ]
-        + [log_row(hour + timedelta(hours=1), rule_id="r1", model_actual="gpt-4o-mini", cost_usd=0.001)],
+        + [log_row(hour + timedelta(hours=1), rule_id="r1", model_actual="gpt-4o-mini", routed=True, cost_usd=0.001)],
     )
     storage.append_request_logs(db, [], {"queue_full": 7})
-    assert workers.run_aggregate(db, NOW) == 4  # 2 hour rows + 2 day rows
+    # Per period: the first hour's 200s and its 500 (rows by status code), and the routed request.
+    assert workers.run_aggregate(db, NOW) == 6
     by_hour = query(
         db,
-        "SELECT bucket_start, routed, model_actual, requests, errors, prompt_tokens, cost_usd, unpriced_requests,"
-        " latency_p50_ms FROM dashboard_summaries WHERE period = 'hour' ORDER BY bucket_start",
+        "SELECT bucket_start, routed, model_actual, sum(requests), sum(errors), sum(prompt_tokens), sum(cost_usd),"
+        " sum(unpriced_requests) FROM dashboard_summaries WHERE period = 'hour' GROUP BY ALL ORDER BY bucket_start",
     )
-    assert by_hour[0][:8] == (hour, False, "gpt-4o", 11, 1, 5000, pytest.approx(0.1), 1)
-    assert by_hour[0][8] == pytest.approx(60.0)  # the median of 10, 20, ..., 100 and the error row's 100
+    assert by_hour[0] == (hour, False, "gpt-4o", 11, 1, 5000, pytest.approx(0.1), 1)
     assert by_hour[1][:4] == (hour + timedelta(hours=1), True, "gpt-4o-mini", 1)
-    (day,) = query(db, "SELECT requests, errors FROM dashboard_summaries WHERE period = 'day' AND NOT routed")
+    statuses = query(
+        db, "SELECT status_code, requests, latency_p50_ms FROM dashboard_summaries WHERE period = 'hour' AND NOT routed"
+    )
+    assert sorted(statuses) == [(200, 10, pytest.approx(55.0)), (500, 1, pytest.approx(100.0))]
+    (day,) = query(db, "SELECT sum(requests), sum(errors) FROM dashboard_summaries WHERE period = 'day' AND NOT routed")
     assert day == (11, 1)
     assert query(db, "SELECT sum(events) FROM dashboard_drops WHERE period = 'day'") == [(7,)]
 
     (rule,) = query(db, "SELECT rule_id, requests FROM dashboard_summaries WHERE period = 'hour' AND routed")
     assert rule == ("r1", 1)
     # The org's own percentiles per bucket, not a mix of the finer rows' percentiles.
-    (latency,) = query(
-        db, "SELECT requests, latency_p50_ms, latency_p95_ms FROM dashboard_latency WHERE period = 'day'"
+    latency = query(
+        db,
+        "SELECT all_orgs, requests, latency_p50_ms, latency_p95_ms FROM dashboard_latency WHERE period = 'day' "
+        "ORDER BY all_orgs",
     )
-    # 10, 20, ..., 100 and two rows at 100: the median is between 60 and 70, the p95 among the 100s.
-    assert latency == (12, pytest.approx(65.0), pytest.approx(100.0))
+    # 10, 20, ..., 100 and two rows at 100: the median is between 60 and 70, the p95 among the 100s. One org
+    # here, so all orgs together have the same figures.
+    expected = (12, pytest.approx(65.0), pytest.approx(100.0))
+    assert latency == [(False, *expected), (True, *expected)]
 
     write(db, [log_row(hour + timedelta(hours=1, minutes=30), rule_id="r1", model_actual="gpt-4o-mini")])
     workers.run_aggregate(db, NOW + timedelta(minutes=1))  # a second run recomputes, never double counts

@@ -1,4 +1,8 @@
-"""Overview: volume, cost, tokens, errors, latency and routing coverage, from the summaries only."""
+"""Overview: volume, cost, tokens, errors, latency and routing coverage, against the period before.
+
+Read from the summaries (and, for the minutes since the last aggregation, from the request log
+itself), so the figures here are the Requests page's to the request.
+"""
 
 from __future__ import annotations
 
@@ -7,55 +11,61 @@ import common
 import pandas as pd
 import streamlit as st
 
+NO_KEY = "(no valid key)"  # the org of requests Lectr refused: they never had one
+
 ctx = common.context()
-org = common.require_org(ctx)
-st.title(f"Overview · {org}")
+st.title(f"Overview · {ctx.scope}")
 
 
 @st.fragment(run_every=common.REFRESH_SECONDS)
 def overview() -> None:
     ctx = common.context()
-    series = common.read("overview_series", ctx.db, org, ctx.since, ctx.bucket)
-    breakdown = common.read("overview_breakdown", ctx.db, org, ctx.since, ctx.bucket)
+    # This period and the one before it, in one read: the headline compares them.
+    both = common.read("overview_series", ctx.db, ctx.org, ctx.since - ctx.span, ctx.bucket)
+    series, before = both[both["bucket_start"] >= ctx.since], both[both["bucket_start"] < ctx.since]
+    breakdown = common.read("overview_breakdown", ctx.db, ctx.org, ctx.since, ctx.bucket)
     runs = common.read("worker_runs", ctx.db)
     dropped = common.read("dropped_since", ctx.db, ctx.since)
     degradation_banners(ctx, runs, dropped)
     if series.empty:
-        st.info(
-            f"No summarised traffic for {org} in the {ctx.period.lower()}. Summaries are updated every minute "
-            "by the proxy (or `.venv/bin/lectr aggregate`)."
-        )
+        st.info(f"No traffic for {ctx.scope} in the {ctx.window}.")
         return
-    headline(series)
-    st.caption(f"Summaries updated {common.ago(runs.get('aggregate'))} · {ctx.bucket}ly buckets · UTC")
+    headline(ctx, series, before)
+    st.caption(f"The {ctx.window} · {ctx.bucket}ly buckets · changes against the {ctx.short} before")
 
     left, right = st.columns(2)
-    left.altair_chart(
-        charts.lines(series, {"requests": "requests", "errors": "errors"}, "Requests", "requests"), width="stretch"
-    )
-    right.altair_chart(charts.lines(series, {"cost_usd": "cost"}, "Cost", "USD"), width="stretch")
-    left.altair_chart(
-        charts.lines(series, {"prompt_tokens": "prompt", "completion_tokens": "completion"}, "Tokens", "tokens"),
-        width="stretch",
-    )
-    series["error_rate_pct"] = 100 * series["errors"] / series["requests"]
-    right.altair_chart(charts.lines(series, {"error_rate_pct": "error rate"}, "Error rate", "%"), width="stretch")
-    left.altair_chart(
-        charts.lines(series, {"latency_p50_ms": "p50", "latency_p95_ms": "p95"}, "Latency", "ms"),
-        width="stretch",
-    )
-    right.altair_chart(
-        charts.lines(series, {"ttfb_p50_ms": "p50", "ttfb_p95_ms": "p95"}, "Time to first byte", "ms"),
-        width="stretch",
-    )
+    lines = {"requests": "requests", "errors": "errors"}
+    left.altair_chart(charts.lines(series, lines, "Requests", "requests", ctx.span), width="stretch")
+    right.altair_chart(charts.lines(series, {"cost_usd": "cost"}, "Cost", "USD", ctx.span), width="stretch")
+    tokens = {"prompt_tokens": "prompt", "completion_tokens": "completion"}
+    left.altair_chart(charts.lines(series, tokens, "Tokens", "tokens", ctx.span), width="stretch")
+    rate = series.assign(error_rate_pct=100 * series["errors"] / series["requests"].where(series["requests"] > 0))
+    error_rate = charts.lines(rate, {"error_rate_pct": "error rate"}, "Error rate", "%", ctx.span)
+    right.altair_chart(error_rate, width="stretch")
+    latency = {"latency_p50_ms": "p50", "latency_p95_ms": "p95"}
+    left.altair_chart(charts.lines(series, latency, "Latency", "ms", ctx.span), width="stretch")
+    ttfb = {"ttfb_p50_ms": "p50", "ttfb_p95_ms": "p95"}
+    right.altair_chart(charts.lines(series, ttfb, "Time to first byte", "ms", ctx.span), width="stretch")
 
+    if ctx.org is None:
+        by_org(breakdown)
+    served = breakdown[breakdown["org_id"].notna()]  # what Lectr let in: refused requests have no model
+    left, right = st.columns(2)
+    with left:
+        statuses(breakdown)
+    with right:
+        latency_by_model(ctx)
     left, right = st.columns(2)
     for column, (field, title) in zip(
         (left, right), (("feature", "Cost by feature"), ("model_actual", "Cost by model"))
     ):
-        by = breakdown.assign(**{field: breakdown[field].fillna("(untagged)")}).groupby(field, as_index=False)
-        column.altair_chart(charts.bars(by["cost_usd"].sum(), field, "cost_usd", title), width="stretch")
-    routing_coverage(breakdown)
+        # Untagged is a feature of its own; a request without a model (a models list) is no model's cost.
+        rows = served.assign(feature=served["feature"].fillna("(untagged)")).dropna(subset=[field])
+        cost = rows.groupby(field, as_index=False)["cost_usd"].sum()
+        column.altair_chart(
+            charts.bars(cost, field, "cost_usd", title, fmt="$,.4~f", axis_format="$,.2~r"), width="stretch"
+        )
+    routing_coverage(served)
 
 
 def degradation_banners(ctx: common.Context, runs: dict, dropped: int) -> None:
@@ -72,34 +82,158 @@ def degradation_banners(ctx: common.Context, runs: dict, dropped: int) -> None:
         )
 
 
-def headline(series: pd.DataFrame) -> None:
-    requests, errors = int(series["requests"].sum()), int(series["errors"].sum())
-    routed = int(series["routed_requests"].fillna(0).sum())
-    cols = st.columns(5)
-    cols[0].metric("Requests", f"{requests:,}")
+def headline(ctx: common.Context, series: pd.DataFrame, before: pd.DataFrame) -> None:
+    now, then = totals(series), totals(before)
+    cols = st.columns(6)
+    cols[0].metric("Requests", f"{now['requests']:,}", change(now["requests"], then["requests"]))
     cols[1].metric(
         "Cost",
-        common.usd(series["cost_usd"].sum()),
-        help=f"{int(series['unpriced_requests'].sum()):,} requests without a known price are not included",
+        common.usd(now["cost"]),
+        change(now["cost"], then["cost"]),
+        delta_color="inverse",
+        help=f"{now['unpriced']:,} requests without a known price (or without tokens) are not included",
     )
-    cols[2].metric("Tokens", f"{int(series['prompt_tokens'].sum() + series['completion_tokens'].sum()):,}")
-    cols[3].metric("Error rate", f"{100 * errors / requests:.1f}%")
-    cols[4].metric("Routing coverage", f"{100 * routed / requests:.1f}%", help="share of requests a rule routed")
+    cols[2].metric(
+        "Tokens", compact(now["tokens"]), change(now["tokens"], then["tokens"]), help=f"{now['tokens']:,} tokens"
+    )
+    cols[3].metric(
+        "Error rate",
+        percent(now["errors"], now["requests"]),
+        points(now["errors"], now["requests"], then["errors"], then["requests"]),
+        delta_color="inverse",
+    )
+    cols[4].metric(
+        "Routing coverage",
+        percent(now["routed"], now["requests"]),
+        points(now["routed"], now["requests"], then["routed"], then["requests"]),
+        help="share of requests a rule sent to another model or provider (a rule whose target is the "
+        "request as sent, or whose target failed, routed nothing)",
+    )
+    cols[5].metric(
+        "Failed auth",
+        f"{now['failed_auth']:,}",
+        change(now["failed_auth"], then["failed_auth"]),
+        delta_color="inverse",
+        help="requests Lectr refused for a missing or invalid X-Lectr-Key (401, or 429 after too many), "
+        "from any org: without a valid key they belong to none"
+        + ("" if ctx.org is None else ". Choose All orgs in the sidebar to see them"),
+    )
 
 
-def routing_coverage(breakdown: pd.DataFrame) -> None:
-    st.subheader("Routing coverage")
-    total = breakdown["requests"].sum()
-    by_rule = breakdown.assign(rule=breakdown["rule_name"].fillna("passed through (no rule)"))
-    table = by_rule.groupby("rule", as_index=False).agg(requests=("requests", "sum"), cost_usd=("cost_usd", "sum"))
-    table["share_pct"] = 100 * table["requests"] / total
+def totals(frame: pd.DataFrame) -> dict:
+    sums = {c: frame[c].sum() for c in ("requests", "errors", "routed_requests", "failed_auth", "unpriced_requests")}
+    return {
+        "requests": int(sums["requests"]),
+        "errors": int(sums["errors"]),
+        "routed": int(sums["routed_requests"]),
+        "failed_auth": int(sums["failed_auth"]),
+        "unpriced": int(sums["unpriced_requests"]),
+        "cost": float(frame["cost_usd"].sum()),
+        "tokens": int(frame["prompt_tokens"].sum() + frame["completion_tokens"].sum()),
+    }
+
+
+def compact(n: int) -> str:
+    """2.78 M: a headline figure that fits its column (the exact count is in its help)."""
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:,}"
+
+
+def percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "–"
+
+
+def change(now: float, then: float) -> str | None:
+    """The change against the period before, in per cent; None (no arrow) when there was nothing then."""
+    return f"{100 * (now - then) / then:+.0f}%" if then else None
+
+
+def points(part: int, whole: int, part_then: int, whole_then: int) -> str | None:
+    """A rate's change in percentage points."""
+    if not whole or not whole_then:
+        return None
+    return f"{100 * (part / whole - part_then / whole_then):+.1f} pts"
+
+
+def by_org(breakdown: pd.DataFrame) -> None:
+    st.subheader("By org")
+    rows = breakdown.assign(org=breakdown["org_id"].fillna(NO_KEY))
+    table = rows.groupby("org", as_index=False).agg(
+        requests=("requests", "sum"), errors=("errors", "sum"), tokens=("tokens", "sum"), cost_usd=("cost_usd", "sum")
+    )
+    table["error_pct"] = 100 * table["errors"] / table["requests"]
+    table["share_pct"] = 100 * table["requests"] / table["requests"].sum()
+    table["cost"] = table["cost_usd"].map(common.usd)
     st.dataframe(
         table.sort_values("requests", ascending=False),
         hide_index=True,
         width="stretch",
+        column_order=["org", "requests", "share_pct", "error_pct", "tokens", "cost"],
         column_config={
+            "org": st.column_config.TextColumn("org", help=f"{NO_KEY}: requests Lectr refused (failed auth)"),
+            "requests": st.column_config.NumberColumn("requests", format="localized"),
             "share_pct": st.column_config.ProgressColumn("share", format="%.1f%%", min_value=0, max_value=100),
-            "cost_usd": st.column_config.NumberColumn("cost", format="$%.4f"),
+            "error_pct": st.column_config.NumberColumn("errors", format="%.1f%%"),
+            "tokens": st.column_config.NumberColumn("tokens", format="localized"),
+        },
+    )
+
+
+def statuses(breakdown: pd.DataFrame) -> None:
+    """Requests by status code: what failed and how (a request that got no response has no status)."""
+    codes = breakdown.assign(status=breakdown["status_code"].map(lambda c: "none" if pd.isna(c) else str(int(c))))
+    table = codes.groupby("status", as_index=False)["requests"].sum().sort_values("status")
+    table["share_pct"] = 100 * table["requests"] / table["requests"].sum()
+    st.markdown("**Requests by status**")
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "status": st.column_config.TextColumn("status", help="none: no response reached the client"),
+            "requests": st.column_config.NumberColumn("requests", format="localized"),
+            "share_pct": st.column_config.ProgressColumn("share", format="%.1f%%", min_value=0, max_value=100),
+        },
+    )
+
+
+def latency_by_model(ctx: common.Context) -> None:
+    models = common.read("latency_by_model", ctx.db, ctx.org, ctx.since)
+    models = models.assign(error_pct=100 * models["errors"] / models["requests"])
+    st.markdown("**Latency by model**")
+    st.dataframe(
+        models,
+        hide_index=True,
+        width="stretch",
+        column_order=["model_actual", "requests", "error_pct", "latency_p50_ms", "latency_p95_ms"],
+        column_config={
+            "model_actual": st.column_config.TextColumn("model", width=common.fit(models["model_actual"], "model")),
+            "requests": st.column_config.NumberColumn("requests", format="localized"),
+            "error_pct": st.column_config.NumberColumn("errors", format="%.1f%%"),
+            "latency_p50_ms": st.column_config.NumberColumn("p50 ms", format="%.0f"),
+            "latency_p95_ms": st.column_config.NumberColumn("p95 ms", format="%.0f"),
+        },
+    )
+
+
+def routing_coverage(served: pd.DataFrame) -> None:
+    st.subheader("Routing coverage")
+    total = served["requests"].sum()
+    rule = served["rule_name"].where(served["routed"], served["rule_name"] + " (matched, changed nothing)")
+    by_rule = served.assign(rule=rule.fillna("passed through (no rule)"))
+    table = by_rule.groupby("rule", as_index=False).agg(requests=("requests", "sum"), cost_usd=("cost_usd", "sum"))
+    table["share_pct"] = 100 * table["requests"] / total
+    table["cost"] = table["cost_usd"].map(common.usd)
+    st.dataframe(
+        table.sort_values("requests", ascending=False),
+        hide_index=True,
+        width="stretch",
+        column_order=["rule", "requests", "share_pct", "cost"],
+        column_config={
+            "requests": st.column_config.NumberColumn("requests", format="localized"),
+            "share_pct": st.column_config.ProgressColumn("share", format="%.1f%%", min_value=0, max_value=100),
         },
     )
 

@@ -4,31 +4,97 @@ from __future__ import annotations
 
 import json
 
+import charts
 import common
+import pandas as pd
 import streamlit as st
 
 from lectr import rulesfile
 from lectr.rules import RuleError
 
+CONFIDENCE = ("high", "medium", "low")
+# One recommendation per org, feature, provider and current model (recommend.py judges each
+# traffic profile once); should it ever offer alternatives, only the first listed (the most
+# confident, then the largest saving) counts in the sums, so one feature is not saved on twice.
+SAME_TRAFFIC = ["org_id", "feature", "provider", "current_model"]
+
 ctx = common.context()
-org = common.require_org(ctx)
-st.title(f"Recommendations · {org}")
+st.title(f"Recommendations · {ctx.scope}")
 common.show_flash()
 
 
-def add_rule(rule_yaml: str, enabled: bool) -> None:
+def add_rule(rule_yaml: str, org: str, enabled: bool) -> None:
     try:
         doc = rulesfile.read(ctx.rules)
         rule = rulesfile.from_recommendation(doc.rules, rule_yaml, enabled)
+        # The recommendation was judged on one org's traffic: its rule must never route another
+        # org's (recommend.rule_yaml writes the org; this holds for any YAML without it too).
+        rule["org"] = org
         rulesfile.save(ctx.rules, doc, rulesfile.put(doc.rules, rule))
     except (RuleError, OSError) as e:
         st.error(f"Not added: {e}")
         return
     state = "enabled: the proxy applies it within a second" if enabled else "disabled: review it on the Rules page"
-    common.flash([("success", f"Added rule '{rule['name']}' at priority {rule['priority']}, {state}.")])
+    common.flash([("success", f"Added rule '{rule['name']}' for {org} at priority {rule['priority']}, {state}.")])
 
 
-recs = common.read("org_recommendations", ctx.db, org)
+def count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
+def tokens(value) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def task_mix(mix: dict, requests: int) -> str:
+    """Each task's share of the requests, largest first, and the share with no task header."""
+    if not requests:
+        return "–"
+    shares = sorted(mix.items(), key=lambda kv: -kv[1])
+    untagged = requests - sum(mix.values())
+    if untagged > 0:
+        shares.append(("no task header", untagged))
+    return ", ".join(f"{task} {100 * n / requests:.0f}%" for task, n in shares)
+
+
+def evidence_table(evidence: dict) -> pd.DataFrame:
+    """The evidence JSON (see recommend.recommend) as rows a reader can take in: field names in words."""
+    ev = dict(evidence)
+    requests = ev.pop("requests", 0) or 0
+    errors = ev.pop("errors", 0) or 0
+    cost = ev.pop("cost_usd", None)
+    rows = [
+        ("requests observed", f"{requests:,}"),
+        ("days observed", f"{ev.pop('days_observed', 0) or 0:.1f}"),
+        ("errors", f"{errors:,} ({100 * errors / requests:.1f}%)" if requests else f"{errors:,}"),
+        ("prompt tokens, average", tokens(ev.pop("avg_prompt_tokens", None))),
+        ("prompt tokens, 95th percentile", tokens(ev.pop("p95_prompt_tokens", None))),
+        ("answer tokens, average", tokens(ev.pop("avg_completion_tokens", None))),
+        ("answer tokens, 95th percentile", tokens(ev.pop("p95_completion_tokens", None))),
+        ("cost observed", common.usd(cost)),
+        ("cost per request", common.usd(cost / requests) if cost is not None and requests else "–"),
+        ("task mix (X-Lectr-Task)", task_mix(ev.pop("task_mix", None) or {}, requests)),
+    ]
+    rows += [(key.replace("_", " "), str(value)) for key, value in ev.items()]  # fields added later
+    return pd.DataFrame(rows, columns=["evidence", "value"])
+
+
+def cost_chart(rec: pd.Series):
+    # The saving decides whether the rule is worth a try: two bars show its size against the
+    # spend. The task mix, the other candidate, is nearly always one task (anything above low
+    # confidence needs one task at 80% or more), so it reads better as a line of the table.
+    frame = pd.DataFrame(
+        {
+            "model": [f"now: {rec['current_model']}", f"suggested: {rec['suggested_model']}"],
+            "usd": [rec["current_monthly_usd"], rec["suggested_monthly_usd"]],
+        }
+    )
+    return charts.bars(
+        frame, "model", "usd", "Cost per month at the observed volume", fmt="$,.2f", axis_format="$,.2~r"
+    )
+
+
+recs = common.read("org_recommendations", ctx.db, ctx.org)
 runs = common.read("worker_runs", ctx.db)
 st.caption(
     f"Generated {common.ago(runs.get('recommend'))} from the last 30 days (daily in the proxy, or "
@@ -36,18 +102,30 @@ st.caption(
 )
 if recs.empty:
     st.info(
-        f"No recommendations for {org}. They need at least a few dozen requests per feature and model, tagged "
+        f"No recommendations for {ctx.scope}. They need at least a few dozen requests per feature and model, tagged "
         "with `X-Lectr-Feature` (and ideally `X-Lectr-Task`)."
     )
     st.stop()
 
-total = recs["monthly_saving_usd"].sum()
-st.metric("Estimated saving if all are applied", f"{common.usd(total)} / month")
+counted = recs.drop_duplicates(SAME_TRAFFIC)  # recs come most confident, then largest saving, first
+for column, level in zip(st.columns(len(CONFIDENCE)), CONFIDENCE):
+    same = counted[counted["confidence"] == level]
+    column.metric(
+        f"{level.capitalize()} confidence · {count(len(same), 'recommendation')}",
+        f"{common.usd(same['monthly_saving_usd'].sum())} / month",
+    )
+st.caption(
+    "Estimated savings per month at the observed volume, per confidence level and not added across them: "
+    "high, the task type (`X-Lectr-Task`) says a smaller model does as well; medium, check a sample first; "
+    "low, quality may well differ. Each recommendation covers different traffic (one per org, feature and "
+    "current model), so a level's sum counts no request twice."
+)
 for i, rec in recs.iterrows():
     with st.container(border=True):
         head, saving = st.columns([3, 1])
+        whose = "" if ctx.org else f"org **{rec['org_id']}** · "
         head.markdown(
-            f"**{rec['feature']}** · `{rec['current_model']}` → `{rec['suggested_model']}` "
+            f"{whose}**{rec['feature']}** · `{rec['current_model']}` → `{rec['suggested_model']}` "
             f"({rec['provider']}) · confidence **{rec['confidence']}**"
         )
         head.caption(rec["reason"])
@@ -58,11 +136,14 @@ for i, rec in recs.iterrows():
             f"{common.usd(rec['suggested_monthly_usd'])} a month at the observed volume",
         )
         with st.expander("Evidence and the rule"):
-            st.json(json.loads(rec["evidence"]))
+            table, chart = st.columns([1, 1])
+            table.table(evidence_table(json.loads(rec["evidence"])), hide_index=True)
+            chart.altair_chart(cost_chart(rec), width="stretch")
             st.code(rec["rule_yaml"], language="yaml")
         enable, button = st.columns([3, 1])
         enabled = enable.checkbox(
             "Enable the rule right away (default: added disabled, for review)", key=f"rec_enable_{i}"
         )
-        if button.button("Add as rule", key=f"rec_add_{i}", width="stretch"):
-            add_rule(rec["rule_yaml"], enabled)
+        label = "Add as rule" if ctx.org else f"Add as rule for {rec['org_id']}"
+        if button.button(label, key=f"rec_add_{i}", width="stretch"):
+            add_rule(rec["rule_yaml"], rec["org_id"], enabled)

@@ -1,26 +1,53 @@
-"""Requests: the request log, filtered and paged in SQL so it stays fast on millions of rows."""
+"""Requests: the request log, filtered and paged in SQL so it stays fast on millions of rows.
+
+The table holds what a reader scans for; a row opens into every stored column (select it, or
+give its id). The window is the sidebar's, the Overview's: both count the same requests.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
-
 import common
 import pandas as pd
+import request_detail
 import streamlit as st
 
+from lectr.dashboard_reads import NONE
 from lectr.events import ERROR_CATEGORIES
 from lectr.rules import TASKS
 
 PAGE_SIZE = 50
 ALL = "All"
 OUTCOMES = ["ok", "error", *ERROR_CATEGORIES]
+UNTAGGED = "(untagged)"  # no X-Lectr-Feature, or no X-Lectr-Task: shown alike
+NO_KEY = "(no valid key)"
+# Columns sized to their longest value on the page (and header): column -> header.
+FITTED = {
+    "feature": "feature",
+    "task": "task",
+    "model": "model",
+    "status": "status",
+    "tokens": "tokens in / out",
+    "cost": "cost",
+    "latency": "latency ms",
+}
+ERRORS = {  # lectr.events' categories, in a few words beside the status
+    "auth": "auth",
+    "rate_limit": "rate limited",
+    "upstream_5xx": "provider error",
+    "stream_error": "stream error",
+    "client_aborted": "client left",
+    "connection": "no connection",
+    "timeout": "timeout",
+    "client": "bad request",
+    "proxy": "Lectr error",
+}
+DETAIL_HELP = "every column Lectr stored about one request: routing, fallback, tokens and their source, price"
 ROUTE_LEGEND = "⇄ a rule changed the model · ↩ its target failed, the original answered · ⊘ a matching rule was skipped"
 
 ctx = common.context()
-org = common.require_org(ctx)
-st.title(f"Requests · {org}")
+st.title(f"Requests · {ctx.scope}")
 
-choices = common.read("request_log_choices", ctx.db, org, ctx.since)
+choices = common.read("request_log_choices", ctx.db, ctx.org, ctx.since)
 choices["task"] = sorted(set(choices["task"]) | set(TASKS))
 choices["outcome"] = OUTCOMES
 labels = {
@@ -34,106 +61,112 @@ labels = {
 }
 filters = {}
 for column, name in zip(st.columns(len(labels)), labels):
-    picked = column.selectbox(labels[name], [ALL, *choices[name]], key=f"filter_{name}")
+    # An absent header is "untagged", like the table says; an absent rule or endpoint is "(none)".
+    shown = (lambda v: UNTAGGED if v == NONE else v) if name in ("feature", "task") else str
+    picked = column.selectbox(labels[name], [ALL, *choices[name]], key=f"filter_{name}", format_func=shown)
     filters[name] = None if picked == ALL else picked
-
-if st.session_state.get("filter_dates_period") != ctx.period:  # a new sidebar period resets the range
-    st.session_state.pop("filter_dates", None)
-    st.session_state.filter_dates_period = ctx.period
-picked = st.date_input(
-    "Time range (UTC)", value=(ctx.since.date(), ctx.now.date()), key="filter_dates", max_value=ctx.now.date()
-)
-first, last = (tuple(picked) * 2)[:2] if picked else (ctx.since.date(), ctx.now.date())  # one date: that day
-since = datetime.combine(first, time.min)
-until = datetime.combine(last, time.min) + timedelta(days=1)
-page = st.number_input("Page", min_value=1, value=1, step=1, key="page")
+page = st.columns([1, 5])[0].number_input("Page", min_value=1, value=1, step=1, key="page")
 
 
-@st.fragment(run_every=common.REFRESH_SECONDS)
-def log_page() -> None:
-    rows, total = common.read("request_log", ctx.db, org, since, until, filters, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+def log_page() -> str | None:
+    """The page of the log; the id of the row selected in it, if any. Not refreshed on a timer:
+    rows moving under the reader's selection would open the wrong request."""
+
+    def read(number: int) -> tuple[pd.DataFrame, int]:
+        offset = (number - 1) * PAGE_SIZE
+        return common.read("request_log", ctx.db, ctx.org, ctx.since, None, filters, PAGE_SIZE, offset)
+
+    rows, total = read(page)
     pages = max(1, -(-total // PAGE_SIZE))
     shown = min(page, pages)
     if shown < page:  # past the end (fewer rows since the page number was chosen): show the last page
-        rows, total = common.read("request_log", ctx.db, org, since, until, filters, PAGE_SIZE, (shown - 1) * PAGE_SIZE)
+        rows, total = read(shown)
     match = "request matches" if total == 1 else "requests match"
     st.caption(
-        f"{total:,} {match} · page {shown} of {pages:,} · newest first · {ROUTE_LEGEND} · more columns to the right"
+        f"{total:,} {match} in the {ctx.window} · as of {ctx.now:%H:%M} UTC · page {shown} of {pages:,} · "
+        f"newest first · {ROUTE_LEGEND} · select a row for everything Lectr stored about it"
     )
     if rows.empty:
         st.info("No requests match these filters.")
-        return
-    st.dataframe(
-        table(rows),
+        return None
+    shown_rows = table(rows)
+    fit = {name: common.fit(shown_rows[name], header) for name, header in FITTED.items()}
+    picked = st.dataframe(
+        shown_rows,
         hide_index=True,
-        placeholder="",  # not "None": most rows have no fallback, no reasoning tokens
-        # What a reader looks for first comes first; the rest is a scroll to the right.
-        column_order=(
-            "route ts feature task model_requested model_actual cost_usd price_source prompt_tokens completion_tokens "
-            "reasoning_tokens cached_tokens token_source status_code error_category fallback not_routed endpoint "
-            "provider rule streaming latency_ms ttfb_ms request_id"
-        ).split(),
+        width="stretch",
+        height="content",  # the whole page of rows: the page scrolls, not a small box inside it
+        on_select="rerun",
+        selection_mode="single-row",
+        key="log",
+        column_order=["route", "ts", *(["org"] if ctx.org is None else []), *FITTED],
         column_config={
             "route": st.column_config.TextColumn("⇄", width=32, help=ROUTE_LEGEND),
-            "ts": st.column_config.DatetimeColumn("time (UTC)", format="MM-DD HH:mm:ss"),
-            "task": st.column_config.TextColumn("task", width="small"),
-            "model_requested": st.column_config.TextColumn("requested", width=160),
-            "model_actual": st.column_config.TextColumn("actual", width=160),
-            "provider": st.column_config.TextColumn("provider", width="small"),
-            "rule": st.column_config.TextColumn(
-                "rule", width=180, help="the rule applied, or one that matched but was not applied: see why not routed"
+            "ts": st.column_config.DatetimeColumn("time (UTC)", format="MM-DD HH:mm:ss", width=120),
+            "org": st.column_config.TextColumn("org", width=common.fit(shown_rows["org"], "org")),
+            "feature": st.column_config.TextColumn("feature", width=fit["feature"]),
+            "task": st.column_config.TextColumn("task", width=fit["task"]),
+            "model": st.column_config.TextColumn(
+                "model", width=fit["model"], help="requested → what answered, when a rule changed it"
             ),
-            "endpoint": st.column_config.TextColumn("endpoint", width=130),
-            "status_code": st.column_config.NumberColumn("status", format="%d", width=50),
-            "error_category": st.column_config.TextColumn("error", width=100),
-            "streaming": st.column_config.CheckboxColumn("stream", width=50),
-            "prompt_tokens": st.column_config.NumberColumn("in", format="%d", width=60, help="prompt tokens"),
-            "completion_tokens": st.column_config.NumberColumn("out", format="%d", width=60, help="completion tokens"),
-            "reasoning_tokens": st.column_config.NumberColumn(
-                "reasoning",
-                format="%d",
-                width=70,
-                help="of the out tokens, those spent reasoning (where the provider says)",
+            "status": st.column_config.TextColumn(
+                "status", width=fit["status"], help="the status the client got, and why not 2xx"
             ),
-            "cached_tokens": st.column_config.NumberColumn("cached", format="%d", width=60, help="cached input tokens"),
-            "token_source": st.column_config.TextColumn("tokens from", width=85),
-            "cost_usd": st.column_config.NumberColumn("cost", format="$%.6f", width="small"),
-            "price_source": st.column_config.TextColumn(
-                "price from", width="small", help="user: your price file; updated: `lectr prices update`; bundled"
-            ),
-            "latency_ms": st.column_config.NumberColumn("latency ms", format="%.0f", width=70),
-            "ttfb_ms": st.column_config.NumberColumn("ttfb ms", format="%.0f", width=60),
-            "fallback": st.column_config.TextColumn(
-                "fallback",
-                width=170,
-                help="a rule's target that failed (its status, and the time the attempt cost): "
-                "the original request answered instead",
-            ),
-            "not_routed": st.column_config.TextColumn(
-                "why not routed",
-                width="large",
-                help="the failed target's error, or why a matching rule was skipped (suspended, no key, ...)",
-            ),
+            "tokens": st.column_config.TextColumn("tokens in / out", width=fit["tokens"]),
+            "cost": st.column_config.TextColumn("cost", width=fit["cost"]),
+            "latency": st.column_config.TextColumn("latency ms", width=fit["latency"]),
         },
     )
+    selected = picked.selection.rows if picked is not None else []
+    return shown_rows["request_id"].iloc[selected[0]] if selected else None
 
 
 def table(rows: pd.DataFrame) -> pd.DataFrame:
-    """The page's rows as shown: a route mark, and a fallback or skipped rule in a few words."""
+    """The page's rows as shown: a route mark, the model change in one column, readable cells; the
+    stored columns stay alongside (not shown) for the detail view and the tests."""
     fell_back = rows["fallback_model"].notna()
     skipped = rows["skipped_rule_id"].notna() & ~fell_back
-    route = rows["substituted"].map({True: "⇄", False: ""}).mask(fell_back, "↩").mask(skipped, "⊘")
+    route = rows["routed"].map({True: "⇄", False: ""}).mask(fell_back, "↩").mask(skipped, "⊘")
     fallback = [
         None if pd.isna(model) else f"{model}: {'no response' if pd.isna(status) else int(status)} · {ms:,.0f} ms"
         for model, status, ms in zip(rows["fallback_model"], rows["fallback_status"], rows["fallback_ms"].fillna(0))
     ]
+    model = [
+        "–" if pd.isna(asked) and pd.isna(got) else asked if asked == got or pd.isna(got) else f"{asked} → {got}"
+        for asked, got in zip(rows["model_requested"], rows["model_actual"])
+    ]
+    status = [status_text(code, error) for code, error in zip(rows["status_code"], rows["error_category"])]
+    tokens = [
+        "–" if pd.isna(i) else f"{int(i):,} / {0 if pd.isna(o) else int(o):,}"
+        for i, o in zip(rows["prompt_tokens"], rows["completion_tokens"])
+    ]
     return rows.assign(
         route=route,
-        feature=rows["feature"].fillna("(untagged)"),
+        org=rows["org_id"].fillna(NO_KEY),
+        feature=rows["feature"].fillna(UNTAGGED),
+        task=rows["task"].fillna(UNTAGGED),
+        model=model,
+        status=status,
+        tokens=tokens,
+        cost=rows["cost_usd"].map(common.usd),
+        latency=rows["latency_ms"].map(lambda ms: "–" if pd.isna(ms) else f"{ms:,.0f}"),  # NULL: not "None"
         rule=rows["rule_name"].mask(rows["skipped_rule_id"].notna(), rows["skipped_rule_id"] + " (not applied)"),
         fallback=fallback,
         not_routed=rows["fallback_error"].where(fell_back, rows["route_skip_reason"].where(skipped)),
     )
 
 
-log_page()
+def status_text(code, error) -> str:
+    """ "429 rate limited", "200 stream error", "no connection": the status and, if it failed, why."""
+    parts = [] if pd.isna(code) else [str(int(code))]
+    if isinstance(error, str):
+        parts.append(ERRORS.get(error, error))
+    return " ".join(parts) or "–"
+
+
+selected = log_page()
+typed = st.text_input(
+    "Request id", key="request_id", placeholder="select a row above, or paste a request id", help=DETAIL_HELP
+)
+if selected or typed.strip():
+    request_detail.show(ctx, selected or typed.strip())

@@ -36,22 +36,24 @@ except (RuleError, OSError) as e:
     st.stop()
 
 
-def match_counts(days: int) -> dict[str, int]:
-    """Without a usable database the page still edits the rules file, just without counts."""
+def match_counts() -> dict[str, int]:
+    """Requests each rule decided in the sidebar's window. Without a usable database the page still
+    edits the rules file, just without counts."""
     if ctx.db_state != "ok":
         return {}
     try:
-        return common.cached("rule_match_counts", ctx.db, ctx.now - timedelta(days=days))
+        return common.cached("rule_match_counts", ctx.db, ctx.since)
     except storage.StorageError:
         return {}
 
 
 def health() -> dict[str, dict]:
-    """lectr.storage.rule_health by rule id (the last 7 days; fallbacks counted over 24 h)."""
+    """lectr.dashboard_reads.rule_health by rule id: the state by each rule's latest request in the
+    last 7 days (or the window, if longer); fallbacks and skips counted over the sidebar's window."""
     if ctx.db_state != "ok":
         return {}
     try:
-        frame = common.cached("rule_health", ctx.db, ctx.now - timedelta(days=7), ctx.now - timedelta(hours=24))
+        frame = common.cached("rule_health", ctx.db, min(ctx.now - timedelta(days=7), ctx.since), ctx.since)
     except storage.StorageError:
         return {}
     return frame.set_index("rule_id").to_dict("index")
@@ -105,7 +107,7 @@ def save(rules: list[dict], message: str) -> None:
 # (a widget keeps its own state while its key stays the same).
 version = doc.signature[:8]
 ordered = sorted(doc.rules, key=lambda r: r.get("priority", 0))
-day, healths, unknown = match_counts(1), health(), unknown_targets(ordered)
+matched, healths, unknown = match_counts(), health(), unknown_targets(ordered)
 
 
 def row(rule: dict) -> dict:
@@ -118,7 +120,7 @@ def row(rule: dict) -> dict:
         "conditions": describe(({"org": rule["org"]} if rule.get("org") else {}) | (rule.get("match") or {})),
         "target": ("⚠ " if rid in unknown else "") + describe_target(rule.get("target") or {}),
         "health": STATES[h["state"]] if h else "—",
-        "24 h": day.get(rid, 0),
+        "matched": matched.get(rid, 0),
         "fallbacks": int(h["fallbacks"]) if h else 0,
     }
 
@@ -131,7 +133,7 @@ def trouble(rule: dict) -> str | None:
     parts = [
         f"**{rule.get('name')}**",
         STATES[h["state"]],
-        f"{h['fallbacks']:,} fallbacks, {h['skipped']:,} skips in 24 h",
+        f"{h['fallbacks']:,} fallbacks, {h['skipped']:,} skips in {ctx.short}",
     ]
     if not pd.isna(h["last_fallback_at"]):
         parts.append(f"last fallback {last_fallback(h)}")
@@ -160,28 +162,45 @@ for r in ordered:
             f"No price data knows this model. {rulecheck.WHY}",
             icon=":material/spellcheck:",
         )
+if ordered and not any(r.get("enabled", True) for r in ordered):
+    st.info(
+        "No rule is enabled: every request passes through unchanged. Enable one below (or set `enabled: true` in "
+        "the file) when you want Lectr to route.",
+        icon=":material/info:",
+    )
 if ordered:
+    table = pd.DataFrame(row(r) for r in ordered)
     st.dataframe(
-        pd.DataFrame(row(r) for r in ordered),
+        table,
         hide_index=True,
         key="rules_table",
+        # The counts before the conditions: a long condition must not push them off the page.
+        column_order=["priority", "enabled", "name", "health", "matched", "fallbacks", "target", "conditions"],
         column_config={
             "priority": st.column_config.NumberColumn("#", width=35, help="priority: the lowest matching goes first"),
             "enabled": st.column_config.CheckboxColumn("on", width=35, help="enabled"),
-            "name": st.column_config.TextColumn("name", width=175),
-            "conditions": st.column_config.TextColumn("when", width=240),
+            "name": st.column_config.TextColumn("name", width=common.fit(table["name"], "name")),
+            "conditions": st.column_config.TextColumn("when", width=common.fit(table["conditions"], "when")),
             "health": st.column_config.TextColumn(
                 "health",
                 width=100,
                 help="by the rule's latest request (7 days): suspended (its target kept failing: not applied "
                 "for now), failing (its target failed and the original answered), ok; —: no requests",
             ),
-            "24 h": st.column_config.NumberColumn(width=55, help="requests the rule routed in the last 24 hours"),
+            "matched": st.column_config.NumberColumn(
+                ctx.short,
+                width=55,
+                format="localized",
+                help=f"requests the rule matched in the {ctx.window} (the sidebar's window)",
+            ),
             "fallbacks": st.column_config.NumberColumn(
-                width=65, help="in 24 h: requests whose rule target failed, and the original request answered"
+                width=65,
+                help=f"in the {ctx.window}: requests whose rule target failed, and the original request answered",
             ),
             "target": st.column_config.TextColumn(
-                "target", width=180, help="⚠: no price data knows the model (unknown model: check the spelling)"
+                "target",
+                width=common.fit(table["target"], "target"),
+                help="⚠: no price data knows the model (unknown model: check the spelling)",
             ),
         },
     )

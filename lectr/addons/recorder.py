@@ -161,6 +161,7 @@ def build_event(flow: http.HTTPFlow, record: FlowRecord) -> Event:
         model_actual=record.model_actual,
         rule_id=record.rule_id,
         rule_name=record.rule_name,
+        rule_changed=record.rule_changed,
         route_skip_reason=record.route_skip_reason,
         skipped_rule_id=record.skipped_rule_id,
         passthrough_reason=record.passthrough_reason,

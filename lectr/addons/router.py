@@ -23,7 +23,7 @@ from lectr.flowrecord import FlowRecord
 from lectr.headers import client_credential, invalid_field, with_provider_auth
 from lectr.routing import Original, Plan, Route, choose_route
 from lectr.rulehealth import RuleHealth
-from lectr.rules import RuleError, RuleSet, parse_rules, read_rules_text
+from lectr.rules import RuleError, RuleSet, parse_rules, read_rules_text, summary
 from lectr.usage import DECODED_LIMIT, decoded, parse_json, rewrite_json, unreadable_reason
 from lectr.watch import Poller, WatchedFile
 
@@ -120,7 +120,9 @@ class Router:
         record.model_requested = record.model_actual = model
         record.streaming = isinstance(body, dict) and body.get("stream") is True
         provider = self._provider(record, endpoint, model)
-        record.provider_unknown = provider is None
+        # A request that names no model (GET /v1/models) is no failed detection: it goes where its
+        # path points. Only a model (or a declared provider) Lectr cannot place is flagged.
+        record.provider_unknown = provider is None and (model is not None or record.provider_declared is not None)
         record.provider = provider = provider or providers.DEFAULT_PROVIDER
         if endpoint is None:  # a provider path Lectr does not know: leave it exactly as it is
             return None
@@ -236,7 +238,7 @@ def apply_plan(request: http.Request, plan: Plan) -> None:
 
 
 def _rules_loaded(rules: WatchedFile[RuleSet]) -> None:
-    log.info("rules loaded from %s: %d rules", rules.path, len(rules.value.rules))
+    log.info("rules loaded from %s: %s", rules.path, summary(rules.value))
     for warning in rules.value.warnings:
         log.warning(warning)
     try:
@@ -276,6 +278,9 @@ def _read_body(request: http.Request, record: FlowRecord) -> bytes | None:
 
 
 def _note_route(record: FlowRecord, route: Route) -> None:
+    record.rule_changed = route.rule is not None and (
+        route.provider != record.provider or route.model != record.model_actual
+    )  # before they are overwritten: a rule whose target is the request as sent routes nothing
     record.provider = route.provider
     record.model_actual = route.model
     record.route_skip_reason = route.skip_reason

@@ -9,9 +9,11 @@ turn. The same jobs run once from the command line: `lectr aggregate|anomalies|r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import multiprocessing
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
@@ -78,9 +80,18 @@ class Workers:
 
     async def _run_in_pool(self, job: Callable[[], object]) -> None:
         if self._pool is None:  # started on first use: a proxy with every job off has no extra process
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            # Ctrl-C sends SIGINT to the whole process group. The jobs process ignores it (it printed
+            # a KeyboardInterrupt traceback); `done` stops it in order, as the writer's.
+            self._pool = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=signal.signal,
+                initargs=(signal.SIGINT, signal.SIG_IGN),
+            )
         try:
-            await asyncio.get_running_loop().run_in_executor(self._pool, job)
+            with _sigint_blocked():  # submit() starts the process: not even its imports see a Ctrl-C
+                pending = asyncio.get_running_loop().run_in_executor(self._pool, job)
+            await pending
         except BrokenProcessPool:  # its process was killed: the next turn starts a new one
             self._pool = None
             raise
@@ -103,6 +114,18 @@ class Workers:
             user=o.lectr_smtp_user,
             password=alerts.env_settings().password,
         )
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT held back in this thread while it starts a process, as CPython's resource tracker
+    is started: the child inherits the block (and keeps it), so a Ctrl-C cannot interrupt it
+    before its initializer ignores SIGINT; here the signal waits, delivered once unblocked."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 async def _every(seconds: int, job: Callable[[], Callable[[], object]], run) -> None:

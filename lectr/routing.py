@@ -55,6 +55,11 @@ class Route:
     def switches_from(self, provider: str) -> bool:
         return self.provider != provider
 
+    def changes(self, provider: str, model: str | None) -> bool:
+        """A rule applied, and it sends the request elsewhere or asks another model: a rule whose
+        target is the request as sent (first match, to keep some traffic where it is) changes nothing."""
+        return self.rule is not None and (self.provider != provider or self.model != model)
+
 
 def choose_route(
     rules: RuleSet,

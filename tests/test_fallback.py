@@ -32,6 +32,11 @@ rules:
     priority: 3
     match: {feature: fb-groq, model: gpt-4o}
     target: {provider: groq, model: llama-3.1-8b-instant}
+  - name: Keep it as it is
+    id: keep
+    priority: 4
+    match: {feature: fb-keep, model: gpt-4o}
+    target: {model: gpt-4o}
 """
 COOLDOWN = 1
 
@@ -158,3 +163,13 @@ def test_a_rule_that_keeps_failing_is_suspended_then_tried_again(proxy, sim):
     assert models_received(sim) == ["gpt-4o-mini"]
     wait_until(lambda: "rule 'fb-suspend' works again: resumed" in proxy.log(), timeout=5, what="the resumption")
     assert working.chat.completions.create(model="gpt-4o", messages=MESSAGES).model == "gpt-4o-mini"
+
+
+def test_a_rule_that_keeps_the_request_as_sent_has_nothing_to_fall_back_to(proxy, sim):
+    # Its target is the original: a failure is the provider's answer, not a reason to send it twice.
+    with pytest.raises(openai.RateLimitError):
+        client(proxy, "fb-keep", **{"X-Sim-Status": "429"}).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert models_received(sim) == ["gpt-4o"]
+    (row,) = wait_rows(proxy.db_path, 1, "feature = 'fb-keep'")
+    assert (row["rule_id"], row["routed"], row["status_code"]) == ("keep", False, 429)
+    assert row["fallback_model"] is None and row["skipped_rule_id"] is None

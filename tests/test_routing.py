@@ -51,3 +51,11 @@ def test_native_anthropic_messages_stay_within_anthropic():
 def test_requests_without_model_or_on_other_endpoints_are_not_routed():
     assert route(feature="bot", model=None) == Route("openai", None)
     assert route(feature="bot", endpoint=parse_path("/v1/embeddings")) == Route("openai", "gpt-4o")
+
+
+def test_a_rule_changes_the_request_only_when_its_target_differs():
+    (rule,) = parse_rules("rules:\n  - {name: keep, priority: 1, target: {model: o3}}\n").rules
+    assert not Route("openai", "o3", rule).changes("openai", "o3")  # first match that keeps o3 on o3
+    assert Route("openai", "gpt-4.1", rule).changes("openai", "o3")
+    assert Route("groq", "o3", rule).changes("openai", "o3")
+    assert not Route("groq", "gpt-4.1").changes("openai", "o3")  # no rule applied: nothing it changed

@@ -153,7 +153,7 @@ class Router:
                 )
                 route = Route(provider, model)
         plan = self._route_plan(flow, record, endpoint, route, provider)
-        if route.rule is not None:  # what to fall back to if the rule's target fails
+        if route.changes(provider, model):  # what to fall back to if the rule's target fails (not itself)
             replan = functools.partial(self._route_plan, flow, record, endpoint, Route(provider, model), provider)
             address = (request.scheme, request.host, request.port)
             record.original = Original(
@@ -278,9 +278,7 @@ def _read_body(request: http.Request, record: FlowRecord) -> bytes | None:
 
 
 def _note_route(record: FlowRecord, route: Route) -> None:
-    record.rule_changed = route.rule is not None and (
-        route.provider != record.provider or route.model != record.model_actual
-    )  # before they are overwritten: a rule whose target is the request as sent routes nothing
+    record.rule_changed = route.changes(record.provider, record.model_actual)  # before they are overwritten
     record.provider = route.provider
     record.model_actual = route.model
     record.route_skip_reason = route.skip_reason

@@ -83,4 +83,6 @@ if state != "ok" and page.title != "Rules":  # the rules page works on the rules
     st.title(page.title)
     st.info(SCHEMA_HELP.get(state, "").format(db=st.session_state.db) or "Reload in a moment.")
     st.stop()
+# Which page ran before this one: the request log takes a new snapshot when it is opened afresh.
+st.session_state.previous_page, st.session_state.current_page = st.session_state.get("current_page"), page.title
 page.run()

@@ -21,7 +21,9 @@ CACHE_SECONDS = 5
 STALE_AFTER = timedelta(minutes=3)  # the proxy's writer notes a heartbeat every minute
 PRICES_FILE = "prices.yaml"  # the proxy's lectr_prices_file default, in the same working directory
 
-ALL_ORGS = "All orgs"  # the sidebar's first choice: every org, and the traffic no valid key let in
+ALL_ORGS = "All orgs"  # the first choice of org: every org, and the requests that have none
+NO_ORG = "(no org)"  # a request without one: refused for want of a valid key, or ended before the check
+UNTAGGED = "(untagged)"  # no X-Lectr-Feature, or no X-Lectr-Task: shown alike
 
 # label -> (length, summary bucket)
 PERIODS = {
@@ -59,6 +61,11 @@ class Context:
         """The window's start, at a whole bucket, so that every page counts the same requests."""
         start = self.now - self.span
         return start.replace(minute=0) if self.bucket == "hour" else start.replace(hour=0, minute=0)
+
+    @property
+    def current_bucket(self) -> datetime:
+        """The start of the bucket under way."""
+        return self.now.replace(minute=0) if self.bucket == "hour" else self.now.replace(hour=0, minute=0)
 
     @property
     def short(self) -> str:

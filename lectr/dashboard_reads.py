@@ -47,10 +47,11 @@ def _summarised(
 ) -> "pd.DataFrame":
     """`query` run after `WITH summaries AS (...)`: the period's summary rows from `since` (`align`: from
     its bucket), with $period, $since, $cut (where the stored summaries end) and, for an org, $org."""
+    period = _period(period)  # checked before it is written into any SQL
     with connect(path, read_only=True) as con:
         since = storage.bucket_floor(con, period, since) if align else since
-        cut = max(storage.summarised_until(con, _period(period)), since)
-        tail = storage.summary_select(period).replace("$since", "$cut")
+        cut = max(storage.summarised_until(con, period), since)
+        tail = storage.summary_select(period, since="$cut")
         params = {"period": period, "since": since, "cut": cut} | ({"org": org} if org else {})
         return con.execute(f"WITH {_SUMMARIES.format(tail=tail)} {query}", params).df()
 
@@ -68,8 +69,9 @@ def overview_series(path: str | Path, org: str | None, since: datetime, period: 
                    coalesce(sum(completion_tokens) {of_org}, 0)::BIGINT AS completion_tokens,
                    coalesce(sum(cost_usd) {of_org}, 0) AS cost_usd,
                    coalesce(sum(unpriced_requests) {of_org}, 0)::BIGINT AS unpriced_requests,
+                   coalesce(sum(requests) FILTER (WHERE {_served(org)}), 0)::BIGINT AS served_requests,
                    coalesce(sum(requests) FILTER (WHERE {_in(org)} AND routed), 0)::BIGINT AS routed_requests,
-                   coalesce(sum(requests) FILTER (WHERE org_id IS NULL), 0)::BIGINT AS failed_auth
+                   coalesce(sum(requests) FILTER (WHERE {FAILED_AUTH}), 0)::BIGINT AS failed_auth
             FROM summaries GROUP BY bucket_start
         ),
         latency AS (
@@ -79,7 +81,7 @@ def overview_series(path: str | Path, org: str | None, since: datetime, period: 
               AND {"org_id = $org AND NOT coalesce(all_orgs, false)" if org else "all_orgs"}
             UNION ALL BY NAME
             SELECT date_trunc('{period}', ts) AS bucket_start, {storage.PERCENTILES}
-            FROM request_logs WHERE ts >= $cut AND {_in(org)} GROUP BY ALL
+            FROM request_logs WHERE ts >= $cut AND {_served(org)} GROUP BY ALL
         )
         SELECT * FROM totals LEFT JOIN latency USING (bucket_start) ORDER BY bucket_start
     """
@@ -116,6 +118,16 @@ def latency_by_model(path: str | Path, org: str | None, since: datetime) -> "pd.
         """,
         {"since": since, "org": org} if org else {"since": since},
     )
+
+
+# Lectr refused it for want of a valid X-Lectr-Key: 401, or 429 once a source kept failing. (Other rows
+# without an org ended before the key was checked: a client too slow to send its body, for one.)
+FAILED_AUTH = "org_id IS NULL AND status_code IN (401, 429)"
+
+
+def _served(org: str | None) -> str:
+    """The condition for the requests Lectr let in: one org's (`$org`), or every org's (None)."""
+    return "org_id = $org" if org else "org_id IS NOT NULL"
 
 
 def _in(org: str | None) -> str:
@@ -268,10 +280,10 @@ def org_recommendations(path: str | Path, org: str | None) -> "pd.DataFrame":
     return _frame(
         path,
         f"""
-        SELECT * FROM recommendations WHERE {_org_is(org)}
+        SELECT * FROM recommendations WHERE {_in(org)}
         ORDER BY CASE confidence WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END, monthly_saving_usd DESC
         """,
-        [org] if org else [],
+        {"org": org} if org else {},
     )
 
 
@@ -279,14 +291,9 @@ def org_anomalies(path: str | Path, org: str | None, limit: int = 200) -> "pd.Da
     """An org's anomalies (None: every org's), open ones first, then the most recent."""
     return _frame(
         path,
-        f"SELECT * FROM anomalies WHERE {_org_is(org)} ORDER BY status = 'open' DESC, last_seen DESC LIMIT ?",
-        [org, limit] if org else [limit],
+        f"SELECT * FROM anomalies WHERE {_in(org)} ORDER BY status = 'open' DESC, last_seen DESC LIMIT $limit",
+        {"limit": limit} | ({"org": org} if org else {}),
     )
-
-
-def _org_is(org: str | None) -> str:
-    """The WHERE clause for one org (a `?` parameter), or for all of them (None)."""
-    return "org_id = ?" if org else "TRUE"
 
 
 def _frame(path: str | Path, sql: str, params: list | dict | None = None) -> "pd.DataFrame":

@@ -438,9 +438,9 @@ PERCENTILES = """quantile_cont(latency_ms, 0.5) AS latency_p50_ms, quantile_cont
                  quantile_cont(ttfb_ms, 0.5) AS ttfb_p50_ms, quantile_cont(ttfb_ms, 0.95) AS ttfb_p95_ms"""
 
 
-def summary_select(period: str) -> str:
-    """The dashboard_summaries rows of the request log from `$since` on: what the aggregator
-    stores, and what the dashboard computes itself for the buckets it has not stored yet."""
+def summary_select(period: str, since: str = "$since") -> str:
+    """The dashboard_summaries rows of the request log from `since` (a named parameter) on: what the
+    aggregator stores, and what the dashboard computes itself for the buckets it has not stored yet."""
     return f"""
         SELECT '{period}' AS period, date_trunc('{period}', ts) AS bucket_start,
                org_id, feature, task, provider, model_actual, rule_id, rule_name,
@@ -449,20 +449,22 @@ def summary_select(period: str) -> str:
                sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
                sum(cost_usd) AS cost_usd, count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_requests,
                {PERCENTILES}
-        FROM request_logs WHERE ts >= $since
+        FROM request_logs WHERE ts >= {since}
         GROUP BY ALL
     """
 
 
 def latency_select(period: str) -> str:
     """Exact latency percentiles per org, and over all orgs together (all_orgs, org_id NULL), from `$since`
-    on: percentiles of finer rows cannot be combined."""
+    on: percentiles of finer rows cannot be combined. All orgs are the requests Lectr let in: a refused
+    one takes no time, and a flood of them must not pull the percentiles down."""
     return f"""
-        SELECT '{period}' AS period, date_trunc('{period}', ts) AS bucket_start,
-               org_id, grouping(org_id) = 1 AS all_orgs,
+        SELECT '{period}' AS period, date_trunc('{period}', ts) AS bucket_start, org_id, false AS all_orgs,
                count(*) AS requests, {PERCENTILES}
-        FROM request_logs WHERE ts >= $since
-        GROUP BY GROUPING SETS ((bucket_start, org_id), (bucket_start))
+        FROM request_logs WHERE ts >= $since GROUP BY ALL
+        UNION ALL
+        SELECT '{period}', date_trunc('{period}', ts), NULL, true, count(*), {PERCENTILES}
+        FROM request_logs WHERE ts >= $since AND org_id IS NOT NULL GROUP BY ALL
     """
 
 

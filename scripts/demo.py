@@ -212,7 +212,7 @@ def fill(args: argparse.Namespace, db: Path, rules: Path, work: Path) -> None:
         copied = storage.replay_history(db, started, baseline_end, args.history_days, seed=args.seed)
         print(f"Copied the baseline back over {args.history_days} days: {copied:,} rows of history.")
     storage.aggregate(db, full=True)
-    found = workers.run_anomalies(db, alerts.env_settings())
+    found = workers.run_anomalies(db, alerts.SmtpSettings())  # no mail: a demo's spike must not page anyone
     recs = workers.run_recommend(db)
     print(f"Anomalies open: {len(found.new) + len(found.ongoing)}; recommendations: {len(recs)}.")
 
@@ -223,11 +223,18 @@ def not_demo_data(db: Path) -> str | None:
         return None
     try:
         orgs = {org for _, org, _, _ in storage.list_keys(db)}
+        with storage.connect(db, read_only=True) as con:  # traffic without keys here: a worker's own file
+            has_log = con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = 'request_logs'")
+            if has_log.fetchall():
+                logged = con.execute("SELECT DISTINCT org_id FROM request_logs WHERE org_id IS NOT NULL").fetchall()
+                orgs |= {org for (org,) in logged}
     except (storage.StorageError, duckdb.Error) as e:
         return f"cannot tell whether {db} holds your own data ({e})"
     others = sorted(orgs - set(ORGS))
     if others:
-        return f"{db} holds your own data: keys of {', '.join(others)}, not only the demo's {', '.join(ORGS)}"
+        return (
+            f"{db} holds your own data: keys or traffic of {', '.join(others)}, not only the demo's {', '.join(ORGS)}"
+        )
     return None
 
 
@@ -347,7 +354,7 @@ def serve_dashboard(db: Path, rules: Path, port: int, log_path: Path) -> int:
         if proc.poll() is None:
             print(f"\nDashboard on the demo database: {url}  (Ctrl-C stops it)", flush=True)
             proc.wait()
-        if proc.returncode == 0:  # stopped by a signal of its own
+        if proc.returncode == 0:  # it exited cleanly (Streamlit exits 0 on SIGTERM too)
             print("The dashboard stopped.")
             return 0
         print(

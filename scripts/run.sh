@@ -36,6 +36,9 @@ bash scripts/setup.sh
 # (After setup.sh, so that the virtual environment and Debian's packages install as usual.)
 umask 077
 prepare_store "$db" "$rules"
+# Said at every start, not only when the file is created: a rules.yaml copied from an older example
+# may route requests its user never chose to.
+rules_summary="$(.venv/bin/lectr rules check --file "$rules" 2>&1 | tail -n 1)" || true
 if [ "$dashboard" = 1 ]; then
     LECTR_DB="$db" LECTR_RULES="$rules" .venv/bin/streamlit run dashboard/app.py \
         --server.address 127.0.0.1 --server.port "$dashboard_port" >"$dashboard_log" 2>&1 &
@@ -48,7 +51,8 @@ Lectr is starting on http://127.0.0.1:$port
   base_url:    OpenAI(base_url="http://127.0.0.1:$port/v1", default_headers={"X-Lectr-Key": KEY})
   HTTPS_PROXY: HTTPS_PROXY=http://127.0.0.1:$port, trusting ~/.mitmproxy/mitmproxy-ca-cert.pem
 More keys:   .venv/bin/lectr keys create ORG --db $db
-Rules:       $rules (a saved change applies within a second; .venv/bin/lectr rules check --file $rules lists them)
+Rules:       $rules_summary
+             (a saved change applies within a second; .venv/bin/lectr rules check --file $rules lists them)
 MSG
 if [ "$dashboard" = 1 ]; then
     cat <<MSG

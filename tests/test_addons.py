@@ -61,6 +61,19 @@ def routed(router: Router, flow: http.HTTPFlow, **record_fields) -> FlowRecord:
     return record
 
 
+AZURE_SECRETS = "providers:\n  azure: {api_key: az-key, endpoint: 'http://az:9000', deployments: {gpt-4.1: prod-41}}\n"
+
+
+def routed_with_files(tmp_path, rules: str, secrets: str, flow: http.HTTPFlow) -> FlowRecord:
+    """`flow` through a Router of its own, configured with these rules and secrets files."""
+    (tmp_path / "rules.yaml").write_text(rules)
+    (tmp_path / "secrets.yaml").write_text(secrets)
+    addon = Router()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, lectr_rules=str(tmp_path / "rules.yaml"), lectr_secrets=str(tmp_path / "secrets.yaml"))
+        return routed(addon, flow)
+
+
 def test_router_records_rewrite_and_rule(router):
     flow = chat_flow({"model": "gpt-4o", "messages": []})
     record = routed(router, flow, feature="bot")
@@ -206,17 +219,21 @@ def test_the_path_decides_the_provider_over_the_model(router):
 
 def test_a_responses_request_switched_to_azure_names_the_deployment_in_its_body(tmp_path, monkeypatch):
     monkeypatch.setenv("LECTR_OPENAI_BASE_URL", "http://sim:9000/v1")
-    (tmp_path / "rules.yaml").write_text(
-        "rules:\n  - {name: to azure, priority: 1, match: {model: gpt-4o}, target: {provider: azure, model: gpt-4.1}}\n"
-    )
-    (tmp_path / "secrets.yaml").write_text(
-        "providers:\n  azure: {api_key: az-key, endpoint: 'http://az:9000', deployments: {gpt-4.1: prod-41}}\n"
-    )
-    addon = Router()
-    with taddons.context(addon) as tctx:
-        tctx.configure(addon, lectr_rules=str(tmp_path / "rules.yaml"), lectr_secrets=str(tmp_path / "secrets.yaml"))
-        flow = chat_flow({"model": "gpt-4o", "input": "hi"}, path=b"/v1/responses")
-        record = routed(addon, flow)
+    target = "{provider: azure, model: gpt-4.1}"
+    rules = f"rules:\n  - {{name: to azure, priority: 1, match: {{model: gpt-4o}}, target: {target}}}\n"
+    flow = chat_flow({"model": "gpt-4o", "input": "hi"}, path=b"/v1/responses")
+    record = routed_with_files(tmp_path, rules, AZURE_SECRETS, flow)
     assert flow.request.url == "http://az:9000/openai/v1/responses"
     assert json.loads(flow.request.content)["model"] == "prod-41" and flow.request.headers["api-key"] == "az-key"
     assert (record.provider, record.model_actual, record.rule_id) == ("azure", "gpt-4.1", "to-azure")
+
+
+def test_a_rule_that_keeps_an_azure_request_as_sent_keeps_its_deployment(tmp_path, monkeypatch):
+    # The target is the request's own model: planned as no rule, so the deployment the client named
+    # stands (not the one the secrets file maps the model to), and there is nothing to fall back to.
+    rules = "rules:\n  - {name: keep, priority: 1, match: {model: gpt-4.1}, target: {model: gpt-4.1}}\n"
+    path = b"/openai/deployments/client-41/chat/completions?api-version=2024-10-21"
+    flow = chat_flow({"model": "gpt-4.1", "messages": []}, path=path)
+    record = routed_with_files(tmp_path, rules, AZURE_SECRETS, flow)
+    assert flow.request.url == "http://az:9000/openai/deployments/client-41/chat/completions?api-version=2024-10-21"
+    assert (record.rule_id, record.rule_changed, record.original) == ("keep", False, None)

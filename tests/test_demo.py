@@ -87,7 +87,7 @@ def test_the_demo_fills_a_database_of_its_own_and_leaves_the_users_alone(tmp_pat
 def test_a_database_with_the_users_keys_is_refused_and_never_cleaned(tmp_path, user_files):
     run = run_demo(tmp_path, *FAST, "--no-dashboard", "--db", "lectr.duckdb")
     assert run.returncode == 2, run.stdout + run.stderr
-    assert "lectr.duckdb holds your own data: keys of default" in run.stderr
+    assert "lectr.duckdb holds your own data: keys or traffic of default" in run.stderr
     assert "a database of its own (default lectr-demo.duckdb), so that --clean can remove all of it" in run.stderr
     assert contents(tmp_path) == user_files  # not even the demo's rules file was made
 
@@ -180,3 +180,15 @@ def test_the_demos_rules_enable_every_example_rule(tmp_path, example):
     assert rules and all(rule.enabled for rule in rules)
     doc = rulesfile.read(made)
     assert doc.header.startswith("# head\n") and demo.RULES_MARKER in doc.header  # kept by the dashboard's edits
+
+
+def test_a_workers_file_with_traffic_but_no_keys_is_refused_too(tmp_path):
+    # A worker of scripts/workers.sh writes its own file and reads keys from another: no key in it.
+    worker = tmp_path / "worker-1.duckdb"
+    storage.append_request_logs(worker, [{"ts": storage.utc_now(), "request_id": "r1", "org_id": "default"}])
+    before = worker.read_bytes()
+    for args in ([*FAST, "--no-dashboard"], ["--clean"]):
+        run = run_demo(tmp_path, *args, "--db", worker.name)
+        assert run.returncode == 2, run.stdout + run.stderr
+        assert "worker-1.duckdb holds your own data: keys or traffic of default" in run.stderr
+    assert worker.exists() and worker.read_bytes() == before

@@ -175,6 +175,7 @@ def test_run_sh_starts_on_the_defaults_serves_the_key_it_printed_and_stops_clean
         rules = tmp_path / "rules.yaml"
         assert f"Created {rules} from rules.example.yaml: {NOTHING_ENABLED}" in printed
         assert f"rules loaded from {rules}: {NOTHING_ENABLED}" in printed
+        assert f"Rules:       {rules}: {NOTHING_ENABLED}" in printed  # at every start, in the banner
         (key,) = re.findall(r"^(lk_\S+)$", printed, re.MULTILINE)
 
         client = openai.OpenAI(

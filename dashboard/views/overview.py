@@ -11,8 +11,6 @@ import common
 import pandas as pd
 import streamlit as st
 
-NO_KEY = "(no valid key)"  # the org of requests Lectr refused: they never had one
-
 ctx = common.context()
 st.title(f"Overview · {ctx.scope}")
 
@@ -27,11 +25,13 @@ def overview() -> None:
     runs = common.read("worker_runs", ctx.db)
     dropped = common.read("dropped_since", ctx.db, ctx.since)
     degradation_banners(ctx, runs, dropped)
-    if series.empty:
+    if not series["requests"].any():  # (the buckets of other orgs' traffic come back too, at zero)
         st.info(f"No traffic for {ctx.scope} in the {ctx.window}.")
         return
     headline(ctx, series, before)
-    st.caption(f"The {ctx.window} · {ctx.bucket}ly buckets · changes against the {ctx.short} before")
+    st.caption(
+        f"The {ctx.window} · {ctx.bucket}ly buckets · changes: its whole {ctx.bucket}s against the {ctx.short} before"
+    )
 
     left, right = st.columns(2)
     lines = {"requests": "requests", "errors": "errors"}
@@ -60,7 +60,7 @@ def overview() -> None:
         (left, right), (("feature", "Cost by feature"), ("model_actual", "Cost by model"))
     ):
         # Untagged is a feature of its own; a request without a model (a models list) is no model's cost.
-        rows = served.assign(feature=served["feature"].fillna("(untagged)")).dropna(subset=[field])
+        rows = served.assign(feature=served["feature"].fillna(common.UNTAGGED)).dropna(subset=[field])
         cost = rows.groupby(field, as_index=False)["cost_usd"].sum()
         column.altair_chart(
             charts.bars(cost, field, "cost_usd", title, fmt="$,.4~f", axis_format="$,.2~r"), width="stretch"
@@ -83,47 +83,48 @@ def degradation_banners(ctx: common.Context, runs: dict, dropped: int) -> None:
 
 
 def headline(ctx: common.Context, series: pd.DataFrame, before: pd.DataFrame) -> None:
-    now, then = totals(series), totals(before)
+    """The window's figures, each with its change: the window's whole buckets (without the one under way,
+    exactly as long as the period) against the period before."""
+    now = totals(series)
+    whole, then = totals(series[series["bucket_start"] < ctx.current_bucket]), totals(before)
+
+    def delta(name: str) -> str | None:
+        return change(whole[name], then[name])
+
+    def delta_rate(part: str, of: str) -> str | None:
+        return points(whole[part], whole[of], then[part], then[of])
+
     cols = st.columns(6)
-    cols[0].metric("Requests", f"{now['requests']:,}", change(now["requests"], then["requests"]))
-    cols[1].metric(
-        "Cost",
-        common.usd(now["cost"]),
-        change(now["cost"], then["cost"]),
-        delta_color="inverse",
-        help=f"{now['unpriced']:,} requests without a known price (or without tokens) are not included",
-    )
-    cols[2].metric(
-        "Tokens", compact(now["tokens"]), change(now["tokens"], then["tokens"]), help=f"{now['tokens']:,} tokens"
-    )
-    cols[3].metric(
-        "Error rate",
-        percent(now["errors"], now["requests"]),
-        points(now["errors"], now["requests"], then["errors"], then["requests"]),
-        delta_color="inverse",
-    )
+    cols[0].metric("Requests", f"{now['requests']:,}", delta("requests"))
+    unpriced = f"{now['unpriced']:,} requests without a known price (or without tokens) are not included"
+    cols[1].metric("Cost", common.usd(now["cost"]), delta("cost"), delta_color="inverse", help=unpriced)
+    cols[2].metric("Tokens", compact(now["tokens"]), delta("tokens"), help=f"{now['tokens']:,} tokens")
+    error_rate = percent(now["errors"], now["requests"])
+    cols[3].metric("Error rate", error_rate, delta_rate("errors", "requests"), delta_color="inverse")
     cols[4].metric(
         "Routing coverage",
-        percent(now["routed"], now["requests"]),
-        points(now["routed"], now["requests"], then["routed"], then["requests"]),
-        help="share of requests a rule sent to another model or provider (a rule whose target is the "
-        "request as sent, or whose target failed, routed nothing)",
+        percent(now["routed"], now["served"]),
+        delta_rate("routed", "served"),
+        help="share of the requests Lectr let in that a rule sent to another model or provider (a rule whose "
+        "target is the request as sent, or whose target failed, routed nothing)",
     )
     cols[5].metric(
         "Failed auth",
         f"{now['failed_auth']:,}",
-        change(now["failed_auth"], then["failed_auth"]),
+        delta("failed_auth"),
         delta_color="inverse",
         help="requests Lectr refused for a missing or invalid X-Lectr-Key (401, or 429 after too many), "
         "from any org: without a valid key they belong to none"
-        + ("" if ctx.org is None else ". Choose All orgs in the sidebar to see them"),
+        + ("" if ctx.org is None else ". Choose All orgs to see them"),
     )
 
 
 def totals(frame: pd.DataFrame) -> dict:
-    sums = {c: frame[c].sum() for c in ("requests", "errors", "routed_requests", "failed_auth", "unpriced_requests")}
+    counts = ("requests", "served_requests", "errors", "routed_requests", "failed_auth", "unpriced_requests")
+    sums = {c: frame[c].sum() for c in counts}
     return {
         "requests": int(sums["requests"]),
+        "served": int(sums["served_requests"]),
         "errors": int(sums["errors"]),
         "routed": int(sums["routed_requests"]),
         "failed_auth": int(sums["failed_auth"]),
@@ -147,19 +148,21 @@ def percent(part: int, whole: int) -> str:
 
 def change(now: float, then: float) -> str | None:
     """The change against the period before, in per cent; None (no arrow) when there was nothing then."""
-    return f"{100 * (now - then) / then:+.0f}%" if then else None
+    if not then or round(100 * (now - then) / then) == 0:  # a change that rounds to none shows no arrow
+        return None
+    return f"{100 * (now - then) / then:+.0f}%"
 
 
 def points(part: int, whole: int, part_then: int, whole_then: int) -> str | None:
     """A rate's change in percentage points."""
-    if not whole or not whole_then:
+    if not whole or not whole_then or round(100 * (part / whole - part_then / whole_then), 1) == 0:
         return None
     return f"{100 * (part / whole - part_then / whole_then):+.1f} pts"
 
 
 def by_org(breakdown: pd.DataFrame) -> None:
     st.subheader("By org")
-    rows = breakdown.assign(org=breakdown["org_id"].fillna(NO_KEY))
+    rows = breakdown.assign(org=breakdown["org_id"].fillna(common.NO_ORG))
     table = rows.groupby("org", as_index=False).agg(
         requests=("requests", "sum"), errors=("errors", "sum"), tokens=("tokens", "sum"), cost_usd=("cost_usd", "sum")
     )
@@ -172,7 +175,11 @@ def by_org(breakdown: pd.DataFrame) -> None:
         width="stretch",
         column_order=["org", "requests", "share_pct", "error_pct", "tokens", "cost"],
         column_config={
-            "org": st.column_config.TextColumn("org", help=f"{NO_KEY}: requests Lectr refused (failed auth)"),
+            "org": st.column_config.TextColumn(
+                "org",
+                help=f"{common.NO_ORG}: requests Lectr refused for want of a valid key, or that ended before "
+                "the key was checked (a client too slow to send its body)",
+            ),
             "requests": st.column_config.NumberColumn("requests", format="localized"),
             "share_pct": st.column_config.ProgressColumn("share", format="%.1f%%", min_value=0, max_value=100),
             "error_pct": st.column_config.NumberColumn("errors", format="%.1f%%"),
@@ -207,6 +214,7 @@ def latency_by_model(ctx: common.Context) -> None:
         models,
         hide_index=True,
         width="stretch",
+        placeholder="–",  # a model whose requests all failed before timing: a dash, not "None"
         column_order=["model_actual", "requests", "error_pct", "latency_p50_ms", "latency_p95_ms"],
         column_config={
             "model_actual": st.column_config.TextColumn("model", width=common.fit(models["model_actual"], "model")),

@@ -1,7 +1,7 @@
 """Requests: the request log, filtered and paged in SQL so it stays fast on millions of rows.
 
 The table holds what a reader scans for; a row opens into every stored column (select it, or
-give its id). The window is the sidebar's, the Overview's: both count the same requests.
+give its id). The window is the one above every page: the Overview counts the same requests.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pandas as pd
 import request_detail
 import streamlit as st
 
+from lectr import storage
 from lectr.dashboard_reads import NONE
 from lectr.events import ERROR_CATEGORIES
 from lectr.rules import TASKS
@@ -18,8 +19,6 @@ from lectr.rules import TASKS
 PAGE_SIZE = 50
 ALL = "All"
 OUTCOMES = ["ok", "error", *ERROR_CATEGORIES]
-UNTAGGED = "(untagged)"  # no X-Lectr-Feature, or no X-Lectr-Task: shown alike
-NO_KEY = "(no valid key)"
 # Columns sized to their longest value on the page (and header): column -> header.
 FITTED = {
     "feature": "feature",
@@ -62,19 +61,29 @@ labels = {
 filters = {}
 for column, name in zip(st.columns(len(labels)), labels):
     # An absent header is "untagged", like the table says; an absent rule or endpoint is "(none)".
-    shown = (lambda v: UNTAGGED if v == NONE else v) if name in ("feature", "task") else str
+    shown = (lambda v: common.UNTAGGED if v == NONE else v) if name in ("feature", "task") else str
     picked = column.selectbox(labels[name], [ALL, *choices[name]], key=f"filter_{name}", format_func=shown)
     filters[name] = None if picked == ALL else picked
-page = st.columns([1, 5])[0].number_input("Page", min_value=1, value=1, step=1, key="page")
+paging, refreshing = st.columns([1, 5], vertical_alignment="bottom")
+page = paging.number_input("Page", min_value=1, value=1, step=1, key="page")
+refresh = refreshing.button("Refresh", help="the log is a snapshot: newer requests show after a refresh")
+
+# A snapshot, up to the moment this view was opened: rows arriving later must not move under the
+# reader's selection (it names a row by its place), nor shift the pages. Opening the page, changing
+# a filter or the page, or Refresh takes a new one.
+view = (ctx.db, ctx.org, ctx.period, tuple(filters.items()), page)
+state = st.session_state
+if refresh or state.get("log_view") != view or state.get("previous_page") != "Requests":
+    state.log_view, state.log_until = view, storage.utc_now()
+until = state.log_until
 
 
 def log_page() -> str | None:
-    """The page of the log; the id of the row selected in it, if any. Not refreshed on a timer:
-    rows moving under the reader's selection would open the wrong request."""
+    """The page of the log; the id of the row selected in it, if any."""
 
     def read(number: int) -> tuple[pd.DataFrame, int]:
         offset = (number - 1) * PAGE_SIZE
-        return common.read("request_log", ctx.db, ctx.org, ctx.since, None, filters, PAGE_SIZE, offset)
+        return common.read("request_log", ctx.db, ctx.org, ctx.since, until, filters, PAGE_SIZE, offset)
 
     rows, total = read(page)
     pages = max(1, -(-total // PAGE_SIZE))
@@ -83,7 +92,7 @@ def log_page() -> str | None:
         rows, total = read(shown)
     match = "request matches" if total == 1 else "requests match"
     st.caption(
-        f"{total:,} {match} in the {ctx.window} · as of {ctx.now:%H:%M} UTC · page {shown} of {pages:,} · "
+        f"{total:,} {match} in the {ctx.window} · as of {until:%H:%M:%S} UTC · page {shown} of {pages:,} · "
         f"newest first · {ROUTE_LEGEND} · select a row for everything Lectr stored about it"
     )
     if rows.empty:
@@ -98,7 +107,7 @@ def log_page() -> str | None:
         height="content",  # the whole page of rows: the page scrolls, not a small box inside it
         on_select="rerun",
         selection_mode="single-row",
-        key="log",
+        key=f"log-{hash((view, until))}",  # a new snapshot starts without a selection
         column_order=["route", "ts", *(["org"] if ctx.org is None else []), *FITTED],
         column_config={
             "route": st.column_config.TextColumn("⇄", width=32, help=ROUTE_LEGEND),
@@ -142,9 +151,9 @@ def table(rows: pd.DataFrame) -> pd.DataFrame:
     ]
     return rows.assign(
         route=route,
-        org=rows["org_id"].fillna(NO_KEY),
-        feature=rows["feature"].fillna(UNTAGGED),
-        task=rows["task"].fillna(UNTAGGED),
+        org=rows["org_id"].fillna(common.NO_ORG),
+        feature=rows["feature"].fillna(common.UNTAGGED),
+        task=rows["task"].fillna(common.UNTAGGED),
         model=model,
         status=status,
         tokens=tokens,

@@ -22,7 +22,10 @@ from lectr.rules import TASKS, RuleError
 
 ctx = common.context()
 st.title("Rules")
-st.caption(f"`{ctx.rules}` · first enabled match wins, lowest priority first · saved changes apply within a second")
+st.caption(
+    f"`{ctx.rules}` · first enabled match wins, lowest priority first · saved changes apply within a second · "
+    f"one file for every org: the counts are every org's requests in the {ctx.window}"
+)
 
 common.show_flash()
 

@@ -139,10 +139,13 @@ class Router:
             can_serve=lambda p: credentials.can_serve(record.org_id, p),
             held=self._held,
         )
+        # A rule whose target is the request as sent is planned as no rule: it must not pick another
+        # Azure deployment for the same model, and it leaves nothing to fall back to.
+        planned = route if route.changes(provider, model) else Route(provider, model)
         content = None
-        body_model = route.model
-        if route.rule is not None and route.provider == "azure" and endpoint.suffix == RESPONSES:
-            body_model = self._azure_deployment(record, endpoint, route)  # Azure's Responses API: in the body
+        body_model = planned.model
+        if planned.rule is not None and planned.provider == "azure" and endpoint.suffix == RESPONSES:
+            body_model = self._azure_deployment(record, endpoint, planned)  # Azure's Responses API: in the body
         if body_model != model:
             # The provider gets the client's body with only the model changed, or unchanged.
             content = rewrite_json(data, {"model": body_model})
@@ -151,13 +154,13 @@ class Router:
                     f"rule {route.rule.id if route.rule else None!r} not applied: the JSON body cannot be "
                     "rewritten without changing more than its model (duplicate keys, or a number out of range)"
                 )
-                route = Route(provider, model)
-        plan = self._route_plan(flow, record, endpoint, route, provider)
-        if route.changes(provider, model):  # what to fall back to if the rule's target fails (not itself)
+                route = planned = Route(provider, model)
+        plan = self._route_plan(flow, record, endpoint, planned, provider)
+        if planned.rule is not None:  # what to fall back to if the rule's target fails
             replan = functools.partial(self._route_plan, flow, record, endpoint, Route(provider, model), provider)
             address = (request.scheme, request.host, request.port)
             record.original = Original(
-                request.headers.fields, request.raw_content, address, provider, model, route.rule.id, replan
+                request.headers.fields, request.raw_content, address, provider, model, planned.rule.id, replan
             )
         _note_route(record, route)  # last: a failure above leaves the record saying "unchanged"
         return Plan(plan.url, plan.provider, content, plan.key)

@@ -59,13 +59,16 @@ class Context:
     @property
     def since(self) -> datetime:
         """The window's start, at a whole bucket, so that every page counts the same requests."""
-        start = self.now - self.span
-        return start.replace(minute=0) if self.bucket == "hour" else start.replace(hour=0, minute=0)
+        return self.bucket_of(self.now - self.span)
 
     @property
     def current_bucket(self) -> datetime:
         """The start of the bucket under way."""
-        return self.now.replace(minute=0) if self.bucket == "hour" else self.now.replace(hour=0, minute=0)
+        return self.bucket_of(self.now)
+
+    def bucket_of(self, ts: datetime) -> datetime:
+        """The start of the bucket `ts` falls in (`now` has no seconds already)."""
+        return ts.replace(minute=0) if self.bucket == "hour" else ts.replace(hour=0, minute=0)
 
     @property
     def short(self) -> str:

@@ -52,7 +52,7 @@ def _summarised(
         since = storage.bucket_floor(con, period, since) if align else since
         cut = max(storage.summarised_until(con, period), since)
         tail = storage.summary_select(period, since="$cut")
-        params = {"period": period, "since": since, "cut": cut} | ({"org": org} if org else {})
+        params = {"period": period, "since": since, "cut": cut} | _org(org)
         return con.execute(f"WITH {_SUMMARIES.format(tail=tail)} {query}", params).df()
 
 
@@ -116,7 +116,7 @@ def latency_by_model(path: str | Path, org: str | None, since: datetime) -> "pd.
             GROUP BY model_actual
         ) ORDER BY requests DESC
         """,
-        {"since": since, "org": org} if org else {"since": since},
+        {"since": since} | _org(org),
     )
 
 
@@ -128,6 +128,11 @@ FAILED_AUTH = "org_id IS NULL AND status_code IN (401, 429)"
 def _served(org: str | None) -> str:
     """The condition for the requests Lectr let in: one org's (`$org`), or every org's (None)."""
     return "org_id = $org" if org else "org_id IS NOT NULL"
+
+
+def _org(org: str | None) -> dict:
+    """The `$org` parameter that `_in` and `_served` name for one org; none for all (DuckDB refuses extra ones)."""
+    return {"org": org} if org else {}
 
 
 def _in(org: str | None) -> str:
@@ -213,7 +218,7 @@ def request_log_choices(path: str | Path, org: str | None, since: datetime) -> d
     endpoints = _frame(
         path,
         f"SELECT DISTINCT endpoint FROM request_logs WHERE ts >= $since AND {_in(org)}",
-        {"since": since} | ({"org": org} if org else {}),
+        {"since": since} | _org(org),
     )
     columns = {"feature": "feature", "task": "task", "provider": "provider", "model": "model_actual"}
     columns["rule"] = "rule_name"
@@ -283,7 +288,7 @@ def org_recommendations(path: str | Path, org: str | None) -> "pd.DataFrame":
         SELECT * FROM recommendations WHERE {_in(org)}
         ORDER BY CASE confidence WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END, monthly_saving_usd DESC
         """,
-        {"org": org} if org else {},
+        _org(org),
     )
 
 
@@ -292,7 +297,7 @@ def org_anomalies(path: str | Path, org: str | None, limit: int = 200) -> "pd.Da
     return _frame(
         path,
         f"SELECT * FROM anomalies WHERE {_in(org)} ORDER BY status = 'open' DESC, last_seen DESC LIMIT $limit",
-        {"limit": limit} | ({"org": org} if org else {}),
+        {"limit": limit} | _org(org),
     )
 
 

@@ -162,7 +162,7 @@ class Router:
             record.original = Original(
                 request.headers.fields, request.raw_content, address, provider, model, planned.rule.id, replan
             )
-        _note_route(record, route)  # last: a failure above leaves the record saying "unchanged"
+        _note_route(record, route, changed=planned.rule is not None)  # last: a failure above leaves "unchanged"
         return Plan(plan.url, plan.provider, content, plan.key)
 
     def _route_plan(
@@ -280,8 +280,8 @@ def _read_body(request: http.Request, record: FlowRecord) -> bytes | None:
     return content
 
 
-def _note_route(record: FlowRecord, route: Route) -> None:
-    record.rule_changed = route.changes(record.provider, record.model_actual)  # before they are overwritten
+def _note_route(record: FlowRecord, route: Route, changed: bool) -> None:
+    record.rule_changed = changed
     record.provider = route.provider
     record.model_actual = route.model
     record.route_skip_reason = route.skip_reason

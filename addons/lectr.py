@@ -10,22 +10,22 @@ import sys
 # Let `mitmdump -s addons/lectr.py` find the lectr package from a plain checkout too.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lectr.addons import internals  # noqa: E402
+from lectr.proxy.addons import internals  # noqa: E402
 
 # Refuse to start (mitmdump exits, saying why) on a mitmproxy Lectr's patches do not fit.
 internals.check()
 
-from lectr.addons.auth import Auth  # noqa: E402
-from lectr.addons.clientguard import ClientGuard  # noqa: E402
-from lectr.addons.fallback import Fallback  # noqa: E402
-from lectr.addons.gateway import Gateway  # noqa: E402
-from lectr.addons.recorder import Recorder  # noqa: E402
-from lectr.addons.router import Router  # noqa: E402
-from lectr.addons.runtime import Runtime  # noqa: E402
-from lectr.addons.streamtap import StreamTap  # noqa: E402
-from lectr.addons.streamusage import StreamUsage  # noqa: E402
-from lectr.addons.upstream import UpstreamGuard  # noqa: E402
-from lectr.addons.workers import Workers  # noqa: E402
+from lectr.proxy.addons.auth import Auth  # noqa: E402
+from lectr.proxy.addons.clientguard import ClientGuard  # noqa: E402
+from lectr.proxy.addons.fallback import Fallback  # noqa: E402
+from lectr.proxy.addons.gateway import Gateway  # noqa: E402
+from lectr.proxy.addons.recorder import Recorder  # noqa: E402
+from lectr.proxy.addons.router import Router  # noqa: E402
+from lectr.proxy.addons.runtime import Runtime  # noqa: E402
+from lectr.proxy.addons.schedule import Schedule  # noqa: E402
+from lectr.proxy.addons.streamtap import StreamTap  # noqa: E402
+from lectr.proxy.addons.streamusage import StreamUsage  # noqa: E402
+from lectr.proxy.addons.upstream import UpstreamGuard  # noqa: E402
 
 fallback = Fallback()
 
@@ -40,5 +40,5 @@ addons = [
     fallback,  # a rule's target failed: the original request answers; a rule that keeps failing is suspended
     StreamTap(),  # SSE passed through chunk by chunk, with a copy for the cold path
     Recorder(),  # one event per finished request into the queue; a writer process stores it
-    Workers(),  # aggregator, anomaly detector, recommendation engine on their schedules (own process)
+    Schedule(),  # aggregator, anomaly detector, recommendation engine on their schedules (own process)
 ]

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import common` from
 
 import common  # noqa: E402
 
-from lectr import storage  # noqa: E402
+from lectr.store import storage  # noqa: E402
 
 st.set_page_config(
     page_title="Lectr", page_icon=":material/alt_route:", layout="wide", initial_sidebar_state="collapsed"

@@ -1,6 +1,6 @@
 """What every dashboard page shares: the sidebar's choices, cached reads, and messages.
 
-Reads go through `lectr.dashboard_reads`, each opening the database read-only for one
+Reads go through `lectr.store.dashboard_reads`, each opening the database read-only for one
 query, so the proxy's writer never waits more than a moment. Results (data frames, never
 connections) are cached for a few seconds.
 """
@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 
 import streamlit as st
 
-from lectr import dashboard_reads, priceupdate, storage
+from lectr.prices import priceupdate
+from lectr.store import dashboard_reads, storage
 
 REFRESH_SECONDS = 15  # live pages re-read the database this often
 CACHE_SECONDS = 5

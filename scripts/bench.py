@@ -45,10 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 from harness import Conn, Reply, pct, progress, raw_request, rss_mb  # noqa: E402
 
-from lectr import haproxy, keys, storage  # noqa: E402
-from lectr.endpoints import parse_path  # noqa: E402
-from lectr.routing import choose_route  # noqa: E402
-from lectr.rules import parse_rules  # noqa: E402
+from lectr.admin import haproxy
+from lectr.common import keys
+from lectr.common.rules import parse_rules  # noqa: E402
+from lectr.proxy.endpoints import parse_path  # noqa: E402
+from lectr.proxy.routing import choose_route  # noqa: E402
+from lectr.store import storage  # noqa: E402
 
 LITELLM_VERSION = "1.106.2"
 LITELLM_VENV = harness.ROOT / ".bench" / "litellm"

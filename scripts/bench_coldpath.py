@@ -17,10 +17,10 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lectr import tokens  # noqa: E402
-from lectr.events import Event, EventQueue  # noqa: E402
-from lectr.metering import Meter  # noqa: E402
-from lectr.writer import Writer  # noqa: E402
+from lectr.common.events import Event, EventQueue  # noqa: E402
+from lectr.record import tokens  # noqa: E402
+from lectr.record.metering import Meter  # noqa: E402
+from lectr.record.writer import Writer  # noqa: E402
 
 BODY = json.dumps(
     {
@@ -97,7 +97,7 @@ def full_queue_offer_ns(n: int = 200_000) -> tuple[float, float]:
 
 def tokenise_stream_ms(target_tokens: int = 4000, rounds: int = 20) -> tuple[int, float]:
     """Parse a finished SSE stream of ~4k tokens and count it, as the writer does."""
-    from lectr import estimate
+    from lectr.record import estimate
 
     words = ("Lectr counts the tokens of streams that carry no usage, after the stream has ended. " * 400).split()
     chunks = [

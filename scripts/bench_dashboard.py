@@ -33,8 +33,9 @@ sys.path.insert(0, str(ROOT))
 import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from lectr import dashboard_reads, keys, storage  # noqa: E402
-from lectr.rules import TASKS  # noqa: E402
+from lectr.common import keys  # noqa: E402
+from lectr.common.rules import TASKS  # noqa: E402
+from lectr.store import dashboard_reads, storage  # noqa: E402
 
 ORGS = ("acme", "globex", "initech")
 FEATURES = "chat search support-bot summaries tagging extract-invoices email-drafts code-review translate".split()

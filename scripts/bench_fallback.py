@@ -33,12 +33,12 @@ from mitmproxy import http  # noqa: E402
 from mitmproxy.proxy.layers.http import HttpRequestHook, HttpResponseHeadersHook, HttpResponseHook  # noqa: E402
 from mitmproxy.test import taddons, tflow, tutils  # noqa: E402
 
-from lectr.addons import RECORD, internals  # noqa: E402
-from lectr.addons.fallback import Fallback  # noqa: E402
-from lectr.addons.router import Router  # noqa: E402
-from lectr.endpoints import parse_path  # noqa: E402
-from lectr.flowrecord import FlowRecord  # noqa: E402
-from lectr.routing import Original, Route  # noqa: E402
+from lectr.proxy.addons import RECORD, internals  # noqa: E402
+from lectr.proxy.addons.fallback import Fallback  # noqa: E402
+from lectr.proxy.addons.router import Router  # noqa: E402
+from lectr.proxy.endpoints import parse_path  # noqa: E402
+from lectr.proxy.flowrecord import FlowRecord  # noqa: E402
+from lectr.proxy.routing import Original, Route  # noqa: E402
 
 RULES = "rules:\n  - {name: mini, priority: 1, match: {feature: bot}, target: {model: gpt-4o-mini}}\n"
 BODY = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).encode()

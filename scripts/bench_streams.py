@@ -50,7 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 from harness import Conn, pct, progress, raw_request, rss_mb  # noqa: E402
 
-from lectr import keys, storage  # noqa: E402
+from lectr.common import keys
+from lectr.store import storage  # noqa: E402
 
 BODY = {
     "model": "gpt-4o-mini",

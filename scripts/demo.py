@@ -48,8 +48,12 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import ROOT, free_port, simulator_env, start_lectr, start_simulator, stop, wait_until  # noqa: E402
 
-from lectr import alerts, keys, priceupdate, rulesfile, storage, workers  # noqa: E402
-from lectr.rules import parse_rules  # noqa: E402
+from lectr.admin import rulesfile
+from lectr.common import keys
+from lectr.common.rules import parse_rules  # noqa: E402
+from lectr.jobs import alerts, runs
+from lectr.prices import priceupdate
+from lectr.store import storage  # noqa: E402
 
 DEMO_DB = "lectr-demo.duckdb"
 DEMO_RULES = "lectr-demo.rules.yaml"
@@ -212,8 +216,8 @@ def fill(args: argparse.Namespace, db: Path, rules: Path, work: Path) -> None:
         copied = storage.replay_history(db, started, baseline_end, args.history_days, seed=args.seed)
         print(f"Copied the baseline back over {args.history_days} days: {copied:,} rows of history.")
     storage.aggregate(db, full=True)
-    found = workers.run_anomalies(db, alerts.SmtpSettings())  # no mail: a demo's spike must not page anyone
-    recs = workers.run_recommend(db)
+    found = runs.run_anomalies(db, alerts.SmtpSettings())  # no mail: a demo's spike must not page anyone
+    recs = runs.run_recommend(db)
     print(f"Anomalies open: {len(found.new) + len(found.ongoing)}; recommendations: {len(recs)}.")
 
 

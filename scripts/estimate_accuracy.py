@@ -9,7 +9,7 @@ compared with the reported prompt and completion tokens: as the tokeniser counts
 and calibrated the way `tokens.Calibrator` scales them in production, by the ratio of
 reported to counted tokens on the model's other exchanges (leave one out). A model with
 no other exchange is calibrated on its provider's other exchanges of the same family.
-`--module` measures another implementation of lectr/estimate.py (an older one, say).
+`--module` measures another implementation of lectr/record/estimate.py (an older one, say).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import NamedTuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lectr import estimate, renderings, tokens, usage  # noqa: E402
+from lectr.common import usage  # noqa: E402
+from lectr.record import estimate, renderings, tokens
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "recorded"
 
@@ -71,7 +72,7 @@ def measure(fixture: dict, module=estimate) -> Measured:
 
 def calibration_key(m: Measured) -> str:
     """The model, a dated snapshot pooled with its alias to have enough exchanges per model.
-    Production's Calibrator keys by the exact name the request's row carries (lectr.metering)."""
+    Production's Calibrator keys by the exact name the request's row carries (lectr.record.metering)."""
     return re.sub(r"-\d{8}$", "", m.model)
 
 
@@ -147,7 +148,7 @@ def _module(path: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fixtures", type=Path, default=FIXTURES)
-    parser.add_argument("--module", help="another lectr/estimate.py to measure")
+    parser.add_argument("--module", help="another lectr/record/estimate.py to measure")
     parser.add_argument("--each", action="store_true", help="also print every exchange")
     args = parser.parse_args()
     module = _module(args.module) if args.module else estimate

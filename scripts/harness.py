@@ -1,7 +1,7 @@
 """Start and stop the real processes: the provider simulator, `mitmdump -s addons/lectr.py` and HAProxy.
 
 Shared by the tests (tests/conftest.py), the demo and the benchmarks. Everything listens
-on 127.0.0.1 on a free port (workers behind HAProxy: on other loopback addresses, see lectr/haproxy.py).
+on 127.0.0.1 on a free port (workers behind HAProxy: on other loopback addresses, see lectr/admin/haproxy.py).
 The benchmarks also share from here their load client (`Conn`), what they measure of a
 process (`rss_mb`, `fd_limit`) and how they write a report (`write_results`).
 """
@@ -26,7 +26,7 @@ from typing import IO, Callable
 
 import httpx
 
-from lectr import haproxy
+from lectr.admin import haproxy
 
 ROOT = Path(__file__).resolve().parent.parent
 MITMDUMP = str(Path(sys.executable).with_name("mitmdump"))
@@ -98,7 +98,7 @@ def start_lectr(
 ) -> subprocess.Popen:
     """`mitmdump -s addons/lectr.py` on host:port with `--set` options; returns once /healthz answers.
 
-    A worker behind HAProxy listens on its own loopback address at HAProxy's port (lectr/haproxy.py).
+    A worker behind HAProxy listens on its own loopback address at HAProxy's port (lectr/admin/haproxy.py).
     new_session: in a process group of its own, with its children, as a terminal's foreground job is:
     `os.killpg(proc.pid, signal.SIGINT)` is then a Ctrl-C.
     """
@@ -194,7 +194,7 @@ def haproxy_binary() -> str:
 
 
 def start_haproxy(port: int, backends: list[int | str], cfg_dir: Path, log: IO) -> subprocess.Popen:
-    """HAProxy on 127.0.0.1:port in front of Lectr workers (lectr/haproxy.py's config); returns once it listens.
+    """HAProxy on 127.0.0.1:port in front of Lectr workers (lectr/admin/haproxy.py's config); returns once it listens.
 
     backends: the workers' addresses ("127.0.0.2:8080") or ports on 127.0.0.1.
     """

@@ -63,7 +63,9 @@ import httpx  # noqa: E402
 import httpx2  # noqa: E402
 import openai  # noqa: E402
 
-from lectr import haproxy, keys, storage  # noqa: E402
+from lectr.admin import haproxy
+from lectr.common import keys
+from lectr.store import storage  # noqa: E402
 
 ORG = "soak"
 MEMORY_LIMIT_MB = 20.0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run N Lectr processes behind one address, for more than one core:
 #   HAProxy on 127.0.0.1:${LECTR_PORT:-8080} (TCP mode, least connections) in front of N workers
-#   (`mitmdump -s addons/lectr.py`) on the same port at 127.0.0.2, 127.0.0.3, ... (see lectr/haproxy.py);
+#   (`mitmdump -s addons/lectr.py`) on the same port at 127.0.0.2, 127.0.0.3, ... (see lectr/admin/haproxy.py);
 #   each worker writes its events to ${LECTR_WORKERS_DIR:-lectr-workers}/worker-<i>.duckdb and reads
 #   org keys from the main database ${LECTR_DB:-lectr.duckdb}; `lectr jobs` collects the workers'
 #   files into the main one every 5 s and runs the aggregator, anomaly checks and recommendations
@@ -45,7 +45,7 @@ wait_listening() {
 }
 # The workers listen on HAProxy's port at other loopback addresses: a request for Lectr itself
 # (GET /healthz) names HAProxy's address, which a worker on another port would forward back into
-# HAProxy, endlessly. lectr/haproxy.py (worker_addresses) explains.
+# HAProxy, endlessly. lectr/admin/haproxy.py (worker_addresses) explains.
 hosts=()
 for ((i = 2; i < n + 2; i++)); do hosts+=("127.0.0.$i"); done
 for host in 127.0.0.1 "${hosts[@]}"; do

@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lectr import keys, storage
+from lectr.common import keys
+from lectr.store import storage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from harness import ROOT, free_port, simulator_env, start_simulator, stop, wait_until  # noqa: E402, F401

@@ -8,15 +8,15 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow, tutils
 
-from lectr.addons import PRESENTED_KEY, RECORD
-from lectr.addons.auth import Auth
-from lectr.addons.gateway import Gateway
-from lectr.addons.router import Router
-from lectr.addons.streamtap import StreamTap
-from lectr.addons.streamusage import with_usage_requested
-from lectr.flowrecord import FlowRecord
-from lectr.keys import generate_key
-from lectr.storage import insert_key
+from lectr.common.keys import generate_key
+from lectr.proxy.addons import PRESENTED_KEY, RECORD
+from lectr.proxy.addons.auth import Auth
+from lectr.proxy.addons.gateway import Gateway
+from lectr.proxy.addons.router import Router
+from lectr.proxy.addons.streamtap import StreamTap
+from lectr.proxy.addons.streamusage import with_usage_requested
+from lectr.proxy.flowrecord import FlowRecord
+from lectr.store.storage import insert_key
 
 RULES = """
 rules:
@@ -103,7 +103,7 @@ def test_router_error_degrades_to_passthrough(router, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("rule evaluation blew up")
 
-    monkeypatch.setattr("lectr.addons.router.choose_route", broken)
+    monkeypatch.setattr("lectr.proxy.addons.router.choose_route", broken)
     body = json.dumps({"model": "gpt-4o", "messages": []}).encode()
     flow = chat_flow(body)
     record = routed(router, flow, feature="bot")
@@ -179,11 +179,11 @@ def test_stream_usage_is_asked_for_only_when_the_body_can_carry_it_faithfully():
 def test_a_broken_tiers_file_is_refused_with_its_name(tmp_path):
     from mitmproxy import exceptions
 
-    from lectr.addons.workers import Workers
+    from lectr.proxy.addons.schedule import Schedule
 
     tiers = tmp_path / "tiers.yaml"
     tiers.write_text("tiers: [not, a, mapping]\n")
-    addon = Workers()
+    addon = Schedule()
     with taddons.context(addon) as tctx:
         with pytest.raises(exceptions.OptionsError, match=str(tiers)):
             tctx.configure(addon, lectr_tiers=str(tiers))

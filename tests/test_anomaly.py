@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from lectr.anomaly import MAD_TO_SIGMA, Settings, anomaly_key, detect, robust_score
+from lectr.jobs.anomaly import MAD_TO_SIGMA, Settings, anomaly_key, detect, robust_score
 
 
 def test_robust_score_uses_median_and_mad():

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from test_properties import BODIES, strict_loads
 
-from lectr import storage
+from lectr.store import storage
 
 from conftest import set_rules, start_lectr, stop, wait_until
 

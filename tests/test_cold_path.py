@@ -16,8 +16,10 @@ import httpx
 import openai
 import pytest
 
-from lectr import estimate, pricing, storage, tokens
-from lectr.usage import Usage
+from lectr.common.usage import Usage
+from lectr.prices import pricing
+from lectr.record import estimate, tokens
+from lectr.store import storage
 
 from conftest import Lectr, set_rules, start_lectr, stop, wait_until
 

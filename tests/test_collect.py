@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lectr import collect, dashboard_reads, storage
+from lectr.store import collect, dashboard_reads, storage
 
 from conftest import ROOT, wait_until
 
@@ -106,7 +106,7 @@ def test_a_busy_worker_file_is_left_for_the_next_turn(tmp_path, caplog):
     write(w1, ["a1"])
     write(w2, ["b1"])
     holder = hold(w1, 60)
-    caplog.set_level(logging.INFO, logger="lectr.collect")
+    caplog.set_level(logging.INFO, logger="lectr.store.collect")
     try:
         assert collect.collect(main, [w1, w2]) == 1
         assert ids(main) == ["b1"]

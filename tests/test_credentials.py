@@ -1,6 +1,6 @@
 import pytest
 
-from lectr.credentials import CredentialsError, parse_credentials
+from lectr.proxy.credentials import CredentialsError, parse_credentials
 
 FILE = """
 providers:

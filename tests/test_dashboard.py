@@ -22,9 +22,12 @@ import yaml
 from openai import OpenAI
 from streamlit.testing.v1 import AppTest
 
-from lectr import dashboard_reads, pricing, rulehealth, rulesfile, storage
-from lectr.pricefile import PriceList
-from lectr.rules import load_rules_file
+from lectr.admin import rulesfile
+from lectr.common.rules import load_rules_file
+from lectr.prices import pricing
+from lectr.prices.pricefile import PriceList
+from lectr.proxy import rulehealth
+from lectr.store import dashboard_reads, storage
 
 from conftest import ROOT, start_lectr, stop, wait_until
 

@@ -38,7 +38,9 @@ import duckdb
 import httpx
 import pytest
 
-from lectr import rulehealth, rulesfile, storage
+from lectr.admin import rulesfile
+from lectr.proxy import rulehealth
+from lectr.store import storage
 
 from conftest import ROOT, free_port, stop, wait_until
 

@@ -18,8 +18,9 @@ import test_dashboard
 import yaml
 from test_dashboard import metric, no_errors, sql
 
-from lectr import alerts, storage, workers
-from lectr.rules import load_rules_file
+from lectr.common.rules import load_rules_file
+from lectr.jobs import alerts, runs
+from lectr.store import storage
 
 from conftest import ROOT
 
@@ -151,7 +152,7 @@ def test_a_missing_recipient_is_the_reason_and_no_failure(app):
     """The next check with a server but no recipients: still not configured, so the run reports no mail
     error (`lectr anomalies` exits 0) and the page names the one setting missing."""
     [(last_check,)] = sql(app.db, "SELECT max(last_seen) FROM anomalies")
-    run = workers.run_anomalies(app.db, alerts.SmtpSettings(host="smtp.example.com"), last_check)
+    run = runs.run_anomalies(app.db, alerts.SmtpSettings(host="smtp.example.com"), last_check)
     assert run.ongoing and not run.mailed and run.mail_error is None
     assert sql(app.db, "SELECT DISTINCT notify_error FROM anomalies") == [
         ("not configured: set LECTR_SMTP_TO (the proxy's lectr_smtp_to) to email alerts",)

@@ -21,8 +21,9 @@ import httpx
 import pytest
 from harness import accepts
 
-from lectr import rulesfile, storage
-from lectr.rules import load_rules_file
+from lectr.admin import rulesfile
+from lectr.common.rules import load_rules_file
+from lectr.store import storage
 
 from conftest import ROOT, free_port, wait_until
 

@@ -1,6 +1,6 @@
 import pytest
 
-from lectr.endpoints import Endpoint, parse_path, split_url, upstream_url
+from lectr.proxy.endpoints import Endpoint, parse_path, split_url, upstream_url
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""What a tokeniser counts when the provider reported no usage (lectr.estimate), checked
+"""What a tokeniser counts when the provider reported no usage (lectr.record.estimate), checked
 against what providers reported on recorded traffic (tests/fixtures/recorded)."""
 
 import json
@@ -6,8 +6,8 @@ import json
 import pytest
 from estimate_accuracy import calibration_key, load_fixtures, measure
 
-from lectr import renderings, tokens
-from lectr.estimate import Output, body_output, count, message_count, prompt_texts, prompt_tokens, stream_output
+from lectr.record import renderings, tokens
+from lectr.record.estimate import Output, body_output, count, message_count, prompt_texts, prompt_tokens, stream_output
 
 
 def _sse(*events: dict) -> bytes:

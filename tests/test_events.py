@@ -2,7 +2,7 @@
 
 import pytest
 
-from lectr.events import Event, EventQueue, error_category, task_valid
+from lectr.common.events import Event, EventQueue, error_category, task_valid
 
 
 def _event(n: int) -> Event:

@@ -1,10 +1,10 @@
-"""Which failures of a routed request call for the original (lectr.fallbacks)."""
+"""Which failures of a routed request call for the original (lectr.proxy.fallbacks)."""
 
 import json
 
 import pytest
 
-from lectr.fallbacks import MESSAGE_MAX, failure, may_fall_back
+from lectr.proxy.fallbacks import MESSAGE_MAX, failure, may_fall_back
 
 
 def body(value: object) -> bytes:

@@ -4,7 +4,7 @@ Every test asserts the same three things: traffic keeps flowing, responses are w
 would have been without Lectr (or a clear JSON error where the provider never answered),
 and the right event or counter is recorded. Faults come from outside where they can
 (a killed or stopped process, a locked, read-only, full or deleted database, a provider
-that resets its connection); from a failpoint (lectr/faults.py) where nothing outside
+that resets its connection); from a failpoint (lectr/common/faults.py) where nothing outside
 can make Lectr's own code fail.
 """
 
@@ -26,7 +26,7 @@ import openai
 import pytest
 from test_cold_path import _send, _writer_processes, dropped, rows, wait_rows
 
-from lectr import storage
+from lectr.store import storage
 
 from conftest import ROOT, free_port, start_lectr, stop, wait_until
 

@@ -22,7 +22,8 @@ from harness import start_lectr as start_lectr_process
 from harness import with_descendants
 from test_cold_path import rows, wait_rows
 
-from lectr import keys, storage
+from lectr.common import keys
+from lectr.store import storage
 
 from conftest import ROOT, free_port, set_rules, simulator_env, start_lectr, stop, wait_until
 

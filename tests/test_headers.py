@@ -1,4 +1,4 @@
-from lectr.headers import LectrHeaders, client_credential, split_lectr_headers, with_provider_auth
+from lectr.proxy.headers import LectrHeaders, client_credential, split_lectr_headers, with_provider_auth
 
 
 def fields(**headers: str) -> tuple[tuple[bytes, bytes], ...]:

@@ -1,4 +1,4 @@
-"""The mitmproxy internals Lectr patches (lectr/addons/internals.py), each exercised in-process
+"""The mitmproxy internals Lectr patches (lectr/proxy/addons/internals.py), each exercised in-process
 on the installed mitmproxy, and the refusal to start on one they were not checked against."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers.http import _http1, _http2, _http3
 from mitmproxy.test import taddons, tflow
 
-from lectr.addons import RECORD, internals
-from lectr.addons.upstream import UpstreamGuard
-from lectr.flowrecord import FlowRecord
+from lectr.proxy.addons import RECORD, internals
+from lectr.proxy.addons.upstream import UpstreamGuard
+from lectr.proxy.flowrecord import FlowRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 

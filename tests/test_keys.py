@@ -1,8 +1,9 @@
 import duckdb
 import pytest
 
-from lectr import cli, storage
-from lectr.keys import KeyRing, StoredKey, generate_key, hash_key, key_id_of
+from lectr.admin import cli
+from lectr.common.keys import KeyRing, StoredKey, generate_key, hash_key, key_id_of
+from lectr.store import storage
 
 
 def test_generated_keys_are_unique_and_only_their_hash_is_kept():

@@ -10,13 +10,14 @@ from genai_prices.data_snapshot import get_snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lectr import estimate, pricing, tokens
-from lectr import usage as usage_module
-from lectr.events import Event, EventQueue
-from lectr.metering import Meter
-from lectr.tokens import Calibrator
-from lectr.usage import Usage
-from lectr.writer import Writer
+from lectr.common import usage as usage_module
+from lectr.common.events import Event, EventQueue
+from lectr.common.usage import Usage
+from lectr.prices import pricing
+from lectr.record import estimate, tokens
+from lectr.record.metering import Meter
+from lectr.record.tokens import Calibrator
+from lectr.record.writer import Writer
 
 TS = 1_750_000_000.0
 PROMPT = "Classify the sentiment of: the parcel arrived crushed and late"

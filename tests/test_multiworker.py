@@ -21,10 +21,13 @@ import pytest
 from harness import haproxy_binary, start_haproxy, start_lectr
 from mitmproxy.test import taddons, tflow
 
-from lectr import collect, dashboard_reads, haproxy, keys, storage, workers
-from lectr.addons import PRESENTED_KEY, RECORD
-from lectr.addons.auth import Auth
-from lectr.flowrecord import FlowRecord
+from lectr.admin import haproxy
+from lectr.common import keys
+from lectr.jobs import runs
+from lectr.proxy.addons import PRESENTED_KEY, RECORD
+from lectr.proxy.addons.auth import Auth
+from lectr.proxy.flowrecord import FlowRecord
+from lectr.store import collect, dashboard_reads, storage
 
 from conftest import free_port, simulator_env, stop
 
@@ -44,7 +47,7 @@ class Farm:
 
 @pytest.fixture
 def farm(simulator_process, tmp_path):
-    """Two workers at 127.0.0.2 and 127.0.0.3 on HAProxy's port (see lectr/haproxy.py), HAProxy on 127.0.0.1."""
+    """Two workers at 127.0.0.2 and 127.0.0.3 on HAProxy's port (see lectr/admin/haproxy.py), HAProxy on 127.0.0.1."""
     main_db = tmp_path / "lectr.duckdb"
     new_key = keys.generate_key()
     storage.insert_key(main_db, "acme", new_key)
@@ -138,7 +141,7 @@ def test_requests_spread_over_workers_and_collected_once(farm):
     assert {(r[2], r[3]) for r in rows} == {("acme", 200)}  # keys read from the main file (lectr_keys_db)
 
     assert collect.collect(farm.main_db, farm.worker_dbs) == 0
-    workers.run_aggregate(farm.main_db)
+    runs.run_aggregate(farm.main_db)
     for period in ("hour", "day"):
         summed = f"SELECT sum(requests) FROM dashboard_summaries WHERE period = '{period}'"
         assert query(farm.main_db, summed) == [(total,)]

@@ -12,12 +12,13 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
-from lectr import priceupdate, pricing, storage
-from lectr.addons.recorder import Recorder
-from lectr.events import Event, EventQueue
-from lectr.pricefile import PriceFileError, PriceList, UserPrice, load_price_file, parse_prices
-from lectr.usage import Usage
-from lectr.writer import PRICES_URL, PriceSettings, Writer, WriterProcess
+from lectr.common.events import Event, EventQueue
+from lectr.common.usage import Usage
+from lectr.prices import priceupdate, pricing
+from lectr.prices.pricefile import PriceFileError, PriceList, UserPrice, load_price_file, parse_prices
+from lectr.proxy.addons.recorder import Recorder
+from lectr.record.writer import PRICES_URL, PriceSettings, Writer, WriterProcess
+from lectr.store import storage
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "prices.example.yaml"
 JAN_2026 = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)

@@ -22,12 +22,14 @@ from genai_prices.types import ModelPrice
 from genai_prices.update_prices import DEFAULT_UPDATE_URL
 from harness import ROOT, free_port, wait_until
 
-from lectr import cli, priceupdate, pricing, storage
-from lectr.events import Event, EventQueue
-from lectr.pricefile import PriceList
-from lectr.pricing import cost_usd, has_price, price
-from lectr.usage import Usage
-from lectr.writer import PRICES_URL, PriceSettings, Writer
+from lectr.admin import cli
+from lectr.common.events import Event, EventQueue
+from lectr.common.usage import Usage
+from lectr.prices import priceupdate, pricing
+from lectr.prices.pricefile import PriceList
+from lectr.prices.pricing import cost_usd, has_price, price
+from lectr.record.writer import PRICES_URL, PriceSettings, Writer
+from lectr.store import storage
 
 
 def test_gpt_4o_price():
@@ -220,7 +222,7 @@ def _write(writer: Writer, *events: Event) -> None:
 
 def _lectr(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "lectr.cli", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+        [sys.executable, "-m", "lectr.admin.cli", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
 
 

@@ -21,11 +21,15 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lectr import endpoints, estimate, metering, pricing, sse, storage, tokens, usage
-from lectr.credentials import Credentials, CredentialsError, parse_credentials
-from lectr.endpoints import Endpoint, parse_path, split_url, upstream_url
-from lectr.events import Event
-from lectr.headers import (
+from lectr.common import sse, usage
+from lectr.common.events import Event
+from lectr.common.providers import PROVIDERS
+from lectr.common.rules import RuleError, RuleSet, load_rules_file, parse_rules
+from lectr.prices import pricing
+from lectr.proxy import endpoints
+from lectr.proxy.credentials import Credentials, CredentialsError, parse_credentials
+from lectr.proxy.endpoints import Endpoint, parse_path, split_url, upstream_url
+from lectr.proxy.headers import (
     AUTH_HEADERS,
     LECTR_PREFIX,
     LectrHeaders,
@@ -34,9 +38,9 @@ from lectr.headers import (
     split_lectr_headers,
     with_provider_auth,
 )
-from lectr.metering import Meter
-from lectr.providers import PROVIDERS
-from lectr.rules import RuleError, RuleSet, load_rules_file, parse_rules
+from lectr.record import estimate, metering, tokens
+from lectr.record.metering import Meter
+from lectr.store import storage
 
 # No example database in the repository; a bounded number of examples keeps CI fast.
 FAST = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,6 +1,6 @@
 import pytest
 
-from lectr.providers import base_urls, detect_provider, provider_for_host
+from lectr.common.providers import base_urls, detect_provider, provider_for_host
 
 
 @pytest.mark.parametrize(

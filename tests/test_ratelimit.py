@@ -9,7 +9,7 @@ import openai
 import pytest
 from test_cold_path import rows, wait_rows
 
-from lectr.ratelimit import FailureLimiter
+from lectr.proxy.ratelimit import FailureLimiter
 
 from conftest import start_lectr, stop
 

@@ -10,12 +10,13 @@ from genai_prices import data_snapshot
 from genai_prices.data_snapshot import DataSnapshot
 from genai_prices.types import ClauseEquals, ModelPrice
 
-from lectr import families, pricing, rulesfile
-from lectr.families import TiersError, load_tiers, parse_tiers
-from lectr.pricefile import PriceList
-from lectr.recommend import judge, recommend, recommend_all, rule_yaml
-from lectr.rules import parse_rules
-from lectr.usage import Usage
+from lectr.admin import rulesfile
+from lectr.common.rules import parse_rules
+from lectr.common.usage import Usage
+from lectr.jobs.recommend import judge, recommend, recommend_all, rule_yaml
+from lectr.prices import families, pricing
+from lectr.prices.families import TiersError, load_tiers, parse_tiers
+from lectr.prices.pricefile import PriceList
 
 CATALOG = families.catalog()
 

@@ -14,9 +14,10 @@ import sys
 
 import anthropic
 
-from lectr import families, pricing, storage
-from lectr.recommend import HIGH_CONFIDENCE_REQUESTS
-from lectr.usage import Usage
+from lectr.common.usage import Usage
+from lectr.jobs.recommend import HIGH_CONFIDENCE_REQUESTS
+from lectr.prices import families, pricing
+from lectr.store import storage
 
 from conftest import ROOT, start_lectr, stop, wait_until
 
@@ -53,7 +54,7 @@ def test_a_claude_sonnet_5_5_classifier_gets_a_high_confidence_cheaper_claude(si
         stop(lectr.proc)  # the job reads the file as the jobs process does: after the proxy wrote it
 
     cli = subprocess.run(
-        [sys.executable, "-m", "lectr.cli", "recommend", "--db", str(lectr.db_path)],
+        [sys.executable, "-m", "lectr.admin.cli", "recommend", "--db", str(lectr.db_path)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -82,7 +83,16 @@ def test_a_claude_sonnet_5_5_classifier_gets_a_high_confidence_cheaper_claude(si
     prices = tmp_path / "prices.yaml"
     prices.write_text(f"prices:\n  - {{provider: anthropic, model: {suggested}, input: 100, output: 500}}\n")
     again = subprocess.run(
-        [sys.executable, "-m", "lectr.cli", "recommend", "--db", str(lectr.db_path), "--prices-file", str(prices)],
+        [
+            sys.executable,
+            "-m",
+            "lectr.admin.cli",
+            "recommend",
+            "--db",
+            str(lectr.db_path),
+            "--prices-file",
+            str(prices),
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,

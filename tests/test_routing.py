@@ -1,6 +1,6 @@
-from lectr.endpoints import parse_path
-from lectr.routing import Route, choose_route
-from lectr.rules import parse_rules
+from lectr.common.rules import parse_rules
+from lectr.proxy.endpoints import parse_path
+from lectr.proxy.routing import Route, choose_route
 
 RULES = parse_rules(
     """

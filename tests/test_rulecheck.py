@@ -1,8 +1,9 @@
 import pytest
 
-from lectr import pricing, rulecheck
-from lectr.pricefile import PriceList, parse_prices
-from lectr.rules import parse_rules
+from lectr.common.rules import parse_rules
+from lectr.prices import pricing
+from lectr.prices.pricefile import PriceList, parse_prices
+from lectr.proxy import rulecheck
 
 RULES = """
 rules:

@@ -1,8 +1,8 @@
-"""Rule health (lectr.rulehealth): suspension after consecutive fallbacks, a trial after the cool-down."""
+"""Rule health (lectr.proxy.rulehealth): suspension after consecutive fallbacks, a trial after the cool-down."""
 
 import pytest
 
-from lectr.rulehealth import SUSPENDED, Policy, RuleHealth
+from lectr.proxy.rulehealth import SUSPENDED, Policy, RuleHealth
 
 
 @pytest.fixture

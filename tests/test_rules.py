@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lectr.rules import RuleError, RuleSet, load_rules_file, parse_rules, summary
+from lectr.common.rules import RuleError, RuleSet, load_rules_file, parse_rules, summary
 
 VALID = """
 rules:

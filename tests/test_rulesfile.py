@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from lectr import rulesfile
-from lectr.rules import RuleError, load_rules_file
+from lectr.admin import rulesfile
+from lectr.common.rules import RuleError, load_rules_file
 
 HEADER = "# Lectr rules\n# hand-written notes stay\n\n"
 TEXT = (

@@ -1,4 +1,4 @@
-"""The proxy process's set-up for many long streams (lectr/addons/runtime.py, lectr/limits.py)."""
+"""The proxy process's set-up for many long streams (lectr/proxy/addons/runtime.py, lectr/proxy/limits.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 import pytest
 from mitmproxy.test import taddons
 
-from lectr import limits
-from lectr.addons.runtime import Runtime
+from lectr.proxy import limits
+from lectr.proxy.addons.runtime import Runtime
 
 from conftest import ROOT
 
@@ -43,7 +43,7 @@ def test_a_low_hard_limit_is_logged_with_how_to_raise_it():
     script = (
         "import logging, sys\n"
         "from mitmproxy.test import taddons\n"
-        "from lectr.addons.runtime import Runtime\n"
+        "from lectr.proxy.addons.runtime import Runtime\n"
         "logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format='%(message)s')\n"
         "with taddons.context(Runtime()):\n    pass\n"
     )

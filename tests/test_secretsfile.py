@@ -1,4 +1,4 @@
-"""lectr/secretsfile.py and `lectr secrets`: keys written owner-only and atomically, the rest of the file kept."""
+"""lectr/admin/secretsfile.py and `lectr secrets`: keys written owner-only and atomically, the rest of the file kept."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import os
 import pytest
 import yaml
 
-from lectr import cli, secretsfile
-from lectr.credentials import parse_credentials
-from lectr.secretsfile import Entry, SecretsFileError
+from lectr.admin import cli, secretsfile
+from lectr.admin.secretsfile import Entry, SecretsFileError
+from lectr.proxy.credentials import parse_credentials
 
 
 @pytest.fixture

@@ -24,8 +24,10 @@ import pytest
 import yaml
 from test_proxy_base_url import SWITCH_RULES
 
-from lectr import haproxy, keys, storage
-from lectr.credentials import parse_credentials
+from lectr.admin import haproxy
+from lectr.common import keys
+from lectr.proxy.credentials import parse_credentials
+from lectr.store import storage
 
 from conftest import ROOT, free_port, simulator_env, start_lectr, stop, wait_until
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from lectr import sse
-from lectr.sse import UsageChunkFilter, event_data, finished, iter_json, split_events
+from lectr.common import sse
+from lectr.common.sse import UsageChunkFilter, event_data, finished, iter_json, split_events
 
 
 def test_split_events_keeps_the_incomplete_rest():

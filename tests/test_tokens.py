@@ -7,8 +7,8 @@ import tiktoken
 import tiktoken.load
 import tiktoken.registry
 
-from lectr import tokens
-from lectr.tokens import Calibrator
+from lectr.record import tokens
+from lectr.record.tokens import Calibrator
 
 CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
 TEXTS = ["hello world", "Lectr meters every request.", "naïve café — 東京", ""]

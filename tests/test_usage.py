@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from lectr.estimate import stream_output
-from lectr.usage import Usage, from_response, from_stream, parse_json, style_of
+from lectr.common.usage import Usage, from_response, from_stream, parse_json, style_of
+from lectr.record.estimate import stream_output
 
 
 def _sse(*events: dict) -> bytes:

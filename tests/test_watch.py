@@ -1,7 +1,7 @@
 import os
 
-from lectr.rules import RuleSet, load_rules_file
-from lectr.watch import WatchedFile
+from lectr.common.rules import RuleSet, load_rules_file
+from lectr.common.watch import WatchedFile
 
 
 def test_reload_on_change_and_keep_last_good_on_error(tmp_path):

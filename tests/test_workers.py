@@ -11,8 +11,10 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from lectr import alerts, storage, workers, writer
-from lectr.events import EventQueue
+from lectr.common.events import EventQueue
+from lectr.jobs import alerts, runs
+from lectr.record import writer
+from lectr.store import storage
 
 from conftest import ROOT, free_port, start_lectr, stop, wait_until
 
@@ -88,7 +90,7 @@ def test_aggregator_summarises_by_period_and_dimensions(tmp_path):
     )
     storage.append_request_logs(db, [], {"queue_full": 7})
     # Per period: the first hour's 200s and its 500 (rows by status code), and the routed request.
-    assert workers.run_aggregate(db, NOW) == 6
+    assert runs.run_aggregate(db, NOW) == 6
     by_hour = query(
         db,
         "SELECT bucket_start, routed, model_actual, sum(requests), sum(errors), sum(prompt_tokens), sum(cost_usd),"
@@ -118,7 +120,7 @@ def test_aggregator_summarises_by_period_and_dimensions(tmp_path):
     assert latency == [(False, *expected), (True, *expected)]
 
     write(db, [log_row(hour + timedelta(hours=1, minutes=30), rule_id="r1", model_actual="gpt-4o-mini")])
-    workers.run_aggregate(db, NOW + timedelta(minutes=1))  # a second run recomputes, never double counts
+    runs.run_aggregate(db, NOW + timedelta(minutes=1))  # a second run recomputes, never double counts
     assert query(db, "SELECT sum(requests) FROM dashboard_summaries WHERE period = 'hour'") == [(13,)]
     assert query(db, "SELECT sum(requests) FROM dashboard_summaries WHERE period = 'day'") == [(13,)]
 
@@ -134,7 +136,7 @@ def test_an_older_database_is_migrated_and_fully_resummarised(tmp_path):
     assert storage.schema_state(db) == "old"
     write(db, [log_row(NOW - timedelta(days=3), rule_id="r1")])  # the writer migrates
     assert storage.schema_state(db) == "ok"
-    workers.run_aggregate(db, NOW)  # the last run was forgotten: the old bucket is summarised too
+    runs.run_aggregate(db, NOW)  # the last run was forgotten: the old bucket is summarised too
     assert query(db, "SELECT rule_id, requests FROM dashboard_summaries WHERE period = 'day'") == [("r1", 1)]
 
 
@@ -178,7 +180,7 @@ def test_a_cost_spike_is_recorded_and_mailed_once(tmp_path, smtp):
     inbox, settings = smtp
     db = tmp_path / "a.duckdb"
     week_of_traffic(db, spike=10)
-    run = workers.run_anomalies(db, settings, NOW)
+    run = runs.run_anomalies(db, settings, NOW)
     assert {(f.feature, f.metric) for f in run.new} == {(None, "cost_usd"), ("support", "cost_usd")}
     assert run.mailed and len(inbox.messages) == 1
     mail = inbox.messages[0]
@@ -191,10 +193,10 @@ def test_a_cost_spike_is_recorded_and_mailed_once(tmp_path, smtp):
     ]
     assert all(r[4] == NOW for r in stored)
 
-    again = workers.run_anomalies(db, settings, NOW + timedelta(minutes=5))  # 5 minutes later, still going on
+    again = runs.run_anomalies(db, settings, NOW + timedelta(minutes=5))  # 5 minutes later, still going on
     assert again.new == [] and len(again.ongoing) == 2 and len(inbox.messages) == 1
 
-    later = workers.run_anomalies(db, settings, NOW + timedelta(hours=2))  # the spike hour is now history
+    later = runs.run_anomalies(db, settings, NOW + timedelta(hours=2))  # the spike hour is now history
     assert later.resolved == 2 and later.new == []
     assert query(db, "SELECT count(*) FROM anomalies WHERE status = 'resolved'") == [(2,)]
 
@@ -203,7 +205,7 @@ def test_normal_traffic_raises_nothing(tmp_path, smtp):
     inbox, settings = smtp
     db = tmp_path / "a.duckdb"
     week_of_traffic(db, spike=1.05)
-    run = workers.run_anomalies(db, settings, NOW)
+    run = runs.run_anomalies(db, settings, NOW)
     assert run.new == [] and inbox.messages == []
 
 
@@ -212,15 +214,15 @@ def test_a_mail_server_that_is_down_does_not_stop_detection_and_the_alert_is_sen
     week_of_traffic(db, spike=10)
     inbox, up = smtp
     down = alerts.SmtpSettings(host="127.0.0.1", port=free_port(), recipients=("ops@test",), starttls=False)
-    run = workers.run_anomalies(db, down, NOW)
+    run = runs.run_anomalies(db, down, NOW)
     assert len(run.new) == 2 and not run.mailed and "ConnectionRefused" in run.mail_error
     assert query(db, "SELECT count(*) FROM anomalies WHERE notify_error IS NOT NULL AND notified_at IS NULL") == [(2,)]
     # The server is back at the next run: the same two anomalies, still open, are mailed then, once.
-    later = workers.run_anomalies(db, up, NOW + timedelta(minutes=5))
+    later = runs.run_anomalies(db, up, NOW + timedelta(minutes=5))
     assert len(later.ongoing) == 2 and later.mailed and later.mail_error is None
     assert len(inbox.messages) == 1 and "2 anomalies" in inbox.messages[0]["Subject"]
     assert query(db, "SELECT count(*) FROM anomalies WHERE notify_error IS NULL AND notified_at IS NOT NULL") == [(2,)]
-    workers.run_anomalies(db, up, NOW + timedelta(minutes=10))
+    runs.run_anomalies(db, up, NOW + timedelta(minutes=10))
     assert len(inbox.messages) == 1
 
 
@@ -250,7 +252,7 @@ def test_recommendations_from_stored_traffic_and_the_cli(tmp_path):
             )
         )
     write(db, rows)
-    found = workers.run_recommend(db, NOW)
+    found = runs.run_recommend(db, NOW)
     assert [(r.feature, r.current_model, r.suggested_model, r.confidence) for r in found] == [
         ("tagger", "gpt-4o", "gpt-4o-mini", "high")
     ]
@@ -259,7 +261,10 @@ def test_recommendations_from_stored_traffic_and_the_cli(tmp_path):
     assert "feature: tagger" in stored[0][3] and "model: gpt-4o-mini" in stored[0][3]
 
     cli = subprocess.run(
-        [sys.executable, "-m", "lectr.cli", "recommend", "--db", str(db)], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "lectr.admin.cli", "recommend", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert cli.returncode == 0 and "acme/tagger: gpt-4o -> gpt-4o-mini" in cli.stdout
     assert "planner" not in cli.stdout  # reasoning is never downgraded

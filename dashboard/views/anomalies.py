@@ -6,7 +6,7 @@ import common
 import pandas as pd
 import streamlit as st
 
-from lectr import alerts
+from lectr.jobs import alerts
 
 # metric -> (what it is called, how one hour's value reads)
 METRICS = {

@@ -9,8 +9,8 @@ import common
 import pandas as pd
 import streamlit as st
 
-from lectr import rulesfile
-from lectr.rules import RuleError
+from lectr.admin import rulesfile
+from lectr.common.rules import RuleError
 
 CONFIDENCE = ("high", "medium", "low")
 # One recommendation per org, feature, provider and current model (recommend.py judges each

@@ -11,10 +11,10 @@ import pandas as pd
 import request_detail
 import streamlit as st
 
-from lectr import storage
-from lectr.dashboard_reads import NONE
-from lectr.events import ERROR_CATEGORIES
-from lectr.rules import TASKS
+from lectr.common.events import ERROR_CATEGORIES
+from lectr.common.rules import TASKS
+from lectr.store import storage
+from lectr.store.dashboard_reads import NONE
 
 PAGE_SIZE = 50
 ALL = "All"
@@ -29,7 +29,7 @@ FITTED = {
     "cost": "cost",
     "latency": "latency ms",
 }
-ERRORS = {  # lectr.events' categories, in a few words beside the status
+ERRORS = {  # lectr.common.events' categories, in a few words beside the status
     "auth": "auth",
     "rate_limit": "rate limited",
     "upstream_5xx": "provider error",

@@ -1,8 +1,8 @@
 """Rules: the rules file in priority order, with match counts and health; create, edit, reorder, enable, delete.
 
 A rule's health comes from the request log: the fallbacks from its target, and whether the
-proxy has suspended it (lectr.rulehealth). A target model no price source knows gets a warning
-(lectr.rulecheck): a new model, or a misspelt one.
+proxy has suspended it (lectr.proxy.rulehealth). A target model no price source knows gets a warning
+(lectr.proxy.rulecheck): a new model, or a misspelt one.
 
 Every change is validated as the proxy would validate it, then the file is replaced
 atomically; the running proxy applies it to the next request within a second.
@@ -16,9 +16,11 @@ import common
 import pandas as pd
 import streamlit as st
 
-from lectr import rulecheck, rulehealth, rulesfile, storage
-from lectr.providers import PROVIDERS
-from lectr.rules import TASKS, RuleError
+from lectr.admin import rulesfile
+from lectr.common.providers import PROVIDERS
+from lectr.common.rules import TASKS, RuleError
+from lectr.proxy import rulecheck, rulehealth
+from lectr.store import storage
 
 ctx = common.context()
 st.title("Rules")
@@ -51,7 +53,7 @@ def match_counts() -> dict[str, int]:
 
 
 def health() -> dict[str, dict]:
-    """lectr.dashboard_reads.rule_health by rule id: the state by each rule's latest request in the
+    """lectr.store.dashboard_reads.rule_health by rule id: the state by each rule's latest request in the
     last 7 days (or the window, if longer); fallbacks and skips counted over the sidebar's window."""
     if ctx.db_state != "ok":
         return {}
@@ -63,7 +65,7 @@ def health() -> dict[str, dict]:
 
 
 def unknown_targets(rules: list[dict]) -> dict[str, str]:
-    """Rule id -> the target model no price source knows (lectr.rulecheck)."""
+    """Rule id -> the target model no price source knows (lectr.proxy.rulecheck)."""
     common.use_prices(ctx.db)
     ruleset = rulesfile.validate(rules, ctx.rules)  # valid: rulesfile.read checked it
     return {rule.id: rule.target_model for rule in rulecheck.unknown_target_models(ruleset.rules)}

@@ -1,0 +1,171 @@
+"""The rules file as a document the dashboard edits: read, change, validate, save atomically.
+
+Edits work on the rules as plain mappings (what the YAML holds), so a saved file looks
+like one written by hand; `rules.parse_rules` validates the result before anything is
+written. A save replaces the file in one rename, so the proxy's watcher reads the old
+file or the new one, never half of each, and picks it up within a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lectr.common.rules import RuleError, RuleSet, parse_rules, slug
+
+# Where a recommendation's rule goes when it does not say: after hand-written rules.
+FIRST_GENERATED_PRIORITY = 100
+
+
+@dataclass(frozen=True)
+class RulesDoc:
+    rules: list[dict] = field(default_factory=list)  # as in the file, in file order
+    header: str = ""  # the comment block above `rules:`, kept verbatim on save
+    signature: str = ""  # of the text read: a save refuses to overwrite a file changed since
+
+
+def rule_id(rule: dict) -> str:
+    """The id the proxy records for a rule: its `id`, else its name slugged (as rules.py does)."""
+    return str(rule.get("id") or slug(str(rule.get("name") or "")))
+
+
+def read(path: str | Path) -> RulesDoc:
+    """The rules file's contents. A missing file is an empty document. Raises RuleError if unreadable."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return RulesDoc()
+    parse_rules(text, str(path))  # refuse to edit a file the proxy would reject: fix it first
+    doc = yaml.safe_load(text) or {}
+    return RulesDoc(list(doc.get("rules") or []), _header(text), _signature(text))
+
+
+def render(doc: RulesDoc, rules: list[dict]) -> str:
+    body = yaml.safe_dump({"rules": rules}, sort_keys=False, default_flow_style=None, allow_unicode=True, width=120)
+    return doc.header + body
+
+
+def validate(rules: list[dict], source: str = "rules file") -> RuleSet:
+    """The parsed rule set, with warnings (e.g. an unknown task). Raises RuleError naming the problem."""
+    return parse_rules(yaml.safe_dump({"rules": rules}, sort_keys=False), source)
+
+
+def save(path: str | Path, doc: RulesDoc, rules: list[dict]) -> RuleSet:
+    """Validate and write `rules` in place of the document `doc` was read from, atomically."""
+    path = Path(path)
+    ruleset = validate(rules, str(path))
+    try:
+        current = _signature(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        current = ""
+    if current != doc.signature:
+        raise RuleError(f"{path} was changed by someone else since it was loaded; reload the page and edit again")
+    text = render(doc, rules)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return ruleset
+
+
+# --- edits: each returns a new list, leaving the argument unchanged -----------------------
+
+
+def put(rules: list[dict], rule: dict, replacing: str | None = None) -> list[dict]:
+    """Add `rule`, or replace the rule whose id is `replacing` (keeping its place in the file)."""
+    rule = _clean(rule)
+    if replacing is None:
+        return [*rules, rule]
+    index = _index(rules, replacing)
+    return [*rules[:index], rule, *rules[index + 1 :]]
+
+
+def delete(rules: list[dict], rid: str) -> list[dict]:
+    index = _index(rules, rid)
+    return rules[:index] + rules[index + 1 :]
+
+
+def set_enabled(rules: list[dict], rid: str, enabled: bool) -> list[dict]:
+    index = _index(rules, rid)
+    return [*rules[:index], {**rules[index], "enabled": enabled}, *rules[index + 1 :]]
+
+
+def move(rules: list[dict], rid: str, step: int) -> list[dict]:
+    """Swap priorities with the neighbour `step` (-1 earlier, +1 later) in evaluation order."""
+    order = sorted(range(len(rules)), key=lambda i: rules[i].get("priority", 0))
+    at = next(pos for pos, i in enumerate(order) if rule_id(rules[i]) == rid)
+    other = at + step
+    if not 0 <= other < len(order):
+        return list(rules)
+    a, b = order[at], order[other]
+    moved = list(rules)
+    moved[a] = {**rules[a], "priority": rules[b].get("priority")}
+    moved[b] = {**rules[b], "priority": rules[a].get("priority")}
+    return moved
+
+
+def free_priority(rules: list[dict], at_least: int = 1) -> int:
+    used = {r.get("priority") for r in rules}
+    priority = at_least
+    while priority in used:
+        priority += 1
+    return priority
+
+
+def from_recommendation(rules: list[dict], rule_yaml: str, enabled: bool) -> dict:
+    """The recommendation's rule (rules-file YAML), at a free priority and enabled or not."""
+    (rule,) = yaml.safe_load(rule_yaml)
+    taken = {rule_id(r) for r in rules}
+    if rule_id(rule) in taken:
+        raise RuleError(f"a rule with id {rule_id(rule)!r} is already in the rules file")
+    wanted = rule.get("priority") or FIRST_GENERATED_PRIORITY
+    return {**rule, "priority": free_priority(rules, wanted), "enabled": enabled}
+
+
+def _clean(rule: dict) -> dict:
+    """Drop empty fields, so a form's blank inputs mean "any" rather than an empty string."""
+    out = {}
+    for key, value in rule.items():
+        if isinstance(value, dict):
+            value = {k: v.strip() if isinstance(v, str) else v for k, v in value.items() if v not in (None, "")}
+            if key == "match" and not value:
+                continue
+        elif isinstance(value, str):
+            value = value.strip()
+        if value in (None, ""):
+            continue
+        out[key] = value
+    return out
+
+
+def _index(rules: list[dict], rid: str) -> int:
+    for index, rule in enumerate(rules):
+        if rule_id(rule) == rid:
+            return index
+    raise RuleError(f"no rule with id {rid!r} in the rules file; it may have been removed: reload the page")
+
+
+def _header(text: str) -> str:
+    lines = []
+    for line in text.splitlines(keepends=True):
+        if line.strip() and not line.lstrip().startswith("#"):
+            break
+        lines.append(line)
+    return "".join(lines)
+
+
+def _signature(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

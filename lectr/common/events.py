@@ -1,0 +1,145 @@
+"""The event: what the cold path gets about one finished request, and the queue that carries it.
+
+Pure. The hot path builds an `Event` from plain values and offers it to the
+`EventQueue`; it never waits. Everything that costs time (decoding bodies, counting
+tokens, pricing, writing) happens later, in the writer process.
+
+An event never carries a provider key or the Lectr key. It carries the request and
+response bodies in memory only, for token counting; they are never stored.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+from lectr.common.rules import TASKS
+
+# Bodies larger than this are not kept for token counting (a huge prompt of images would
+# otherwise sit in the queue); provider-reported usage in the response still counts.
+BODY_KEEP_LIMIT = 1024 * 1024
+
+ERROR_CATEGORIES = (
+    "auth",  # 401/403: the Lectr key or the provider key; Lectr's 429 after too many invalid Lectr keys
+    "client",  # any other 4xx
+    "rate_limit",  # the provider's 429
+    "upstream_5xx",  # the provider answered 5xx
+    "timeout",  # no response headers within lectr_upstream_timeout
+    "connection",  # the provider could not be reached, or dropped the connection
+    "client_aborted",  # the client went away before the response was complete
+    "stream_error",  # the provider answered 200, then ended the stream with an error event
+    "proxy",  # Lectr itself could not handle the request
+)
+
+
+@dataclass(slots=True)
+class Event:
+    ts: float  # time.time() when the flow completed
+    request_id: str
+    org_id: str | None
+    mode: str
+    endpoint: str | None
+    provider: str | None
+    provider_unknown: bool
+    model_requested: str | None
+    model_actual: str | None
+    rule_id: str | None
+    rule_name: str | None
+    route_skip_reason: str | None
+    passthrough_reason: str | None
+    feature: str | None
+    task: str | None
+    streaming: bool
+    status_code: int | None
+    error_category: str | None
+    latency_ms: float
+    ttfb_ms: float | None
+    request_bytes: int
+    response_bytes: int
+    # For token counting only; never stored.
+    request_body: bytes | None = None
+    request_encoding: str = ""
+    response_body: bytes | None = None
+    response_encoding: str = ""
+    response_truncated: bool = False
+    usage_injected: bool = False  # Lectr asked for stream usage the client did not
+    skipped_rule_id: str | None = None  # a rule matched but was not applied (route_skip_reason says why)
+    fallback_model: str | None = None  # a rule's target failed, and the original request answered
+    fallback_status: int | None = None
+    fallback_error: str | None = None
+    fallback_ms: float | None = None
+    rule_changed: bool = False  # the rule applied changed the model or the provider
+    lectr_overhead_us: float | None = None  # time in Lectr's own hooks (lectr.proxy.addons.timed)
+
+
+def task_valid(task: str | None) -> bool | None:
+    """Whether the X-Lectr-Task sent is one of the five task types; None when none was sent."""
+    return None if task is None else task.lower() in TASKS
+
+
+def error_category(
+    status: int | None,
+    lectr_error: bool,
+    flow_error: bool,
+    client_aborted: bool,
+    timed_out: bool,
+    stream_error: bool = False,
+) -> str | None:
+    """Why a request did not succeed, or None if it did.
+
+    `lectr_error`: the response was Lectr's own (x-lectr-error); `flow_error`: mitmproxy
+    reported an error on the flow (no complete response); `stream_error`: the stream ended
+    with the provider's error event.
+    """
+    if client_aborted:
+        return "client_aborted"
+    if timed_out:
+        return "timeout"
+    if stream_error:
+        return "stream_error"
+    if flow_error:
+        return "connection"
+    if status is None or status < 400:
+        return None
+    if status in (401, 403):
+        return "auth"
+    if status == 429:  # Lectr's own 429 limits failed X-Lectr-Key attempts
+        return "auth" if lectr_error else "rate_limit"
+    if lectr_error:
+        return {502: "connection", 504: "timeout"}.get(status, "client" if status < 500 else "proxy")
+    return "upstream_5xx" if status >= 500 else "client"
+
+
+class EventQueue:
+    """A bounded queue whose `offer` never blocks: when full, the event is dropped and counted.
+
+    Safe for one producer (the event loop) and one consumer (the thread that drains it): deque
+    appends and pops are atomic, and the producer is the only one that counts drops.
+    """
+
+    def __init__(self, maxsize: int, batch_size: int) -> None:
+        self.maxsize = maxsize
+        self.batch_size = batch_size
+        self.dropped = 0  # events refused because the queue was full, since start
+        self.ready = threading.Event()  # set when a batch's worth is waiting
+        self._items: deque[Event] = deque()
+
+    def offer(self, event: Event) -> bool:
+        if len(self._items) >= self.maxsize:
+            self.dropped += 1
+            return False
+        self._items.append(event)
+        if len(self._items) == self.batch_size:
+            self.ready.set()
+        return True
+
+    def take(self, n: int) -> list[Event]:
+        items = self._items
+        out = []
+        while items and len(out) < n:
+            out.append(items.popleft())
+        return out
+
+    def __len__(self) -> int:
+        return len(self._items)

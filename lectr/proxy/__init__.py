@@ -1,0 +1,9 @@
+"""The proxy process: what runs while a request is in flight.
+
+`addons/` holds the mitmproxy addon classes, one concern each, composed in `addons/lectr.py` at
+the project's root. The modules here are the pure logic they call (no mitmproxy import):
+routing, headers, paths, credentials, fallback decisions, rule health.
+
+Nothing here imports `lectr.record`, `lectr.jobs` or `lectr.admin` at load time
+(tests/test_layout.py): the proxy starts the writer and the jobs as child processes.
+"""

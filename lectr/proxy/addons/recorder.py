@@ -1,0 +1,194 @@
+"""Recorder: one event per finished request, handed to the cold path without waiting.
+
+When a flow completes, errors or is abandoned by the client, the Recorder builds an
+`Event` from the flow's record and offers it to a bounded queue; a full queue drops the
+event and counts it. The writer (lectr/record/writer.py, a process of its own) meters and
+stores the queue in DuckDB. On shutdown, `done` flushes the queue before mitmproxy exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from mitmproxy import ctx, exceptions, http
+
+from lectr.common.events import BODY_KEEP_LIMIT, Event, EventQueue, error_category
+from lectr.common.sse import finished, stream_error
+from lectr.proxy.addons import record_of
+from lectr.proxy.flowrecord import FlowRecord
+from lectr.record.writer import PRICES_URL, PriceSettings, WriterProcess
+
+log = logging.getLogger(__name__)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.queue = EventQueue(10_000, 500)
+        self.writer: WriterProcess | None = None
+        self.emitted = 0  # events built since start (queued or dropped)
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "lectr_queue_size",
+            int,
+            10_000,
+            "Events held in memory for the writer. When full, new events are dropped and counted; requests never wait.",
+        )
+        loader.add_option(
+            "lectr_batch_size", int, 500, "Events written to DuckDB per batch (also written every lectr_flush_ms)."
+        )
+        loader.add_option("lectr_flush_ms", int, 1000, "Longest time, in ms, an event waits before being written.")
+        loader.add_option(
+            "lectr_prices_file",
+            str,
+            "prices.yaml",
+            "Your own prices (YAML; see prices.example.yaml): fine-tunes, Azure deployments, self-hosted models, "
+            "negotiated rates. They win over the price database. Reloaded within seconds of a save; an invalid "
+            "file is rejected and the last good prices stay in force.",
+        )
+        loader.add_option(
+            "lectr_prices_refresh",
+            int,
+            0,
+            "Fetch newer price data from lectr_prices_url every this many hours (e.g. 24), in the background, "
+            "into <lectr_db>.prices.json; 0: never (the bundled data, and what 'lectr prices update' fetched).",
+        )
+        loader.add_option(
+            "lectr_prices_url", str, PRICES_URL, "Where newer price data (genai-prices' data.json) is fetched from."
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "lectr_prices_refresh" in updated and ctx.options.lectr_prices_refresh < 0:
+            raise exceptions.OptionsError("lectr_prices_refresh must be 0 (never) or a number of hours, e.g. 24")
+        if "lectr_prices_url" in updated and not ctx.options.lectr_prices_url.startswith(("http://", "https://")):
+            raise exceptions.OptionsError(
+                f"lectr_prices_url must be an http:// or https:// address, not {ctx.options.lectr_prices_url!r}"
+            )
+        restart = {"lectr_db", "lectr_queue_size", "lectr_batch_size", "lectr_flush_ms"}
+        restart |= {"lectr_prices_file", "lectr_prices_refresh", "lectr_prices_url"}
+        if updated & restart and self.writer:
+            self._stop_writer()
+            self._start_writer()
+
+    def running(self) -> None:
+        self._start_writer()
+
+    def done(self) -> None:
+        self._stop_writer()
+
+    def status(self) -> dict[str, int]:
+        return {
+            "events_emitted": self.emitted,
+            "events_queued": len(self.queue),
+            "events_dropped": self.queue.dropped,
+            "events_lost": self.writer.lost if self.writer else 0,
+        }
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        record = record_of(flow)
+        if record is None or record.emitted:
+            return
+        self.emit(flow, record)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        record = record_of(flow)
+        if record is not None and flow.request.timestamp_end is None:
+            # The request never arrived whole (cut short, or too slow): the client's doing. mitmproxy
+            # may report it here before its protocol-error path (lectr.proxy.addons.upstream) runs.
+            record.client_aborted = True
+        self.response(flow)  # mitmproxy calls one or the other; both end the flow
+
+    def emit(self, flow: http.HTTPFlow, record: FlowRecord) -> None:
+        started = time.perf_counter()
+        record.emitted = True
+        self.emitted += 1
+        try:
+            event = build_event(flow, record)
+            event.lectr_overhead_us = (record.overhead_s + time.perf_counter() - started) * 1e6
+            self.queue.offer(event)
+        except Exception:  # the cold path must never break the hot path
+            log.exception("could not build the event for %s", record.request_id)
+
+    def _start_writer(self) -> None:
+        options = ctx.options
+        self.queue = EventQueue(max(1, options.lectr_queue_size), max(1, options.lectr_batch_size))
+        prices = PriceSettings(
+            user_file=options.lectr_prices_file,
+            url=options.lectr_prices_url,
+            refresh_hours=options.lectr_prices_refresh,
+        )
+        self.writer = WriterProcess(options.lectr_db, self.queue, max(1, options.lectr_flush_ms) / 1000, prices)
+        self.writer.start()
+
+    def _stop_writer(self) -> None:
+        if self.writer is not None:
+            self.writer.stop()
+            self.writer = None
+
+
+def build_event(flow: http.HTTPFlow, record: FlowRecord) -> Event:
+    """Plain values only, and no copies of bodies: this runs on the event loop."""
+    now = time.perf_counter()
+    request, response = flow.request, flow.response
+    if response is None or (record.error_status is not None and not response.stream):
+        # mitmproxy answered instead: the provider's response (if it began) never reached the client.
+        status = record.error_status
+    else:
+        status = response.status_code
+    first_byte = record.t_first_chunk if record.streaming else record.t_response_headers
+    streamed = record.streaming and response is not None and bool(response.stream)
+    if streamed:
+        body, size = record.stream_copy, record.stream_bytes
+    else:
+        body = response.raw_content if response is not None else None
+        size = len(body) if body else 0
+    # The OpenAI SDK closes its connection once it has read [DONE], which now and then reaches
+    # mitmproxy before the end of the provider's body: the client had the whole stream.
+    complete = streamed and not record.stream_copy_truncated and finished(body)
+    # Read only for a stream without its terminal event: rare, and the tail is a few kB.
+    failed_stream = streamed and not complete and status == 200 and stream_error(body) is not None
+    request_body = request.raw_content
+    return Event(
+        ts=time.time(),
+        request_id=record.request_id,
+        org_id=record.org_id,
+        mode=record.mode,
+        endpoint=record.endpoint,
+        provider=record.provider,
+        provider_unknown=record.provider_unknown,
+        model_requested=record.model_requested,
+        model_actual=record.model_actual,
+        rule_id=record.rule_id,
+        rule_name=record.rule_name,
+        rule_changed=record.rule_changed,
+        route_skip_reason=record.route_skip_reason,
+        skipped_rule_id=record.skipped_rule_id,
+        passthrough_reason=record.passthrough_reason,
+        feature=record.feature,
+        task=record.task,
+        streaming=record.streaming,
+        status_code=status,
+        error_category=error_category(
+            status,
+            lectr_error=response is not None and "x-lectr-error" in response.headers,
+            flow_error=flow.error is not None and not complete,
+            client_aborted=record.client_aborted and not complete,
+            timed_out=record.timed_out,
+            stream_error=failed_stream,
+        ),
+        latency_ms=(now - record.t_start) * 1000,
+        ttfb_ms=(first_byte - record.t_start) * 1000 if first_byte else None,
+        request_bytes=len(request_body) if request_body else 0,
+        response_bytes=size,
+        request_body=request_body if request_body and len(request_body) <= BODY_KEEP_LIMIT else None,
+        request_encoding=request.headers.get("content-encoding", ""),
+        response_body=body if body and len(body) <= BODY_KEEP_LIMIT * 8 else None,
+        response_encoding=response.headers.get("content-encoding", "") if response is not None else "",
+        response_truncated=record.stream_copy_truncated,
+        usage_injected=record.usage_injected,
+        fallback_model=record.fallback_model,
+        fallback_status=record.fallback_status,
+        fallback_error=record.fallback_error,
+        fallback_ms=record.fallback_ms,
+    )

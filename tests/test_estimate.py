@@ -284,3 +284,13 @@ def test_a_plain_chat_prompt_is_framed_as_openai_documents():
     assert prompt_tokens({"messages": messages}, "openai", "gpt-4o") == content + (3 + 1) * 2 + 3
     embedding = prompt_tokens({"input": "an embedding input"}, "openai", "text-embedding-3-small")
     assert embedding == tokens.count_text("an embedding input", "text-embedding-3-small")
+
+
+def test_a_stream_cut_inside_an_audio_delta_counts_no_audio():
+    # Found by the property test: the cut came before the data's "type", so only the event
+    # line said it was audio.
+    cut = (
+        b'event: response.output_text.delta\ndata: {"type": "response.output_text.delta", "delta": "Hi"}\n\n'
+        b'event: response.audio.delta\ndata: {"delta": "UklGRiQAAABXQVZF'
+    )
+    assert stream_output(cut, "responses").text == "Hi"

@@ -21,7 +21,7 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lectr.common import sse, usage
+from lectr.common import decompress, jsonbody, sse, usage
 from lectr.common.events import Event
 from lectr.common.providers import PROVIDERS
 from lectr.common.rules import RuleError, RuleSet, load_rules_file, parse_rules
@@ -165,20 +165,20 @@ def assert_usage(found: usage.Usage | None) -> None:
 @example(body=b"[" * 100_000)
 @example(body=b'{"a":"\xff"}')
 def test_parse_json_gives_a_json_value_or_none(body):
-    value = usage.parse_json(body)
+    value = jsonbody.parse_json(body)
     assert value is None or is_json_value(value)
     if value is None and body:
-        reason = usage.unreadable_reason(body)
+        reason = jsonbody.unreadable_reason(body)
         assert reason is None or "too" in reason
 
 
 def test_json_lectr_cannot_read_is_told_apart_from_json_that_is_not_json():
-    assert usage.parse_json(b'{"n":' + b"1" * 5000 + b"}") is None
-    assert "integer too long" in usage.unreadable_reason(b'{"n":' + b"1" * 5000 + b"}")
-    assert "nested too deeply" in usage.unreadable_reason(_nested(100_000, closed=True))
-    assert usage.unreadable_reason(b"not json") is None
-    assert usage.unreadable_reason(b'{"a":"\xff"}') is None
-    assert usage.unreadable_reason(b"null") is None  # JSON null: parse_json says None too
+    assert jsonbody.parse_json(b'{"n":' + b"1" * 5000 + b"}") is None
+    assert "integer too long" in jsonbody.unreadable_reason(b'{"n":' + b"1" * 5000 + b"}")
+    assert "nested too deeply" in jsonbody.unreadable_reason(_nested(100_000, closed=True))
+    assert jsonbody.unreadable_reason(b"not json") is None
+    assert jsonbody.unreadable_reason(b'{"a":"\xff"}') is None
+    assert jsonbody.unreadable_reason(b"null") is None  # JSON null: parse_json says None too
 
 
 @FAST
@@ -226,7 +226,7 @@ def test_prompt_texts_of_a_well_formed_request():
 @example(data=b'{"model":"gpt-4o","x":NaN}', changes={"model": "gpt-4o-mini"})
 def test_a_rewritten_body_says_what_the_client_sent_with_only_the_changes(data, changes):
     """The provider never gets invalid JSON, nor a body that means something else."""
-    rewritten = usage.rewrite_json(data, changes)
+    rewritten = jsonbody.rewrite_json(data, changes)
     if rewritten is None:
         return  # forwarded unchanged
     original = strict_loads(data)  # a rewrite happens only for bodies that are plain JSON
@@ -242,27 +242,27 @@ def test_any_plain_json_object_can_be_rewritten(body, model, ascii):
         strict_loads(data)
     except (AssertionError, ValueError):
         return  # holds inf or nan: rightly refused (the property above)
-    assert usage.rewrite_json(data, {"model": model}) is not None
+    assert jsonbody.rewrite_json(data, {"model": model}) is not None
 
 
 def test_what_cannot_be_rewritten_faithfully_is_refused():
-    assert usage.rewrite_json(b'{"model":"gpt-4o","x":1e400}', {"model": "m"}) is None
-    assert usage.rewrite_json(b'{"model":"gpt-4o","model":"claude-x"}', {"model": "m"}) is None
-    assert usage.rewrite_json(b'{"model":"a","x":{"k":1,"k":2}}', {"model": "m"}) is None
-    assert usage.rewrite_json(b'{"model":"a","x":NaN}', {"model": "m"}) is None
-    assert usage.rewrite_json(b'["model"]', {"model": "m"}) is None
+    assert jsonbody.rewrite_json(b'{"model":"gpt-4o","x":1e400}', {"model": "m"}) is None
+    assert jsonbody.rewrite_json(b'{"model":"gpt-4o","model":"claude-x"}', {"model": "m"}) is None
+    assert jsonbody.rewrite_json(b'{"model":"a","x":{"k":1,"k":2}}', {"model": "m"}) is None
+    assert jsonbody.rewrite_json(b'{"model":"a","x":NaN}', {"model": "m"}) is None
+    assert jsonbody.rewrite_json(b'["model"]', {"model": "m"}) is None
     # A lone surrogate stays the escape the client sent; other text stays as it was.
-    assert usage.rewrite_json(b'{"model":"a","x":"\\ud800","y":"\xc3\xa9"}', {"model": "m"}) == (
+    assert jsonbody.rewrite_json(b'{"model":"a","x":"\\ud800","y":"\xc3\xa9"}', {"model": "m"}) == (
         b'{"model": "m", "x": "\\ud800", "y": "\\u00e9"}'
     )
-    assert usage.rewrite_json(b'{"model":"a","y":"\xc3\xa9"}', {"model": "m"}) == '{"model": "m", "y": "é"}'.encode()
+    assert jsonbody.rewrite_json(b'{"model":"a","y":"\xc3\xa9"}', {"model": "m"}) == '{"model": "m", "y": "é"}'.encode()
 
 
 ENCODERS = {
     "gzip": gzip.compress,
     "deflate": zlib.compress,
     "br": brotli.compress,
-    "zstd": lambda b: usage.zstd_module().compress(b),
+    "zstd": lambda b: decompress.zstd_module().compress(b),
 }
 
 
@@ -270,22 +270,22 @@ ENCODERS = {
 @given(data=st.binary(max_size=2000), encoding=st.sampled_from([*ENCODERS, "identity", "", "GZIP", "x-gzip"]))
 def test_content_encodings_round_trip(data, encoding):
     encode = ENCODERS.get(encoding.lower().removeprefix("x-"), lambda b: b)
-    assert usage.decoded(encode(data), encoding) == data
+    assert decompress.decoded(encode(data), encoding) == data
 
 
 @FAST
 @given(data=st.binary(max_size=300), encoding=st.sampled_from([*ENCODERS, "compress", "br, gzip", "\xff"]))
 def test_broken_or_unknown_encodings_give_none(data, encoding):
-    result = usage.decoded(data, encoding)
+    result = decompress.decoded(data, encoding)
     assert result is None or isinstance(result, bytes)
 
 
 @pytest.mark.parametrize("encoding", list(ENCODERS))
 def test_a_compression_bomb_is_not_decompressed(monkeypatch, encoding):
-    monkeypatch.setattr(usage, "DECODED_LIMIT", 1024 * 1024)
-    assert usage.decoded(ENCODERS[encoding](b"\0" * (1024 * 1024)), encoding) == b"\0" * (1024 * 1024)
+    monkeypatch.setattr(decompress, "DECODED_LIMIT", 1024 * 1024)
+    assert decompress.decoded(ENCODERS[encoding](b"\0" * (1024 * 1024)), encoding) == b"\0" * (1024 * 1024)
     bomb = ENCODERS[encoding](b"\0" * (1024 * 1024 + 1))
-    assert usage.decoded(bomb, encoding) is None
+    assert decompress.decoded(bomb, encoding) is None
 
 
 # --- SSE streams --------------------------------------------------------------------------

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from lectr.common.usage import Usage, from_response, from_stream, parse_json, style_of
+from lectr.common.jsonbody import parse_json
+from lectr.common.usage import Usage, from_response, from_stream, style_of
 from lectr.record.estimate import stream_output
 
 

@@ -1,4 +1,4 @@
-"""Token usage as providers report it, and reading the bodies it comes in.
+"""Token usage as providers report it: the cold path reads it from response bodies and streams.
 
 Pure. Three API styles cover every provider Lectr knows: Anthropic's native Messages API
 (`/messages`), OpenAI's Responses API (`/responses`), and the chat-completions style
@@ -10,9 +10,7 @@ What a tokeniser counts when no usage was reported is `lectr.record.estimate`'s.
 
 from __future__ import annotations
 
-import json
 import re
-import zlib
 from typing import NamedTuple
 
 from lectr.common import sse
@@ -115,140 +113,6 @@ def reported_model(response: bytes) -> str | None:
     """The model a response says answered: Azure names there the model a deployment serves."""
     match = _MODEL.search(response[:65536])
     return match[1].decode("utf-8", "replace") if match else None
-
-
-def parse_json(data: bytes | None) -> object:
-    """A body as JSON, or None when it is empty or not JSON (never raises)."""
-    if not data:
-        return None
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError):
-        return None
-
-
-# A compressed body is read up to this size decompressed. Brotli turns 256 MB of zeros
-# into 421 bytes: without a limit, a request of a few kilobytes takes gigabytes to read.
-DECODED_LIMIT = 64 * 1024 * 1024
-
-
-def decoded(data: bytes | None, encoding: str | None) -> bytes | None:
-    """The body with its Content-Encoding undone; None when the encoding is unknown or
-    broken, or the body decompresses to more than DECODED_LIMIT (nothing to read)."""
-    encoding = (encoding or "").strip().lower()
-    if not data or encoding in ("", "identity", "none"):
-        return data
-    try:
-        if encoding in ("gzip", "x-gzip"):
-            return _inflate(data, 16 + zlib.MAX_WBITS)
-        if encoding == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send it
-            try:
-                return _inflate(data, zlib.MAX_WBITS)
-            except zlib.error:
-                return _inflate(data, -zlib.MAX_WBITS)
-        if encoding == "br":
-            import brotli  # installed with mitmproxy
-
-            return _unbrotli(brotli.Decompressor(), data)
-        if encoding == "zstd":
-            return _unzstd(data)
-    except Exception:  # broken data: each library has its own error
-        return None
-    return None
-
-
-def _inflate(data: bytes, wbits: int) -> bytes | None:
-    out = bytearray()
-    while data:  # gzip allows several members one after another
-        inflater = zlib.decompressobj(wbits)
-        out += inflater.decompress(data, DECODED_LIMIT + 1 - len(out))  # max_length 0 would mean no limit
-        if len(out) > DECODED_LIMIT or not inflater.eof:
-            return None  # too large, or cut short
-        data = inflater.unused_data
-    return bytes(out)
-
-
-def _unbrotli(decompressor, data: bytes) -> bytes | None:
-    # This brotli has no output limit: fed 16 bytes at a time, one call yields ~16 MB at most.
-    out = bytearray()
-    for i in range(0, len(data), 16):
-        out += decompressor.process(data[i : i + 16])
-        if len(out) > DECODED_LIMIT:
-            return None
-    return bytes(out) if decompressor.is_finished() else None
-
-
-def _unzstd(data: bytes) -> bytes | None:
-    zstd = zstd_module()
-    out = bytearray()
-    while data:  # like gzip, several frames may follow one another
-        decompressor = zstd.ZstdDecompressor()
-        out += decompressor.decompress(data, DECODED_LIMIT + 1 - len(out))
-        if len(out) > DECODED_LIMIT or not decompressor.eof:
-            return None  # too large, or cut short
-        data = decompressor.unused_data
-    return bytes(out)
-
-
-def zstd_module():
-    """The standard library's zstd (Python 3.14), or its backport, as mitmproxy itself uses it."""
-    try:
-        from compression import zstd
-    except ImportError:
-        from backports import zstd
-    return zstd
-
-
-def unreadable_reason(data: bytes) -> str | None:
-    """Why a body `parse_json` gave up on is JSON all the same, or None when it is not JSON.
-
-    Python's parser stops where JSON itself does not: at its recursion limit, and at
-    integers of more than 4300 digits. Such a body is forwarded unread, and the reason
-    recorded, because it is Lectr's limit and not the client's mistake.
-    """
-    nested = "the JSON body is nested too deeply for Lectr to read it"
-    try:
-        json.loads(data, parse_int=len)  # no int() call: no digit limit
-    except RecursionError:
-        return nested
-    except ValueError:
-        return None  # not JSON
-    try:
-        json.loads(data)
-    except RecursionError:
-        return nested
-    except ValueError:  # readable but for its integers
-        return "the JSON body has an integer too long for Lectr to read it"
-    return None  # readable after all: `null`
-
-
-def rewrite_json(data: bytes, changes: dict) -> bytes | None:
-    """The JSON object `data` with top-level `changes` applied, or None when a rewrite
-    would change more than `changes` (the caller then forwards the body unchanged).
-
-    A parse and a dump lose what Python's JSON cannot carry through: of duplicate keys,
-    all but the last (a provider may read the first); numbers beyond a float's range,
-    which load as inf and would be written as `Infinity`, not JSON; NaN and Infinity
-    literals. A lone surrogate escape ("\\ud800") is kept as an escape.
-    """
-    try:
-        body = json.loads(data, object_pairs_hook=_unique_keys)
-        if not isinstance(body, dict):
-            return None
-        body.update(changes)
-        try:
-            return json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
-        except UnicodeEncodeError:  # a lone surrogate: escaped, as the client sent it
-            return json.dumps(body, allow_nan=False).encode()
-    except (ValueError, RecursionError):
-        return None
-
-
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
-    value = dict(pairs)
-    if len(value) != len(pairs):
-        raise ValueError("duplicate keys")
-    return value
 
 
 def as_list(value: object) -> list:

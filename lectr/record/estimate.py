@@ -59,13 +59,18 @@ _STREAM = {
     ),
 }
 _ARGUMENTS = (b"arguments", b"partial_json")
-_AUDIO_DELTA = re.compile(rb'^data:[^\n]*"response\.audio\.delta"[^\n]*$', re.MULTILINE)
+# An audio delta's data line, known by its type inside the data or by the event line before it
+# (a stream cut inside the data may not have reached the type yet).
+_AUDIO_DELTA = re.compile(
+    rb'^data:[^\n]*"response\.audio\.delta"[^\n]*$|^event:[ \t]*response\.audio\.delta\r?\n(?:data:[^\n]*(?:\n|$))*',
+    re.MULTILINE,
+)
 
 
 def stream_output(data: bytes, style: str) -> Output:
     """What the model wrote in a finished SSE stream."""
     data = bytes(data)
-    if style == RESPONSES and b'"response.audio.delta"' in data:
+    if style == RESPONSES and b"response.audio.delta" in data:
         data = _AUDIO_DELTA.sub(b"", data)  # base64 audio is not text a tokeniser counts
     found = _STREAM[style].findall(data)
     if style == RESPONSES:  # two alternatives, two groups each

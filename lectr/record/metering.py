@@ -15,7 +15,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Callable
 
-from lectr.common import usage
+from lectr.common import decompress, jsonbody, usage
 from lectr.common.events import Event, task_valid
 from lectr.prices import pricing
 from lectr.record import estimate, tokens
@@ -140,7 +140,7 @@ class Meter:
             reported = usage.from_stream(response, style)
             text = lambda: estimate.stream_output(response, style)  # noqa: E731 (read only when counted)
         else:
-            body = usage.parse_json(response)
+            body = jsonbody.parse_json(response)
             reported = usage.from_response(body, style)
             text = lambda: estimate.body_output(body, style)  # noqa: E731
         if reported is not None and not event.response_truncated:
@@ -173,7 +173,7 @@ class Meter:
 
 def _count(event: Event, text: estimate.Output) -> usage.Usage | None:
     """tiktoken's count of the request's prompt and of what the model wrote."""
-    request = usage.parse_json(decode(event.request_body, event.request_encoding))
+    request = jsonbody.parse_json(decode(event.request_body, event.request_encoding))
     if request is None:
         return None
     try:
@@ -194,7 +194,7 @@ def _priceable(model: str | None) -> bool:
 
 def decode(data: bytes | None, encoding: str) -> bytes | None:
     """Undo a Content-Encoding. Unknown or broken encodings, and bombs, give None (nothing to count)."""
-    return usage.decoded(data, encoding)
+    return decompress.decoded(data, encoding)
 
 
 def _storable(value: object) -> object:

@@ -18,7 +18,7 @@ import time
 
 from mitmproxy import ctx, exceptions, http
 
-from lectr.common.usage import decoded
+from lectr.common.decompress import decoded
 from lectr.proxy import fallbacks
 from lectr.proxy.addons import internals, pending_record, record_of, timed
 from lectr.proxy.addons.deadline import Deadlines

@@ -16,8 +16,9 @@ import time
 from mitmproxy import ctx, http
 
 from lectr.common import providers
+from lectr.common.decompress import DECODED_LIMIT, decoded
+from lectr.common.jsonbody import parse_json, rewrite_json, unreadable_reason
 from lectr.common.rules import RuleError, RuleSet, parse_rules, read_rules_text, summary
-from lectr.common.usage import DECODED_LIMIT, decoded, parse_json, rewrite_json, unreadable_reason
 from lectr.common.watch import Poller, WatchedFile
 from lectr.prices import priceupdate
 from lectr.proxy import rulecheck

@@ -12,7 +12,7 @@ import logging
 
 from mitmproxy import ctx, http
 
-from lectr.common.usage import parse_json, rewrite_json
+from lectr.common.jsonbody import parse_json, rewrite_json
 from lectr.proxy.addons import pending_record, timed
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import common` from
 
 import common  # noqa: E402
 
-from lectr.store import storage  # noqa: E402
+from lectr.store import StorageError, open_store  # noqa: E402
 
 st.set_page_config(
     page_title="Lectr", page_icon=":material/alt_route:", layout="wide", initial_sidebar_state="collapsed"
@@ -36,8 +36,8 @@ SCHEMA_HELP = {
 def wait_for_the_database() -> None:
     """Shown while another process holds the file longer than a moment: retry on our own."""
     try:
-        storage.schema_state(st.session_state.db)
-    except storage.StorageError as e:
+        open_store(st.session_state.db).schema_state()
+    except StorageError as e:
         st.warning(f"The database is busy right now (another process holds it); retrying. ({e})")
         return
     st.rerun(scope="app")
@@ -48,8 +48,8 @@ with st.sidebar:  # where the files are: set once, so out of the way (collapsed)
     st.text_input("Database", value=common.default_db(), key="db", help="The DuckDB file the proxy writes (lectr_db)")
     st.text_input("Rules file", value=common.default_rules(), key="rules", help="The proxy's rules file (lectr_rules)")
 try:
-    state = storage.schema_state(st.session_state.db)
-except storage.StorageError:
+    state = open_store(st.session_state.db).schema_state()
+except StorageError:
     state = "busy"
 st.session_state.db_state = state
 if state == "busy":
@@ -65,7 +65,7 @@ pages = [
 ]
 # Pages along the top and the scope above each page: the page's tables get the window's whole width.
 page = st.navigation(pages, position="top")
-orgs = common.read("dashboard_orgs", st.session_state.db) if state == "ok" else []
+orgs = common.read(open_store(st.session_state.db).dashboard_orgs) if state == "ok" else []
 org, period, files = st.columns([2, 2, 5], vertical_alignment="bottom")
 org.selectbox(
     "Org",

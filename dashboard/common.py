@@ -1,8 +1,8 @@
 """What every dashboard page shares: the sidebar's choices, cached reads, and messages.
 
-Reads go through `lectr.store.dashboard_reads`, each opening the database read-only for one
-query, so the proxy's writer never waits more than a moment. Results (data frames, never
-connections) are cached for a few seconds.
+Reads are the store's methods (`read(ctx.store.overview_series, ...)`), each opening the database
+read-only for one query, so the proxy's writer never waits more than a moment. Results (data
+frames, never connections) are cached for a few seconds.
 """
 
 from __future__ import annotations
@@ -11,16 +11,20 @@ import math
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Callable, ParamSpec, TypeVar
 
 import streamlit as st
 
 from lectr.prices import priceupdate
-from lectr.store import dashboard_reads, storage
+from lectr.store import StorageError, Store, default_db_path, open_store, utc_now
 
 REFRESH_SECONDS = 15  # live pages re-read the database this often
 CACHE_SECONDS = 5
 STALE_AFTER = timedelta(minutes=3)  # the proxy's writer notes a heartbeat every minute
 PRICES_FILE = "prices.yaml"  # the proxy's lectr_prices_file default, in the same working directory
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 ALL_ORGS = "All orgs"  # the first choice of org: every org, and the requests that have none
 NO_ORG = "(no org)"  # a request without one: refused for want of a valid key, or ended before the check
@@ -39,10 +43,14 @@ PERIODS = {
 class Context:
     db: str
     rules: str
-    db_state: str  # storage.schema_state as the app found it this run: ok, missing, empty, old, newer, busy
+    db_state: str  # Store.schema_state as the app found it this run: ok, missing, empty, old, newer, busy
     org: str | None  # None: all orgs, unauthenticated traffic included
     period: str  # a PERIODS label
     now: datetime  # UTC, to the minute
+
+    @property
+    def store(self) -> Store:
+        return open_store(self.db)
 
     @property
     def scope(self) -> str:
@@ -83,7 +91,7 @@ class Context:
 
 
 def default_db() -> str:
-    return storage.default_db_path()
+    return default_db_path()
 
 
 def default_rules() -> str:
@@ -92,7 +100,7 @@ def default_rules() -> str:
 
 def context() -> Context:
     state = st.session_state
-    now = storage.utc_now().replace(second=0, microsecond=0)
+    now = utc_now().replace(second=0, microsecond=0)
     return Context(
         state.get("db", default_db()),
         state.get("rules", default_rules()),
@@ -103,19 +111,30 @@ def context() -> Context:
     )
 
 
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def cached(name: str, *args):
-    """dashboard_reads.<name>(*args), cached briefly; raises storage.StorageError."""
-    return getattr(dashboard_reads, name)(*args)
-
-
-def read(name: str, *args):
-    """dashboard_reads.<name>(*args), cached briefly. A database locked for too long shows a notice instead."""
+def read(query: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`query(*args)`, one of the store's reads (`ctx.store.overview_series`, ...), cached briefly. A database
+    locked for too long shows a notice instead."""
     try:
-        return cached(name, *args)
-    except storage.StorageError as e:
+        return cached(query, *args, **kwargs)
+    except StorageError as e:
         st.warning(f"The database is busy or unreadable right now; this page retries on its own. ({e})")
         st.stop()
+
+
+def cached(query: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`query(*args)`, cached briefly; raises StorageError."""
+    return _cached(query, _read_name(query), *args, **kwargs)
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def _cached(_query: Callable, name: str, *args, **kwargs):
+    """Cached by the read's name and its arguments: `_query` is not hashed (a bound method is new every time)."""
+    return _query(*args, **kwargs)
+
+
+def _read_name(query: Callable) -> str:
+    """'lectr.duckdb OverviewReads.overview_series': the store it reads, and which read."""
+    return f"{getattr(getattr(query, '__self__', None), 'location', '')} {query.__qualname__}"
 
 
 @st.cache_resource
@@ -131,7 +150,7 @@ def use_prices(db: str) -> None:
 
 
 def clear_cache() -> None:
-    cached.clear()
+    _cached.clear()
 
 
 def flash(messages: list[tuple[str, str]]) -> None:
@@ -172,7 +191,7 @@ def fit(values, header: str = "") -> int:
 def ago(ts: datetime | None) -> str:
     if ts is None:
         return "never"
-    seconds = max(0, int((storage.utc_now() - ts).total_seconds()))
+    seconds = max(0, int((utc_now() - ts).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             return f"{seconds // size} {unit} ago"

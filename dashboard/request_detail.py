@@ -71,7 +71,7 @@ PRICE_SOURCES = {"user": "your price file", "updated": "prices fetched by lectr 
 
 
 def show(ctx: common.Context, request_id: str) -> None:
-    row = common.read("request_detail", ctx.db, request_id)
+    row = common.read(ctx.store.request_detail, request_id)
     if row is None:
         st.warning(f"No request with id `{request_id}` in {ctx.db}.")
         return

@@ -40,6 +40,7 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -53,7 +54,9 @@ from lectr.common import keys
 from lectr.common.rules import parse_rules  # noqa: E402
 from lectr.jobs import alerts, runs
 from lectr.prices import priceupdate
-from lectr.store import storage  # noqa: E402
+from lectr.store import StorageError, open_store, utc_now  # noqa: E402
+from lectr.store.connection import connect  # noqa: E402
+from lectr.store.keys import keys_stamp  # noqa: E402
 
 DEMO_DB = "lectr-demo.duckdb"
 DEMO_RULES = "lectr-demo.rules.yaml"
@@ -163,10 +166,11 @@ def with_keys(baseline: list[Feature], org_keys: dict[str, str], seed: int) -> l
 
 def fill(args: argparse.Namespace, db: Path, rules: Path, work: Path) -> None:
     """The demo traffic through a proxy of its own into `db`, its history, and one run of each job."""
+    store = open_store(db)
     org_keys = {}
     for org in ORGS:
         new_key = keys.generate_key()
-        storage.insert_key(db, org, new_key)
+        store.insert_key(org, new_key)
         org_keys[org] = new_key.key
 
     rng = random.Random(args.seed)
@@ -195,12 +199,12 @@ def fill(args: argparse.Namespace, db: Path, rules: Path, work: Path) -> None:
         print(f"Demo proxy on 127.0.0.1:{port}, simulator on 127.0.0.1:{sim_port}, writing to {db}")
         proxy = start_lectr(port, options, env, work / "mitmdump.log")
         try:
-            started = storage.utc_now()
+            started = utc_now()
             print(
                 f"Sending {len(baseline)} requests for {', '.join(ORGS)}, {wrong} of them with a wrong X-Lectr-Key ..."
             )
             statuses = send(f"http://127.0.0.1:{port}", baseline, args.seed)
-            baseline_end = storage.utc_now()
+            baseline_end = utc_now()
             print(f"Sending a cost spike: {args.spike} long report-writer requests for acme ...")
             spike_plan = [(SPIKE, org_keys[SPIKE.org])] * args.spike
             spike = send(f"http://127.0.0.1:{port}", spike_plan, args.seed + 100)
@@ -213,12 +217,44 @@ def fill(args: argparse.Namespace, db: Path, rules: Path, work: Path) -> None:
     print("Responses:", ", ".join(f"{n} x {status}" for status, n in sorted(statuses.items())))
 
     if args.history_days:
-        copied = storage.replay_history(db, started, baseline_end, args.history_days, seed=args.seed)
+        copied = replay_history(db, started, baseline_end, args.history_days, seed=args.seed)
         print(f"Copied the baseline back over {args.history_days} days: {copied:,} rows of history.")
-    storage.aggregate(db, full=True)
+    store.aggregate(full=True)
     found = runs.run_anomalies(db, alerts.SmtpSettings())  # no mail: a demo's spike must not page anyone
     recs = runs.run_recommend(db)
     print(f"Anomalies open: {len(found.new) + len(found.ongoing)}; recommendations: {len(recs)}.")
+
+
+def replay_history(db: Path, since: datetime, until: datetime, days: int, seed: int = 0) -> int:
+    """Copy the rows logged in [since, until) back into each of the `days` * 24 hours before.
+
+    Each hour gets 70-100% of them (chosen by a generator seeded with `seed` and the hour, so a
+    seed gives the same history) with new request ids, so the anomaly detector and the
+    recommendation engine have the history they need. Written a day at a time through the
+    store, as the proxy's writer writes. Returns rows written.
+    """
+    with connect(db, read_only=True) as con:
+        cursor = con.execute(
+            "SELECT * FROM request_logs WHERE ts >= ? AND ts < ? ORDER BY ts, request_id", [since, until]
+        )
+        names = [d[0] for d in cursor.description]
+        baseline = [dict(zip(names, row)) for row in cursor.fetchall()]
+    store = open_store(db)
+    written = 0
+    for day in range(days if baseline else 0):
+        rows = []
+        for hours in range(day * 24 + 1, day * 24 + 25):
+            rng = random.Random(f"{seed}:{hours}")
+            keep = rng.uniform(0.7, 1.0)
+            ago = timedelta(hours=hours)
+            rows += [
+                row | {"ts": row["ts"] - ago, "request_id": f"{row['request_id']}-h{hours}"}
+                for row in baseline
+                if rng.random() < keep
+            ]
+        store.append_request_logs(rows)
+        written += len(rows)
+    return written
 
 
 def not_demo_data(db: Path) -> str | None:
@@ -226,13 +262,13 @@ def not_demo_data(db: Path) -> str | None:
     if not db.exists():
         return None
     try:
-        orgs = {org for _, org, _, _ in storage.list_keys(db)}
-        with storage.connect(db, read_only=True) as con:  # traffic without keys here: a worker's own file
+        orgs = {org for _, org, _, _ in open_store(db).list_keys()}
+        with connect(db, read_only=True) as con:  # traffic without keys here: a worker's own file
             has_log = con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = 'request_logs'")
             if has_log.fetchall():
                 logged = con.execute("SELECT DISTINCT org_id FROM request_logs WHERE org_id IS NOT NULL").fetchall()
                 orgs |= {org for (org,) in logged}
-    except (storage.StorageError, duckdb.Error) as e:
+    except (StorageError, duckdb.Error) as e:
         return f"cannot tell whether {db} holds your own data ({e})"
     others = sorted(orgs - set(ORGS))
     if others:
@@ -244,7 +280,7 @@ def not_demo_data(db: Path) -> str | None:
 
 def sidecars(db: Path) -> list[Path]:
     """The files Lectr keeps next to a database: DuckDB's write-ahead log, the keys stamp, fetched prices."""
-    return [Path(f"{db}.wal"), storage.keys_stamp(db), Path(priceupdate.data_path(db))]
+    return [Path(f"{db}.wal"), keys_stamp(db), Path(priceupdate.data_path(db))]
 
 
 def write_demo_rules(path: Path, example: Path = ROOT / "rules.example.yaml") -> None:

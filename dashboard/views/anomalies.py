@@ -49,8 +49,8 @@ def alert_state(notified_at, notify_error: str | None) -> str:
 
 @st.fragment(run_every=common.REFRESH_SECONDS)
 def anomalies() -> None:
-    found = common.read("org_anomalies", ctx.db, ctx.org)
-    runs = common.read("worker_runs", ctx.db)
+    found = common.read(ctx.store.org_anomalies, ctx.org)
+    runs = common.read(ctx.store.worker_runs)
     st.caption(
         f"Last check {common.ago(runs.get('anomalies'))}: the last 60 minutes against the usual hour (the median "
         "of the 168 hours before), per org and per feature; robust z ≥ 4 warning, z ≥ 8 critical. "

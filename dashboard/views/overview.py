@@ -19,11 +19,11 @@ st.title(f"Overview · {ctx.scope}")
 def overview() -> None:
     ctx = common.context()
     # This period and the one before it, in one read: the headline compares them.
-    both = common.read("overview_series", ctx.db, ctx.org, ctx.since - ctx.span, ctx.bucket)
+    both = common.read(ctx.store.overview_series, ctx.org, ctx.since - ctx.span, ctx.bucket)
     series, before = both[both["bucket_start"] >= ctx.since], both[both["bucket_start"] < ctx.since]
-    breakdown = common.read("overview_breakdown", ctx.db, ctx.org, ctx.since, ctx.bucket)
-    runs = common.read("worker_runs", ctx.db)
-    dropped = common.read("dropped_since", ctx.db, ctx.since)
+    breakdown = common.read(ctx.store.overview_breakdown, ctx.org, ctx.since, ctx.bucket)
+    runs = common.read(ctx.store.worker_runs)
+    dropped = common.read(ctx.store.dropped_since, ctx.since)
     degradation_banners(ctx, runs, dropped)
     if not series["requests"].any():  # (the buckets of other orgs' traffic come back too, at zero)
         st.info(f"No traffic for {ctx.scope} in the {ctx.window}.")
@@ -207,7 +207,7 @@ def statuses(breakdown: pd.DataFrame) -> None:
 
 
 def latency_by_model(ctx: common.Context) -> None:
-    models = common.read("latency_by_model", ctx.db, ctx.org, ctx.since)
+    models = common.read(ctx.store.latency_by_model, ctx.org, ctx.since)
     models = models.assign(error_pct=100 * models["errors"] / models["requests"])
     st.markdown("**Latency by model**")
     st.dataframe(

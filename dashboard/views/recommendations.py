@@ -94,8 +94,8 @@ def cost_chart(rec: pd.Series):
     )
 
 
-recs = common.read("org_recommendations", ctx.db, ctx.org)
-runs = common.read("worker_runs", ctx.db)
+recs = common.read(ctx.store.org_recommendations, ctx.org)
+runs = common.read(ctx.store.worker_runs)
 st.caption(
     f"Generated {common.ago(runs.get('recommend'))} from the last 30 days (daily in the proxy, or "
     "`.venv/bin/lectr recommend`). Reasoning traffic is never recommended for a downgrade."

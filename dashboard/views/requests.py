@@ -13,8 +13,8 @@ import streamlit as st
 
 from lectr.common.events import ERROR_CATEGORIES
 from lectr.common.rules import TASKS
-from lectr.store import storage
-from lectr.store.dashboard_reads import NONE
+from lectr.store import utc_now
+from lectr.store.dashboard_requests import NONE
 
 PAGE_SIZE = 50
 ALL = "All"
@@ -46,7 +46,7 @@ ROUTE_LEGEND = "⇄ a rule changed the model · ↩ its target failed, the origi
 ctx = common.context()
 st.title(f"Requests · {ctx.scope}")
 
-choices = common.read("request_log_choices", ctx.db, ctx.org, ctx.since)
+choices = common.read(ctx.store.request_log_choices, ctx.org, ctx.since)
 choices["task"] = sorted(set(choices["task"]) | set(TASKS))
 choices["outcome"] = OUTCOMES
 labels = {
@@ -74,7 +74,7 @@ refresh = refreshing.button("Refresh", help="the log is a snapshot: newer reques
 view = (ctx.db, ctx.org, ctx.period, tuple(filters.items()), page)
 state = st.session_state
 if refresh or state.get("log_view") != view or state.get("previous_page") != "Requests":
-    state.log_view, state.log_until = view, storage.utc_now()
+    state.log_view, state.log_until = view, utc_now()
 until = state.log_until
 
 
@@ -83,7 +83,7 @@ def log_page() -> str | None:
 
     def read(number: int) -> tuple[pd.DataFrame, int]:
         offset = (number - 1) * PAGE_SIZE
-        return common.read("request_log", ctx.db, ctx.org, ctx.since, until, filters, PAGE_SIZE, offset)
+        return common.read(ctx.store.request_log, ctx.org, ctx.since, until, filters, PAGE_SIZE, offset)
 
     rows, total = read(page)
     pages = max(1, -(-total // PAGE_SIZE))

@@ -20,7 +20,7 @@ from lectr.admin import rulesfile
 from lectr.common.providers import PROVIDERS
 from lectr.common.rules import TASKS, RuleError
 from lectr.proxy import rulecheck, rulehealth
-from lectr.store import storage
+from lectr.store import StorageError
 
 ctx = common.context()
 st.title("Rules")
@@ -47,19 +47,19 @@ def match_counts() -> dict[str, int]:
     if ctx.db_state != "ok":
         return {}
     try:
-        return common.cached("rule_match_counts", ctx.db, ctx.since)
-    except storage.StorageError:
+        return common.cached(ctx.store.rule_match_counts, ctx.since)
+    except StorageError:
         return {}
 
 
 def health() -> dict[str, dict]:
-    """lectr.store.dashboard_reads.rule_health by rule id: the state by each rule's latest request in the
+    """Store.rule_health by rule id: the state by each rule's latest request in the
     last 7 days (or the window, if longer); fallbacks and skips counted over the sidebar's window."""
     if ctx.db_state != "ok":
         return {}
     try:
-        frame = common.cached("rule_health", ctx.db, min(ctx.now - timedelta(days=7), ctx.since), ctx.since)
-    except storage.StorageError:
+        frame = common.cached(ctx.store.rule_health, min(ctx.now - timedelta(days=7), ctx.since), ctx.since)
+    except StorageError:
         return {}
     return frame.set_index("rule_id").to_dict("index")
 

@@ -1,42 +1,18 @@
 """Email alerts over SMTP for anomalies.
 
-Settings come from the environment (LECTR_SMTP_*) for the CLI, and from the proxy's
-`lectr_smtp_*` options, which default to the same variables. The password is only ever
-read from LECTR_SMTP_PASSWORD, so it never appears in an options dump.
+Settings (lectr.common.jobsettings) come from the environment (LECTR_SMTP_*) for the CLI,
+and from the proxy's `lectr_smtp_*` options, which default to the same variables. The
+password is only ever read from LECTR_SMTP_PASSWORD, so it never appears in an options dump.
 """
 
 from __future__ import annotations
 
-import os
 import smtplib
 import ssl
-from dataclasses import dataclass
 from email.message import EmailMessage
 
+from lectr.common.jobsettings import SmtpSettings
 from lectr.jobs.anomaly import Finding
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str = ""
-    port: int = 587
-    sender: str = "lectr@localhost"
-    recipients: tuple[str, ...] = ()
-    starttls: bool = True
-    user: str = ""
-    password: str = ""
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.host and self.recipients)
-
-    @property
-    def missing(self) -> tuple[str, ...]:
-        """The variables an alert email still needs, empty when enabled."""
-        return tuple(
-            name for name, value in (("LECTR_SMTP_HOST", self.host), ("LECTR_SMTP_TO", self.recipients)) if not value
-        )
-
 
 NOT_CONFIGURED = "not configured"  # how a stored notify_error that is no failure starts
 
@@ -51,23 +27,6 @@ def not_configured(settings: SmtpSettings) -> str:
 
 def is_not_configured(notify_error: str | None) -> bool:
     return bool(notify_error) and notify_error.startswith(f"{NOT_CONFIGURED}:")
-
-
-def env_settings() -> SmtpSettings:
-    env = os.environ
-    return SmtpSettings(
-        host=env.get("LECTR_SMTP_HOST", ""),
-        port=int(env.get("LECTR_SMTP_PORT") or 587),
-        sender=env.get("LECTR_SMTP_FROM") or "lectr@localhost",
-        recipients=split_recipients(env.get("LECTR_SMTP_TO", "")),
-        starttls=env.get("LECTR_SMTP_STARTTLS", "true").lower() not in ("0", "false", "no"),
-        user=env.get("LECTR_SMTP_USER", ""),
-        password=env.get("LECTR_SMTP_PASSWORD", ""),
-    )
-
-
-def split_recipients(text: str) -> tuple[str, ...]:
-    return tuple(r.strip() for r in text.split(",") if r.strip())
 
 
 def compose(findings: list[Finding], sender: str, recipients: tuple[str, ...]) -> EmailMessage:

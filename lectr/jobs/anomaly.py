@@ -61,7 +61,7 @@ def robust_score(observed: float, baseline: list[float], metric: str) -> tuple[f
 
 
 def detect(rows: list[dict], settings: Settings = Settings()) -> list[Finding]:
-    """Findings from `storage.hourly_metrics` rows: one row per (org, feature, hours_ago)."""
+    """Findings from `Store.hourly_metrics` rows: one row per (org, feature, hours_ago)."""
     series: dict[tuple[str, str | None], dict[int, dict]] = {}
     for row in rows:
         feature = None if row["whole_org"] else row["feature"]

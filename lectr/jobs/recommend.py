@@ -1,6 +1,6 @@
 """Recommendations: which feature could run on a cheaper model, and how sure Lectr is.
 
-Pure. Input: per org, feature and model, the observed traffic (`storage.traffic_profiles`).
+Pure. Input: per org, feature and model, the observed traffic (`Store.traffic_profiles`).
 Candidates are the smaller models of the same family at the same provider (so no new key
 is needed), found in the price data (`families`), priced by genai-prices on the feature's
 own token profile, and proposed only when cheaper on it.

@@ -11,20 +11,19 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from lectr.common import faults
+from lectr.common.jobsettings import SmtpSettings
 from lectr.jobs import alerts, anomaly
 from lectr.jobs.recommend import Recommendation, recommend_all
-from lectr.store import storage
+from lectr.store import open_store, utc_now
 
 log = logging.getLogger(__name__)
 
 RECOMMEND_DAYS = 30  # traffic considered by the recommendation engine
-# Seconds between runs, in the proxy (lectr_*_every) and in `lectr jobs` (--*-every).
-EVERY = {"aggregate": 60, "anomalies": 300, "recommend": 86400}
 
 
 def run_aggregate(db: str | Path, now: datetime | None = None) -> int:
     faults.check("aggregate.run")
-    return storage.aggregate(db, now)
+    return open_store(db).aggregate(now)
 
 
 @dataclass
@@ -38,14 +37,15 @@ class AnomalyRun:
 
 def run_anomalies(
     db: str | Path,
-    smtp: alerts.SmtpSettings | None = None,
+    smtp: SmtpSettings | None = None,
     now: datetime | None = None,
     settings: anomaly.Settings = anomaly.Settings(),
 ) -> AnomalyRun:
     faults.check("anomalies.run")
-    now = now or storage.utc_now()
-    findings = anomaly.detect(storage.hourly_metrics(db, now), settings)
-    open_by_key = {anomaly.anomaly_key(a["org_id"], a["feature"], a["metric"]): a for a in storage.open_anomalies(db)}
+    now = now or utc_now()
+    store = open_store(db)
+    findings = anomaly.detect(store.hourly_metrics(now), settings)
+    open_by_key = {anomaly.anomaly_key(a["org_id"], a["feature"], a["metric"]): a for a in store.open_anomalies()}
     upserts, to_mail, new, ongoing = [], [], [], []
     for f in findings:
         previous = open_by_key.pop(f.key, None)
@@ -85,10 +85,10 @@ def run_anomalies(
         for _, row in to_mail:
             row.update(notified_at=now if mailed else row.get("notified_at"), notify_error=error)
     elif to_mail:  # no failure (mail_error stays None), but the dashboard says why no alert went out
-        reason = alerts.not_configured(smtp or alerts.SmtpSettings())
+        reason = alerts.not_configured(smtp or SmtpSettings())
         for _, row in to_mail:
             row.update(notify_error=reason)
-    storage.save_anomalies(db, upserts, [a["anomaly_id"] for a in open_by_key.values()], now)
+    store.save_anomalies(upserts, [a["anomaly_id"] for a in open_by_key.values()], now)
     return AnomalyRun(new, ongoing, len(open_by_key), mailed, error)
 
 
@@ -100,9 +100,10 @@ def run_recommend(
     from lectr.prices import families, priceupdate  # in the jobs process only: the proxy never fetches prices
 
     faults.check("recommend.run")
-    now = now or storage.utc_now()
+    now = now or utc_now()
     priceupdate.use_saved(str(db), prices_file)
     catalog = families.catalog(tiers or None)
-    found = recommend_all(storage.traffic_profiles(db, now - timedelta(days=RECOMMEND_DAYS)), catalog)
-    storage.replace_recommendations(db, [r.row() for r in found], now)
+    store = open_store(db)
+    found = recommend_all(store.traffic_profiles(now - timedelta(days=RECOMMEND_DAYS)), catalog)
+    store.replace_recommendations([r.row() for r in found], now)
     return found

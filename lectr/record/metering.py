@@ -18,8 +18,8 @@ from typing import Callable
 from lectr.common import decompress, jsonbody, usage
 from lectr.common.events import Event, task_valid
 from lectr.prices import pricing
-from lectr.record import estimate, tokens
-from lectr.store import storage
+from lectr.record import estimate, tokens, written
+from lectr.store.logs import STORED_DEGRADED
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ CALIBRATION_EVERY = 50
 
 # Why a row was stored with less than it could have had (counted like drops: lectr.record.writer).
 # pricing_error: stored without a cost; counting_error: stored without tokens (so without a cost).
-PRICING_ERROR, COUNTING_ERROR = storage.STORED_DEGRADED
+PRICING_ERROR, COUNTING_ERROR = STORED_DEGRADED
 # Each model's first failure is logged; past this many models, failures are only counted.
 REPORTED_MAX = 1000
 
@@ -57,7 +57,7 @@ class Meter:
             counted = None
         priced, price_known = self._price(event, counted, at)
         row = {
-            "ts": at.replace(tzinfo=None),  # stored as naive UTC (lectr.store.storage.utc_now)
+            "ts": at.replace(tzinfo=None),  # stored as naive UTC (lectr.store.utc_now)
             "request_id": event.request_id,
             "org_id": event.org_id,
             "mode": event.mode,
@@ -138,11 +138,11 @@ class Meter:
         style = usage.style_of(event.endpoint)
         if event.streaming:
             reported = usage.from_stream(response, style)
-            text = lambda: estimate.stream_output(response, style)  # noqa: E731 (read only when counted)
+            text = lambda: written.stream_output(response, style)  # noqa: E731 (read only when counted)
         else:
             body = jsonbody.parse_json(response)
             reported = usage.from_response(body, style)
-            text = lambda: estimate.body_output(body, style)  # noqa: E731
+            text = lambda: written.body_output(body, style)  # noqa: E731
         if reported is not None and not event.response_truncated:
             self._calibrate(event, reported, text)
             return reported, "provider"
@@ -158,7 +158,7 @@ class Meter:
             return counted, "tokeniser"
         return usage.Usage(round(counted.prompt * ratios[0]), round(counted.completion * ratios[1])), "calibrated"
 
-    def _calibrate(self, event: Event, reported: usage.Usage, text: Callable[[], estimate.Output]) -> None:
+    def _calibrate(self, event: Event, reported: usage.Usage, text: Callable[[], written.Output]) -> None:
         model = event.model_actual
         if not model or event.request_body is None:
             return
@@ -171,7 +171,7 @@ class Meter:
             self.calibrator.add(model, reported.prompt, counted.prompt, reported.completion, counted.completion)
 
 
-def _count(event: Event, text: estimate.Output) -> usage.Usage | None:
+def _count(event: Event, text: written.Output) -> usage.Usage | None:
     """tiktoken's count of the request's prompt and of what the model wrote."""
     request = jsonbody.parse_json(decode(event.request_body, event.request_encoding))
     if request is None:

@@ -6,11 +6,13 @@ collector copies what is new in each worker file into the main one, where the
 aggregator, the anomaly detector, the recommendation engine and the dashboard find it.
 
 `request_logs` and `dropped_events` are append-only, so a row's rowid never changes:
-`collected_from` keeps, per source file and table, the highest rowid copied, and the
+`collected_from` (migration m009) keeps, per source file and table, the highest rowid copied, and the
 copy and the new mark are committed together. A second run copies nothing; a crash
 copies nothing twice. A worker file is attached read-only for the moment of the copy;
 while its writer holds it (mid-batch) the collector retries briefly, then leaves that
 file for the next turn.
+
+DuckDB only: a store of several hosts has no per-worker files, so this is not part of `Store`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from pathlib import Path
 
 import duckdb
 
-from lectr.store import storage
+from lectr.store.connection import connect, utc_now
+from lectr.store.migrations import migrate
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +57,8 @@ class _Busy(Exception):
 
 
 def _collect_one(main: Path, source: Path) -> int:
-    with storage.connect(main) as con:
-        storage.migrate(con)
-        con.execute(
-            """
-            CREATE TABLE IF NOT EXISTS collected_from (
-                source VARCHAR NOT NULL,        -- absolute path of a worker's DuckDB file
-                table_name VARCHAR NOT NULL,
-                source_created TIMESTAMP,       -- the source's first migration: tells a recreated file apart
-                last_rowid BIGINT NOT NULL,     -- rows up to this rowid have been copied
-                collected_at TIMESTAMP,
-                PRIMARY KEY (source, table_name)
-            )
-            """
-        )
+    with connect(main) as con:
+        migrate(con)
         _attach(con, source)
         try:
             return _copy(con, str(source))
@@ -94,7 +85,7 @@ def _copy(con: duckdb.DuckDBPyConnection, source: str) -> int:
     if not {"_migrations", "worker_runs", *TABLES} <= tables:
         return 0  # a worker that has not written yet
     created = con.execute(f"SELECT min(applied_at) FROM {SOURCE}._migrations").fetchone()[0]
-    now = storage.utc_now()
+    now = utc_now()
     copied = 0
     con.execute("BEGIN TRANSACTION")
     for table in TABLES:

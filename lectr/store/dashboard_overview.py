@@ -1,0 +1,102 @@
+"""The dashboard's Overview reads: volume, errors, tokens, cost and latency per bucket and
+broken down, dropped events, and the sidebar's orgs and the jobs' last runs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from lectr.store.dashboard_common import FAILED_AUTH, frame, in_org, org_param, served, summarised
+from lectr.store.logs import STORED_DEGRADED
+from lectr.store.summaries import PERCENTILES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class OverviewReads:
+    """The DuckDB store's reads for the Overview and the sidebar (a part of DuckStore)."""
+
+    path: str
+
+    def dashboard_orgs(self) -> list[str]:
+        """Orgs with a key or with summarised traffic, alphabetically."""
+        sql = """SELECT org_id FROM org_keys UNION SELECT org_id FROM dashboard_summaries WHERE org_id IS NOT NULL
+                 ORDER BY org_id"""
+        return frame(self.path, sql)["org_id"].tolist()
+
+    def worker_runs(self) -> dict[str, datetime]:
+        """When the writer (heartbeat) and each background job last ran."""
+        runs = frame(self.path, "SELECT worker, last_run FROM worker_runs")
+        return dict(zip(runs["worker"], runs["last_run"]))
+
+    def overview_series(self, org: str | None, since: datetime, period: str) -> "pd.DataFrame":
+        """One row per bucket for an org (None: all orgs): volume, errors, tokens, cost, requests a rule
+        routed, requests no valid key let in (`failed_auth`, whatever the org), and latency percentiles."""
+        of_org = f"FILTER (WHERE {in_org(org)})"
+        query = f"""
+            , totals AS (
+                SELECT bucket_start,
+                       coalesce(sum(requests) {of_org}, 0)::BIGINT AS requests,
+                       coalesce(sum(errors) {of_org}, 0)::BIGINT AS errors,
+                       coalesce(sum(prompt_tokens) {of_org}, 0)::BIGINT AS prompt_tokens,
+                       coalesce(sum(completion_tokens) {of_org}, 0)::BIGINT AS completion_tokens,
+                       coalesce(sum(cost_usd) {of_org}, 0) AS cost_usd,
+                       coalesce(sum(unpriced_requests) {of_org}, 0)::BIGINT AS unpriced_requests,
+                       coalesce(sum(requests) FILTER (WHERE {served(org)}), 0)::BIGINT AS served_requests,
+                       coalesce(sum(requests) FILTER (WHERE {in_org(org)} AND routed), 0)::BIGINT AS routed_requests,
+                       coalesce(sum(requests) FILTER (WHERE {FAILED_AUTH}), 0)::BIGINT AS failed_auth
+                FROM summaries GROUP BY bucket_start
+            ),
+            latency AS (
+                SELECT bucket_start, latency_p50_ms, latency_p95_ms, ttfb_p50_ms, ttfb_p95_ms
+                FROM dashboard_latency
+                WHERE period = $period AND bucket_start >= $since AND bucket_start < $cut
+                  AND {"org_id = $org AND NOT coalesce(all_orgs, false)" if org else "all_orgs"}
+                UNION ALL BY NAME
+                SELECT date_trunc('{period}', ts) AS bucket_start, {PERCENTILES}
+                FROM request_logs WHERE ts >= $cut AND {served(org)} GROUP BY ALL
+            )
+            SELECT * FROM totals LEFT JOIN latency USING (bucket_start) ORDER BY bucket_start
+        """
+        return summarised(self.path, period, since, org, query)
+
+    def overview_breakdown(self, org: str | None, since: datetime, period: str) -> "pd.DataFrame":
+        """Requests, errors, tokens and cost by org, feature, task, provider, model, rule and status code
+        over the period, for an org (None: all orgs, and the requests no valid key let in, org_id NULL)."""
+        query = f"""
+            SELECT org_id, feature, task, provider, model_actual, rule_id, rule_name, routed, status_code,
+                   sum(requests) AS requests, sum(errors) AS errors,
+                   coalesce(sum(prompt_tokens), 0) + coalesce(sum(completion_tokens), 0) AS tokens,
+                   coalesce(sum(cost_usd), 0) AS cost_usd
+            FROM summaries WHERE {in_org(org)}
+            GROUP BY ALL
+        """
+        return summarised(self.path, period, since, org, query)
+
+    def latency_by_model(self, org: str | None, since: datetime) -> "pd.DataFrame":
+        """Per model answering since then: requests, errors, and exact latency percentiles, from the
+        request log itself (percentiles of the summaries' buckets cannot be combined into the period's)."""
+        return frame(
+            self.path,
+            f"""
+            SELECT model_actual, requests, errors, latency[1] AS latency_p50_ms, latency[2] AS latency_p95_ms
+            FROM (
+                SELECT model_actual, count(*) AS requests, count(error_category) AS errors,
+                       quantile_cont(latency_ms, [0.5, 0.95]) AS latency
+                FROM request_logs WHERE ts >= $since AND model_actual IS NOT NULL AND {in_org(org)}
+                GROUP BY model_actual
+            ) ORDER BY requests DESC
+            """,
+            {"since": since} | org_param(org),
+        )
+
+    def dropped_since(self, since: datetime) -> int:
+        """Events dropped (queue full, database unavailable) since then, across all orgs."""
+        dropped = frame(
+            self.path,
+            "SELECT coalesce(sum(events), 0) AS n FROM dropped_events WHERE ts >= ? AND NOT list_contains(?, reason)",
+            [since, list(STORED_DEGRADED)],
+        )
+        return int(dropped["n"].iloc[0])

@@ -1,0 +1,108 @@
+"""The dashboard's Requests page reads: one page of the request log at a time, the values its
+filters can take, and every column of one request.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from lectr.store.connection import connect
+from lectr.store.dashboard_common import frame, in_org, org_param, summarised
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+NONE = "(none)"  # a filter value meaning "not set" (untagged feature, no task, no rule)
+LOG_FILTERS = ("feature", "task", "provider", "model", "rule", "endpoint", "outcome")
+
+
+class RequestLogReads:
+    """The DuckDB store's reads for the Requests page (a part of DuckStore)."""
+
+    path: str
+
+    def request_log(
+        self,
+        org: str | None,
+        since: datetime,
+        until: datetime | None = None,
+        filters: dict[str, str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple["pd.DataFrame", int]:
+        """One page of the request log for an org (None: all), newest first, and the number of rows matching."""
+        where, params = _log_where(org, since, until, filters or {})
+        with connect(self.path, read_only=True) as con:
+            total = con.execute(f"SELECT count(*) FROM request_logs WHERE {where}", params).fetchone()[0]
+            page = con.execute(
+                f"""
+                SELECT ts, org_id, feature, task, endpoint, provider, model_requested, model_actual,
+                       coalesce(routed, false) AS routed, rule_name,
+                       skipped_rule_id, route_skip_reason,
+                       fallback_model, fallback_status, fallback_error, fallback_ms,
+                       status_code, error_category, streaming,
+                       prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, token_source,
+                       cost_usd, price_source, latency_ms, ttfb_ms, request_id
+                FROM request_logs WHERE {where}
+                ORDER BY ts DESC, request_id LIMIT ? OFFSET ?
+                """,
+                [*params, limit, offset],
+            ).df()
+        return page, total
+
+    def request_log_choices(self, org: str | None, since: datetime) -> dict[str, list[str]]:
+        """The values each request-log filter can take for an org (None: all) since then: from the
+        summaries, so it stays cheap, but the endpoints (the summaries have none), from the log's column."""
+        query = f"SELECT DISTINCT feature, task, provider, model_actual, rule_name FROM summaries WHERE {in_org(org)}"
+        summary = summarised(self.path, "day", since, org, query, align=True)
+        endpoints = frame(
+            self.path,
+            f"SELECT DISTINCT endpoint FROM request_logs WHERE ts >= $since AND {in_org(org)}",
+            {"since": since} | org_param(org),
+        )
+        columns = {"feature": "feature", "task": "task", "provider": "provider", "model": "model_actual"}
+        columns["rule"] = "rule_name"
+        found = {name: summary[column] for name, column in columns.items()}
+        found["endpoint"] = endpoints["endpoint"]
+        return {
+            name: sorted(values.dropna().unique()) + ([NONE] if values.isna().any() and name != "model" else [])
+            for name, values in found.items()
+        }
+
+    def request_detail(self, request_id: str) -> dict | None:
+        """Every stored column of one request, by name; None when there is no such request."""
+        with connect(self.path, read_only=True) as con:
+            cursor = con.execute("SELECT * FROM request_logs WHERE request_id = ? LIMIT 1", [request_id])
+            row = cursor.fetchone()
+            return dict(zip([d[0] for d in cursor.description], row)) if row else None
+
+
+def _log_where(org: str | None, since: datetime, until: datetime | None, filters: dict[str, str]) -> tuple[str, list]:
+    clauses, params = (["org_id = ?", "ts >= ?"], [org, since]) if org else (["ts >= ?"], [since])
+    if until is not None:
+        clauses.append("ts < ?")
+        params.append(until)
+    columns = {"rule": "rule_name", **{name: name for name in ("feature", "task", "provider", "endpoint")}}
+    for name, value in filters.items():
+        if name not in LOG_FILTERS:
+            raise ValueError(f"unknown request-log filter {name!r}; use one of {', '.join(LOG_FILTERS)}")
+        if value is None:
+            continue
+        if name == "model":
+            clauses.append("(model_actual = ? OR model_requested = ?)")
+            params += [value, value]
+        elif name == "outcome":
+            if value == "ok":
+                clauses.append("error_category IS NULL")
+            elif value == "error":
+                clauses.append("error_category IS NOT NULL")
+            else:
+                clauses.append("error_category = ?")
+                params.append(value)
+        elif value == NONE:
+            clauses.append(f"{columns[name]} IS NULL")
+        else:
+            clauses.append(f"{columns[name]} = ?")
+            params.append(value)
+    return " AND ".join(clauses), params

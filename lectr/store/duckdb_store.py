@@ -1,0 +1,33 @@
+"""`DuckStore`: the `Store` in one DuckDB file, composed of one part per concern.
+
+Each part is a module of its own (keys.py, logs.py, summaries.py, jobs.py, the dashboard_*
+reads); each operation opens the file briefly (connection.py) and migrates it first where it
+writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lectr.store.dashboard_findings import FindingsReads
+from lectr.store.dashboard_overview import OverviewReads
+from lectr.store.dashboard_requests import RequestLogReads
+from lectr.store.jobs import JobTables
+from lectr.store.keys import Keys
+from lectr.store.logs import RequestLog
+from lectr.store.migrations import Schema
+from lectr.store.summaries import Summaries
+
+
+class DuckStore(Schema, Keys, RequestLog, Summaries, JobTables, OverviewReads, RequestLogReads, FindingsReads):
+    """Lectr's data in the DuckDB file at `path`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+
+    @property
+    def location(self) -> str:
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"DuckStore({self.path!r})"

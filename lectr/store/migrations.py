@@ -1,0 +1,241 @@
+"""Schema migrations: an append-only list of small named functions, each applied once.
+
+`migrate` applies, in a transaction each, the migrations a database has not seen, and
+records them in `_migrations`. A migration that has shipped is never edited: a change to
+the schema is a new function at the end of the list. `schema_state` tells the dashboard a
+database this code is too old for (a newer Lectr migrated it) from one it can bring up to date.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+
+from lectr.store.connection import connect, has_table, utc_now
+
+
+def m001_org_keys(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE org_keys (
+            key_id VARCHAR PRIMARY KEY,
+            org_id VARCHAR NOT NULL,
+            key_hash VARCHAR NOT NULL,   -- sha256 of the key; the key itself is never stored
+            created_at TIMESTAMP NOT NULL,  -- UTC
+            revoked_at TIMESTAMP  -- UTC
+        )
+        """
+    )
+
+
+def m002_request_logs(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE request_logs (
+            ts TIMESTAMP NOT NULL,          -- UTC, when the response completed
+            request_id VARCHAR NOT NULL,
+            org_id VARCHAR,                 -- NULL: the request had no valid Lectr key
+            mode VARCHAR,                   -- base_url or proxy
+            endpoint VARCHAR,               -- /chat/completions, /messages, ...
+            provider VARCHAR,               -- where the request went
+            provider_unknown BOOLEAN,       -- detection failed; the default provider was used
+            model_requested VARCHAR,
+            model_actual VARCHAR,
+            rule_id VARCHAR,                -- NULL: no rule applied (passthrough)
+            rule_name VARCHAR,
+            route_skip_reason VARCHAR,      -- a matching rule was not applied, and why
+            passthrough_reason VARCHAR,     -- Lectr failed and forwarded the request unchanged
+            feature VARCHAR,
+            task VARCHAR,                   -- X-Lectr-Task as sent
+            task_valid BOOLEAN,             -- one of the five task types; NULL when none was sent
+            streaming BOOLEAN,
+            status_code INTEGER,
+            error_category VARCHAR,         -- NULL on success; see lectr/common/events.py
+            latency_ms DOUBLE,
+            ttfb_ms DOUBLE,
+            prompt_tokens BIGINT,           -- includes cached input tokens
+            completion_tokens BIGINT,
+            cached_tokens BIGINT,
+            token_source VARCHAR,           -- provider, calibrated, tokeniser; NULL: not counted
+            cost_usd DOUBLE,                -- NULL: not counted, or no known price
+            price_known BOOLEAN,            -- genai-prices knows this provider and model
+            request_bytes BIGINT,
+            response_bytes BIGINT
+        )
+        """
+    )
+    con.execute("CREATE TABLE dropped_events (ts TIMESTAMP NOT NULL, reason VARCHAR NOT NULL, events BIGINT NOT NULL)")
+
+
+def m003_workers(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE dashboard_summaries (
+            period VARCHAR NOT NULL,        -- hour or day
+            bucket_start TIMESTAMP NOT NULL,
+            org_id VARCHAR, feature VARCHAR, task VARCHAR, provider VARCHAR, model_actual VARCHAR,
+            routed BOOLEAN,                 -- a rule applied
+            requests BIGINT, errors BIGINT,
+            prompt_tokens BIGINT, completion_tokens BIGINT,
+            cost_usd DOUBLE, unpriced_requests BIGINT,
+            latency_p50_ms DOUBLE, latency_p95_ms DOUBLE, ttfb_p50_ms DOUBLE, ttfb_p95_ms DOUBLE
+        )
+        """
+    )
+    con.execute("CREATE TABLE dashboard_drops (period VARCHAR, bucket_start TIMESTAMP, reason VARCHAR, events BIGINT)")
+    con.execute("CREATE TABLE worker_runs (worker VARCHAR PRIMARY KEY, last_run TIMESTAMP)")
+    con.execute(
+        """
+        CREATE TABLE anomalies (
+            anomaly_id VARCHAR PRIMARY KEY,
+            org_id VARCHAR NOT NULL,
+            feature VARCHAR,                -- NULL: the whole org
+            metric VARCHAR NOT NULL,        -- cost_usd, requests, error_rate, latency_p95_ms, tokens
+            window_start TIMESTAMP, window_end TIMESTAMP,
+            observed DOUBLE, expected DOUBLE, score DOUBLE,
+            severity VARCHAR,               -- warning or critical
+            status VARCHAR,                 -- open or resolved
+            first_seen TIMESTAMP, last_seen TIMESTAMP, resolved_at TIMESTAMP,
+            notified_at TIMESTAMP, notify_error VARCHAR
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE recommendations (
+            generated_at TIMESTAMP NOT NULL,
+            org_id VARCHAR NOT NULL, feature VARCHAR, provider VARCHAR,
+            current_model VARCHAR NOT NULL, suggested_model VARCHAR NOT NULL,
+            confidence VARCHAR NOT NULL,    -- high, medium, low
+            reason VARCHAR,
+            requests BIGINT,
+            current_monthly_usd DOUBLE, suggested_monthly_usd DOUBLE, monthly_saving_usd DOUBLE,
+            evidence VARCHAR,               -- JSON: request count, token profile, cost, task mix
+            rule_yaml VARCHAR               -- the routing rule that would apply it
+        )
+        """
+    )
+
+
+def m004_dashboard(con: duckdb.DuckDBPyConnection) -> None:
+    # Routing coverage per rule, and exact per-org latency percentiles (percentiles of
+    # the finer summary rows cannot be combined). The next aggregation rebuilds everything.
+    con.execute("ALTER TABLE dashboard_summaries ADD COLUMN rule_id VARCHAR")
+    con.execute("ALTER TABLE dashboard_summaries ADD COLUMN rule_name VARCHAR")
+    con.execute(
+        """
+        CREATE TABLE dashboard_latency (
+            period VARCHAR NOT NULL, bucket_start TIMESTAMP NOT NULL, org_id VARCHAR,
+            requests BIGINT,
+            latency_p50_ms DOUBLE, latency_p95_ms DOUBLE, ttfb_p50_ms DOUBLE, ttfb_p95_ms DOUBLE
+        )
+        """
+    )
+    con.execute("DELETE FROM worker_runs WHERE worker = 'aggregate'")
+
+
+def m005_overhead(con: duckdb.DuckDBPyConnection) -> None:
+    # Microseconds spent in Lectr's own hooks on the request (lectr.proxy.addons.timed).
+    con.execute("ALTER TABLE request_logs ADD COLUMN lectr_overhead_us DOUBLE")
+
+
+def m006_price_source(con: duckdb.DuckDBPyConnection) -> None:
+    # Where a row's price came from: bundled (genai-prices as installed), updated (its data as
+    # fetched later: lectr prices update), user (the price file). NULL: no cost. Every earlier
+    # price came from the bundled data.
+    con.execute("ALTER TABLE request_logs ADD COLUMN price_source VARCHAR")
+    con.execute("UPDATE request_logs SET price_source = 'bundled' WHERE cost_usd IS NOT NULL")
+
+
+def m007_fallbacks(con: duckdb.DuckDBPyConnection) -> None:
+    # A rule matched but was not applied (route_skip_reason says why: no key, suspended, ...), or
+    # its target failed and the original request answered: the fallback_* columns say how.
+    con.execute("ALTER TABLE request_logs ADD COLUMN skipped_rule_id VARCHAR")
+    con.execute("ALTER TABLE request_logs ADD COLUMN fallback_model VARCHAR")  # the target that failed
+    con.execute("ALTER TABLE request_logs ADD COLUMN fallback_status INTEGER")  # NULL: no response
+    con.execute("ALTER TABLE request_logs ADD COLUMN fallback_error VARCHAR")
+    con.execute("ALTER TABLE request_logs ADD COLUMN fallback_ms DOUBLE")  # the time the failed attempt cost
+    # Output tokens spent thinking, where the provider says (included in completion_tokens).
+    con.execute("ALTER TABLE request_logs ADD COLUMN reasoning_tokens BIGINT")
+
+
+def m008_coverage_and_status(con: duckdb.DuckDBPyConnection) -> None:
+    # A rule that changed the model or the provider, and whose target answered. Routing coverage
+    # counts these, not a rule whose target is the request as sent (it routes nothing). Earlier
+    # rows did not record a provider switch: their model tells.
+    con.execute("ALTER TABLE request_logs ADD COLUMN routed BOOLEAN")
+    con.execute(
+        "UPDATE request_logs SET routed = rule_id IS NOT NULL AND model_actual IS DISTINCT FROM model_requested"
+    )
+    # The Overview's status breakdown; and latency percentiles over all orgs together (org_id is
+    # NULL both there and for the traffic no valid key let in, so a flag tells them apart).
+    con.execute("ALTER TABLE dashboard_summaries ADD COLUMN status_code INTEGER")
+    con.execute("ALTER TABLE dashboard_latency ADD COLUMN all_orgs BOOLEAN DEFAULT false")
+    con.execute("DELETE FROM worker_runs WHERE worker = 'aggregate'")  # the next aggregation rebuilds them
+
+
+def m009_collected_from(con: duckdb.DuckDBPyConnection) -> None:
+    # Per worker file and table, the highest rowid lectr/store/collect.py has copied into this one.
+    # Collecting created it itself before this migration: IF NOT EXISTS keeps what it holds.
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS collected_from (
+            source VARCHAR NOT NULL,        -- absolute path of a worker's DuckDB file
+            table_name VARCHAR NOT NULL,
+            source_created TIMESTAMP,       -- the source's first migration: tells a recreated file apart
+            last_rowid BIGINT NOT NULL,     -- rows up to this rowid have been copied
+            collected_at TIMESTAMP,
+            PRIMARY KEY (source, table_name)
+        )
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
+    m001_org_keys,
+    m002_request_logs,
+    m003_workers,
+    m004_dashboard,
+    m005_overhead,
+    m006_price_source,
+    m007_fallbacks,
+    m008_coverage_and_status,
+    m009_collected_from,
+]
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply the migrations this database has not seen; return their names."""
+    con.execute("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
+    done = {row[0] for row in con.execute("SELECT name FROM _migrations").fetchall()}
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.__name__ in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        migration(con)
+        con.execute("INSERT INTO _migrations VALUES (?, ?)", [migration.__name__, utc_now()])
+        con.execute("COMMIT")
+        applied.append(migration.__name__)
+    return applied
+
+
+class Schema:
+    """The DuckDB store's schema state (a part of DuckStore)."""
+
+    path: str
+
+    def schema_state(self) -> str:
+        """missing (no file), empty (no Lectr tables yet), old, newer (than this code), or ok."""
+        if not Path(self.path).exists():
+            return "missing"
+        with connect(self.path, read_only=True) as con:
+            if not has_table(con, "_migrations"):
+                return "empty"
+            done = {row[0] for row in con.execute("SELECT name FROM _migrations").fetchall()}
+        known = {m.__name__ for m in MIGRATIONS}
+        if done - known:
+            return "newer"
+        return "ok" if done == known else "old"

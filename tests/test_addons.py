@@ -6,7 +6,7 @@ import json
 
 import pytest
 from mitmproxy import http
-from mitmproxy.test import taddons, tflow, tutils
+from mitmproxy.test import taddons, tutils
 
 from lectr.common.keys import generate_key
 from lectr.proxy.addons import PRESENTED_KEY, RECORD
@@ -16,7 +16,9 @@ from lectr.proxy.addons.router import Router
 from lectr.proxy.addons.streamtap import StreamTap
 from lectr.proxy.addons.streamusage import with_usage_requested
 from lectr.proxy.flowrecord import FlowRecord
-from lectr.store.storage import insert_key
+from lectr.store import open_store
+
+from helpers import chat_flow
 
 RULES = """
 rules:
@@ -26,21 +28,6 @@ rules:
     match: {task: summarisation}
     target: {provider: groq, model: llama-3.1-8b-instant}
 """
-
-
-def chat_flow(body: object, *, host="127.0.0.1", port=8080, path=b"/v1/chat/completions", **headers) -> http.HTTPFlow:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = tutils.treq(
-        host=host,
-        port=port,
-        method=b"POST",
-        path=path,
-        headers=http.Headers(authorization="Bearer sk-client", **headers),
-        content=content,
-    )
-    flow = tflow.tflow(req=request)
-    flow.client_conn.sockname = ("127.0.0.1", 8080)
-    return flow
 
 
 @pytest.fixture
@@ -137,7 +124,7 @@ def test_gateway_admits_api_paths_and_strips_lectr_headers():
 def test_auth_sets_org_or_answers_401(tmp_path):
     db = tmp_path / "k.duckdb"
     key = generate_key()
-    insert_key(db, "acme", key)
+    open_store(db).insert_key("acme", key)
     auth = Auth()
     with taddons.context(auth) as tctx:
         tctx.configure(auth, lectr_db=str(db))

@@ -23,9 +23,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from test_properties import BODIES, strict_loads
 
-from lectr.store import storage
+from lectr.store import StorageError
+from lectr.store.connection import connect
 
-from conftest import set_rules, start_lectr, stop, wait_until
+from helpers import set_rules, start_lectr, stop, wait_until
+
+pytestmark = pytest.mark.slow  # starts mitmdump and an upstream server
 
 RULES = """
 rules:
@@ -124,11 +127,11 @@ def rows(lectr, tags: list[str]) -> dict[str, dict]:
 
     def written() -> bool:
         try:
-            with storage.connect(lectr.db_path, read_only=True) as con:
+            with connect(lectr.db_path, read_only=True) as con:
                 cursor = con.execute("SELECT * FROM request_logs WHERE list_contains(?, feature)", [tags])
                 names = [d[0] for d in cursor.description]
                 found.update({r["feature"]: r for r in (dict(zip(names, row)) for row in cursor.fetchall())})
-        except storage.StorageError:
+        except StorageError:
             return False
         return len(found) == len(tags)
 
@@ -204,7 +207,10 @@ def test_the_model_rewrite_is_faithful_or_not_done(proxy, upstream, body, rewrit
     else:
         assert got["body"] == body
         assert row["rule_id"] is None and row["model_actual"] != "gpt-4o-mini"
-        if reason:
+        if reason and reason.startswith("rule "):  # a body Lectr would not rewrite faithfully: the rule is skipped
+            assert reason in row["route_skip_reason"] and row["skipped_rule_id"] == "to-mini"
+            assert row["passthrough_reason"] is None
+        elif reason:  # a body Lectr cannot read: passed through unread
             assert reason in row["passthrough_reason"]
         else:
             assert row["passthrough_reason"] is None
@@ -341,11 +347,11 @@ def test_header_values_that_are_not_utf8_are_forwarded_as_the_bytes_they_were(le
 
 def stored_rows(lectr) -> list[dict]:
     try:
-        with storage.connect(lectr.db_path, read_only=True) as con:
+        with connect(lectr.db_path, read_only=True) as con:
             cursor = con.execute("SELECT * FROM request_logs ORDER BY ts")
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
-    except storage.StorageError:  # not written yet
+    except StorageError:  # not written yet
         return []
 
 

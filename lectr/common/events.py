@@ -2,7 +2,9 @@
 
 Pure. The hot path builds an `Event` from plain values and offers it to the
 `EventQueue`; it never waits. Everything that costs time (decoding bodies, counting
-tokens, pricing, writing) happens later, in the writer process.
+tokens, pricing, writing) happens later, in the writer process. A `Drainer` thread
+empties the queue: in the proxy the one that ships batches to the writer process
+(lectr.proxy.writerprocess), in that process the one that writes them (lectr.record.writer).
 
 An event never carries a provider key or the Lectr key. It carries the request and
 response bodies in memory only, for token counting; they are never stored.
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 
 from lectr.common.rules import TASKS
 
+# A backlog is taken up to this many events at once (one pipe message, one database open).
+MAX_ROWS_PER_WRITE = 20_000
 # Bodies larger than this are not kept for token counting (a huge prompt of images would
 # otherwise sit in the queue); provider-reported usage in the response still counts.
 BODY_KEEP_LIMIT = 1024 * 1024
@@ -31,6 +35,10 @@ ERROR_CATEGORIES = (
     "stream_error",  # the provider answered 200, then ended the stream with an error event
     "proxy",  # Lectr itself could not handle the request
 )
+
+# Every route_skip_reason of a suspended rule (lectr.proxy.rulehealth) starts with this: the Rules
+# page finds them by it.
+SUSPENDED = "suspended: "
 
 
 @dataclass(slots=True)
@@ -143,3 +151,41 @@ class EventQueue:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class Drainer:
+    """A thread that takes from `queue` when a batch is waiting, or every `interval` seconds."""
+
+    def __init__(self, queue: EventQueue, interval: float, name: str) -> None:
+        self.queue = queue
+        self.interval = interval
+        self._stop_timeout = 10.0
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Drain everything queued (within about `timeout`), then end the thread."""
+        self._stop_timeout = timeout
+        self._stopping.set()
+        self.queue.ready.set()
+        self._thread.join(timeout + 1)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self.queue.ready.wait(self.interval)
+            self.queue.ready.clear()
+            self.flush()
+        self._finish()
+
+    def next_batch(self) -> list[Event]:
+        """A batch, or more of a backlog (up to MAX_ROWS_PER_WRITE)."""
+        return self.queue.take(max(self.queue.batch_size, min(len(self.queue), MAX_ROWS_PER_WRITE)))
+
+    def flush(self) -> object:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        raise NotImplementedError

@@ -3,12 +3,11 @@
 Lectr promises that its own failures never fail a request, and that a failing
 background job is retried. Some of those failures have no outside cause a test could
 arrange (a rule evaluation that raises, a job that crashes), so the code names the
-places, and the environment arms them for one run:
+places, and the environment (or the proxy's lectr_failpoints option) arms them for one run:
 
     LECTR_FAILPOINTS="rules.evaluate,anomalies.run=2" mitmdump -s addons/lectr.py
 
 makes every rule evaluation raise, and the first two anomaly runs (counted per process).
-The places: rules.evaluate, aggregate.run, anomalies.run, recommend.run.
 Unset (always, outside tests), `check` costs one truth test.
 """
 
@@ -17,14 +16,15 @@ from __future__ import annotations
 import os
 
 ENV = "LECTR_FAILPOINTS"
+PLACES = ("rules.evaluate", "aggregate.run", "anomalies.run", "recommend.run")
 
 
 class InjectedFault(RuntimeError):
-    """Raised at an armed failpoint."""
+    """Raised at an armed failpoint: it stands for a bug, so it is no LectrError."""
 
 
 def parse(spec: str) -> dict[str, int | None]:
-    """'a,b=2' -> {'a': None (every time), 'b': 2 (the first two times)}."""
+    """'a,b=2' -> {'a': None (every time), 'b': 2 (the first two times)}. ValueError: not in that form."""
     armed: dict[str, int | None] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         name, _, times = item.partition("=")
@@ -32,7 +32,25 @@ def parse(spec: str) -> dict[str, int | None]:
     return armed
 
 
-_armed = parse(os.environ.get(ENV, ""))
+def unknown(spec: str) -> list[str]:
+    """The names in `spec` that are no failpoint (a typo would arm nothing, silently)."""
+    return [name for name in parse(spec) if name not in PLACES]
+
+
+_spec = os.environ.get(ENV, "")
+_armed = parse(_spec)
+
+
+def use(spec: str) -> None:
+    """Arm the failpoints `spec` names, unless they are the ones armed already (their counts then go on)."""
+    global _spec, _armed
+    if spec != _spec:
+        _spec, _armed = spec, parse(spec)
+
+
+def armed() -> str:
+    """The spec in force in this process, to hand to a child process (`use` it there)."""
+    return _spec
 
 
 def check(name: str) -> None:

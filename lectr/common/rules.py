@@ -14,6 +14,7 @@ from lectr.common.errors import LectrError
 from lectr.common.providers import PROVIDERS
 from lectr.common.yamldoc import list_under
 
+RULES_FILE = "rules.yaml"  # the rules file where none is named (lectr_rules, LECTR_RULES)
 TASKS = ("classification", "summarisation", "extraction", "generation", "reasoning")
 
 _RULE_FIELDS = {"id", "name", "priority", "enabled", "org", "match", "target"}

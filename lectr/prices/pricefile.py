@@ -23,6 +23,8 @@ from lectr.common.providers import PROVIDERS
 from lectr.common.usage import Usage
 from lectr.common.yamldoc import list_under
 
+PRICES_FILE = "prices.yaml"  # the user's price file where none is named (lectr_prices_file, --prices-file)
+
 _FIELDS = {"provider", "model", "input", "cached_input", "output", "from"}
 # USD per million tokens. The dearest model sells at a few hundred: a larger number is a typo or another unit.
 MAX_PRICE = 100_000

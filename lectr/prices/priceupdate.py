@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import httpx
-from genai_prices.update_prices import DEFAULT_UPDATE_URL
 
 from lectr.common.errors import LectrError
 from lectr.common.watch import WatchedFile
 from lectr.prices import pricing
 from lectr.prices.pricefile import PriceList, load_price_file
+from lectr.prices.sources import PRICES_URL
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def data_path(db: str | Path) -> str:
     return f"{db}.prices.json"
 
 
-def download(url: str = DEFAULT_UPDATE_URL, path: str | Path = "lectr.duckdb.prices.json") -> Fetched:
+def download(url: str = PRICES_URL, path: str | Path = "lectr.duckdb.prices.json") -> Fetched:
     """Fetch genai-prices' data from `url`, check it, and save it to `path` atomically."""
     try:
         with httpx.stream("GET", url, timeout=TIMEOUT, follow_redirects=True) as response:

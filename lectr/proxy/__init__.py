@@ -5,5 +5,6 @@ the project's root. The modules here are the pure logic they call (no mitmproxy 
 routing, headers, paths, credentials, fallback decisions, rule health.
 
 Nothing here imports `lectr.record`, `lectr.jobs` or `lectr.admin` at load time
-(tests/test_layout.py): the proxy starts the writer and the jobs as child processes.
+(tests/test_layout.py): the proxy starts the writer and the jobs as child processes, whose
+entries (`writerprocess._child`, the calls in `jobcalls`) import them there, in the child.
 """

@@ -24,6 +24,7 @@ Secrets file:
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -33,6 +34,7 @@ from lectr.common.errors import LectrError
 from lectr.common.providers import PROVIDERS
 
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
+SECRETS_FILE = "secrets.yaml"  # where none is named (lectr_secrets, `lectr secrets --file`)
 _SETTINGS_FIELDS = {"api_key", "endpoint", "api_version", "deployments"}
 
 
@@ -149,3 +151,18 @@ def _where(e: Exception) -> str:
 
 def _str_or_none(value: object) -> str | None:
     return str(value) if value not in (None, "") else None
+
+
+def load_credentials(path: str, env: Mapping[str, str] = os.environ) -> Credentials:
+    """The secrets file at `path`, over `env`'s LECTR_<PROVIDER>_API_KEY and LECTR_AZURE_*."""
+    with open(path, encoding="utf-8") as f:
+        return parse_credentials(f.read(), env, source=path)
+
+
+def readable_by_others(path: str) -> bool:
+    """Whether users other than its owner may read the file (it holds keys); False for no file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return bool(mode & (stat.S_IRWXG | stat.S_IRWXO))

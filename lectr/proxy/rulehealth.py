@@ -17,15 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-# Every route_skip_reason of a suspended rule starts with this: the Rules page finds them by it.
-SUSPENDED = "suspended: "
+from lectr.common.events import SUSPENDED
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
     threshold: int = 3  # consecutive fallbacks that suspend a rule
-    window: float = 60.0  # seconds: a failure longer after the previous one starts a new count
-    cooldown: float = 60.0  # seconds a suspended rule stays suspended before one request tries it
+    window: float = 60  # seconds: a failure longer after the previous one starts a new count
+    cooldown: float = 60  # seconds a suspended rule stays suspended before one request tries it
 
     def __post_init__(self) -> None:
         if self.threshold < 1 or self.window <= 0 or self.cooldown <= 0:

@@ -10,34 +10,33 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 
-import duckdb
 from mitmproxy import ctx, http
 
 from lectr.common.keys import KeyRing
-from lectr.common.watch import Poller, WatchedFile, file_signature
-from lectr.proxy.addons import PRESENTED_KEY, pending_record, respond_error, timed
+from lectr.common.watch import Poller, WatchedFile
+from lectr.proxy.addons import PRESENTED_KEY, at_least, pending_record, respond_error, timed
 from lectr.proxy.ratelimit import FailureLimiter
-from lectr.store import storage
+from lectr.store import StorageError, default_db_path, open_store
 
 log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 2.0
 FAILURE_WINDOW_SECONDS = 60.0
+FAIL_LIMIT = 30  # the lectr_auth_fail_limit default
 
 
 class Auth:
     def __init__(self) -> None:
         self.keys: WatchedFile[KeyRing] = WatchedFile("", self._load_keys, KeyRing())
         self.addons = [Poller(REFRESH_SECONDS, lambda: [self.keys])]  # mitmproxy runs nested addons' hooks too
-        self.failures = FailureLimiter(0, FAILURE_WINDOW_SECONDS)
+        self.failures = FailureLimiter(FAIL_LIMIT, FAILURE_WINDOW_SECONDS)
 
     def load(self, loader) -> None:
         loader.add_option(
             "lectr_db",
             str,
-            storage.default_db_path(),
+            default_db_path(),
             "Lectr's DuckDB file: request logs and, unless lectr_keys_db names another file, org keys. "
             "Default: $LECTR_DB, else lectr.duckdb in the working directory.",
         )
@@ -51,7 +50,7 @@ class Auth:
         loader.add_option(
             "lectr_auth_fail_limit",
             int,
-            30,
+            FAIL_LIMIT,
             "Requests with a missing or invalid X-Lectr-Key one client address may make in a burst; after that "
             "its invalid ones get 429, one more allowed every minute / this many seconds. Valid keys are never "
             "limited. 0: no limit.",
@@ -59,7 +58,8 @@ class Auth:
 
     def configure(self, updated: set[str]) -> None:
         if "lectr_auth_fail_limit" in updated:
-            self.failures = FailureLimiter(max(0, ctx.options.lectr_auth_fail_limit), FAILURE_WINDOW_SECONDS)
+            limit = at_least("lectr_auth_fail_limit", 0, "requests", "set it to 0 to turn the limit off")
+            self.failures = FailureLimiter(limit, FAILURE_WINDOW_SECONDS)
         if "lectr_db" in updated or "lectr_keys_db" in updated:
             path = ctx.options.lectr_keys_db or ctx.options.lectr_db
             # Failing to read the store (a writer's lock) is passing: read it again at the next poll.
@@ -76,9 +76,9 @@ class Auth:
                 )
 
     def _load_keys(self, path: str) -> KeyRing:
-        ring = KeyRing(storage.active_keys(path))
+        ring = KeyRing(open_store(path).active_keys())
         loaded = len(self.keys.value)
-        if not len(ring) and loaded and not storage.has_keys(path):
+        if not len(ring) and loaded and not open_store(path).has_keys():
             # Revoking the last key is a wish; a file without a single key (deleted, and created
             # anew by the event writer, or replaced) is not: org traffic goes on meanwhile.
             raise NoKeys(
@@ -134,17 +134,10 @@ class NoKeys(LookupError):
     """A key store without a single key replaced one that had keys."""
 
 
-_PASSING = (OSError, storage.StorageError, duckdb.Error)
+_PASSING = (OSError, StorageError)
 
 
 def _keys_signature(path: str) -> object:
-    """Changes when keys are created or revoked (storage.keys_stamp) or the file is replaced.
-
-    Not the file's own signature: the event writer changes it every second, and reopening
-    DuckDB that often in the proxy's process would stall requests in flight.
-    """
-    try:
-        inode = os.stat(path).st_ino
-    except OSError:
-        return None
-    return inode, file_signature(str(storage.keys_stamp(path)))
+    """Changes when keys are created or revoked or the file is replaced (Store.keys_version). It opens
+    no database: the event writer changes the file every second."""
+    return open_store(path).keys_version()

@@ -4,8 +4,8 @@ Once a request's headers are in, the client has `lectr_client_timeout` seconds t
 the whole body. A client that trickles it (a stalled upload, or a deliberate slow
 request) would otherwise hold a connection and its buffer for as long as it keeps
 sending a byte now and then. When the time is up the client gets a JSON 408 (over
-plain HTTP/1; over TLS or HTTP/2 the connection is just closed) and the event is
-recorded as client_aborted.
+plain HTTP/1; over TLS or HTTP/2 the connection is just closed) and the record says
+`client_timed_out` (the event: status 408, client_aborted).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 
 from mitmproxy import ctx, http
 
-from lectr.proxy.addons import internals, record_of, timed
+from lectr.proxy.addons import at_least, internals, record_of, timed
 from lectr.proxy.addons.deadline import Deadlines
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,10 @@ class ClientGuard:
             "Seconds a client has to send a request's body once its headers arrived; then 408 and the "
             "connection is closed.",
         )
+
+    def configure(self, updated: set[str]) -> None:
+        if "lectr_client_timeout" in updated:
+            at_least("lectr_client_timeout", 1, "seconds", "e.g. 120, the time a slow upload may take")
 
     @timed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -57,8 +61,7 @@ class ClientGuard:
         record = record_of(flow)
         if record is None or flow.error is not None or not flow.live:
             return
-        record.client_aborted = True
-        record.error_status = REQUEST_TIMEOUT
+        record.client_timed_out = True  # the Recorder stores it as a 408 the client aborted
         seconds = ctx.options.lectr_client_timeout
         plain = not flow.client_conn.tls and flow.request.http_version.startswith("HTTP/1")
         answer = (

@@ -16,18 +16,21 @@ from __future__ import annotations
 import logging
 import time
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, http
 
 from lectr.common.decompress import decoded
 from lectr.proxy import fallbacks
-from lectr.proxy.addons import internals, pending_record, record_of, timed
+from lectr.proxy.addons import at_least, internals, pending_record, record_of, timed
 from lectr.proxy.addons.deadline import Deadlines
-from lectr.proxy.addons.router import apply_plan
+from lectr.proxy.addons.router import drop_original, send_original
+from lectr.proxy.addons.streamusage import sent_as_asked
 from lectr.proxy.addons.upstream import expire_upstream
 from lectr.proxy.flowrecord import FlowRecord
 from lectr.proxy.rulehealth import Policy, RuleHealth
 
 log = logging.getLogger(__name__)
+
+POLICY = Policy()  # the lectr_rule_suspend_* and lectr_rule_cooldown defaults
 
 
 class Fallback:
@@ -54,30 +57,28 @@ class Fallback:
         loader.add_option(
             "lectr_rule_suspend_after",
             int,
-            3,
+            POLICY.threshold,
             "Consecutive fallbacks (each within lectr_rule_suspend_window seconds of the last) that suspend a rule.",
         )
-        loader.add_option("lectr_rule_suspend_window", int, 60, "Seconds; see lectr_rule_suspend_after.")
+        loader.add_option("lectr_rule_suspend_window", int, POLICY.window, "Seconds; see lectr_rule_suspend_after.")
         loader.add_option(
             "lectr_rule_cooldown",
             int,
-            60,
+            POLICY.cooldown,
             "Seconds a suspended rule passes its requests through unchanged before one request tries its target again.",
         )
         internals.install()
 
     def configure(self, updated: set[str]) -> None:
-        options = ctx.options
         for name in ("lectr_fallback_timeout_ms", "lectr_fallback_full_timeout_ms"):
-            if name in updated and getattr(options, name) < 0:
-                raise exceptions.OptionsError(f"{name} is a number of milliseconds, 0 for no limit")
+            if name in updated:
+                at_least(name, 0, "milliseconds", "set it to 0 to turn the timeout off")
         if updated & {"lectr_rule_suspend_after", "lectr_rule_suspend_window", "lectr_rule_cooldown"}:
-            try:
-                self.health.policy = Policy(
-                    options.lectr_rule_suspend_after, options.lectr_rule_suspend_window, options.lectr_rule_cooldown
-                )
-            except ValueError as e:
-                raise exceptions.OptionsError(f"lectr_rule_suspend_*, lectr_rule_cooldown: {e}") from e
+            self.health.policy = Policy(
+                at_least("lectr_rule_suspend_after", 1, "fallbacks", f"e.g. {POLICY.threshold}"),
+                at_least("lectr_rule_suspend_window", 1, "seconds", f"e.g. {POLICY.window}"),
+                at_least("lectr_rule_cooldown", 1, "seconds", f"e.g. {POLICY.cooldown}"),
+            )
 
     def running(self) -> None:
         internals.set_resend(self.resend)
@@ -106,7 +107,7 @@ class Fallback:
         self.deadlines.cancel(flow)
         if record.original is not None and not fallbacks.may_fall_back(flow.response.status_code):
             self.health.succeeded(record.original.rule_id)
-            record.original = None  # answered: nothing to fall back to any more
+            drop_original(record)  # answered: nothing to fall back to any more
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.deadlines.cancel(flow)
@@ -117,18 +118,16 @@ class Fallback:
         if record is None or record.original is None:
             return False
         if record.timed_out:  # lectr_upstream_timeout is over: no time left for another attempt
-            record.original = None
+            drop_original(record)
             return False
         try:
             return self._fall_back(flow, record, error)
         except Exception:  # Lectr's fault must not cost the client its answer: it gets the one that came
             log.exception("could not fall back to the original request")
-            record.original = None
+            drop_original(record)
             return False
 
     def _fall_back(self, flow: http.HTTPFlow, record: FlowRecord, error: str | None) -> bool:
-        original = record.original
-        assert original is not None
         status = None
         if error is None:
             response = flow.response
@@ -136,23 +135,17 @@ class Fallback:
             body = decoded(response.raw_content, response.headers.get("content-encoding"))
             error = fallbacks.failure(status, body)
             if error is None:
-                record.original = None
+                drop_original(record)
                 return False
         elif record.fallback_timed_out:
             error = f"no response headers within {self._limit_ms(record)} ms"
-        record.original = None  # one fallback per request
+        target = record.model_actual
         # The provider's time limit, again for the new attempt (UpstreamGuard's ended with the failed one's headers).
         self.deadlines.set(flow, ctx.options.lectr_upstream_timeout, expire_upstream)
-        request = flow.request
-        request.headers.fields = original.fields  # first: the body below keeps their Content-Length
-        request.raw_content = original.content
-        request.scheme, request.data.host, request.data.port = original.address  # headers untouched
-        apply_plan(request, original.replan())  # planned with the client's headers and address back in place
-        record.fallback_model, record.fallback_status, record.fallback_error = record.model_actual, status, error
+        original = send_original(flow, record)  # Router's: the request and the record's route (one per request)
+        sent_as_asked(record)  # StreamUsage's: the original goes as the client sent it
+        record.fallback_model, record.fallback_status, record.fallback_error = target, status, error
         record.fallback_ms = (time.perf_counter() - record.t_start) * 1000
-        record.skipped_rule_id, record.rule_id, record.rule_name = original.rule_id, None, None
-        record.provider, record.model_actual = original.provider, original.model
-        record.usage_injected = False  # the original goes as the client sent it
         self.fallbacks += 1
         log.info(
             "rule %r: %s failed (%s); sending the original request to %s",

@@ -79,7 +79,7 @@ class Gateway:
         host_provider = provider_for_host(request.host)
         api_path = parse_path(request.path) is not None
         if host_provider:
-            record = FlowRecord("proxy", provider=host_provider)
+            record = FlowRecord("proxy", host_provider=host_provider)
         elif not flow.client_conn.tls and (api_path or _addressed_to_lectr(flow)):
             if request.path == HEALTH_PATH:
                 flow.response = http.Response.make(200, json.dumps(_health()), {"content-type": "application/json"})

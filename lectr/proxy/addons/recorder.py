@@ -2,8 +2,9 @@
 
 When a flow completes, errors or is abandoned by the client, the Recorder builds an
 `Event` from the flow's record and offers it to a bounded queue; a full queue drops the
-event and counts it. The writer (lectr/record/writer.py, a process of its own) meters and
-stores the queue in DuckDB. On shutdown, `done` flushes the queue before mitmproxy exits.
+event and counts it. The writer (lectr/record/writer.py, a process of its own, started and
+fed by lectr/proxy/writerprocess.py) meters and stores the queue in DuckDB. On shutdown,
+`done` flushes the queue before mitmproxy exits.
 """
 
 from __future__ import annotations
@@ -11,20 +12,26 @@ from __future__ import annotations
 import logging
 import time
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, http
 
 from lectr.common.events import BODY_KEEP_LIMIT, Event, EventQueue, error_category
 from lectr.common.sse import finished, stream_error
-from lectr.proxy.addons import record_of
+from lectr.prices.pricefile import PRICES_FILE
+from lectr.prices.sources import PRICES_URL, PriceSettings
+from lectr.proxy.addons import at_least, option_error, record_of
+from lectr.proxy.addons.clientguard import REQUEST_TIMEOUT
 from lectr.proxy.flowrecord import FlowRecord
-from lectr.record.writer import PRICES_URL, PriceSettings, WriterProcess
+from lectr.proxy.writerprocess import WriterProcess
 
 log = logging.getLogger(__name__)
+
+QUEUE_SIZE, BATCH_SIZE, FLUSH_MS = 10_000, 500, 1000  # the lectr_queue_size, _batch_size, _flush_ms defaults
+PRICES = PriceSettings()  # the lectr_prices_refresh and lectr_prices_url defaults
 
 
 class Recorder:
     def __init__(self) -> None:
-        self.queue = EventQueue(10_000, 500)
+        self.queue = EventQueue(QUEUE_SIZE, BATCH_SIZE)  # replaced, as the options say, when the writer starts
         self.writer: WriterProcess | None = None
         self.emitted = 0  # events built since start (queued or dropped)
 
@@ -32,17 +39,20 @@ class Recorder:
         loader.add_option(
             "lectr_queue_size",
             int,
-            10_000,
+            QUEUE_SIZE,
             "Events held in memory for the writer. When full, new events are dropped and counted; requests never wait.",
         )
         loader.add_option(
-            "lectr_batch_size", int, 500, "Events written to DuckDB per batch (also written every lectr_flush_ms)."
+            "lectr_batch_size",
+            int,
+            BATCH_SIZE,
+            "Events written to DuckDB per batch (also written every lectr_flush_ms).",
         )
-        loader.add_option("lectr_flush_ms", int, 1000, "Longest time, in ms, an event waits before being written.")
+        loader.add_option("lectr_flush_ms", int, FLUSH_MS, "Longest time, in ms, an event waits before being written.")
         loader.add_option(
             "lectr_prices_file",
             str,
-            "prices.yaml",
+            PRICES_FILE,
             "Your own prices (YAML; see prices.example.yaml): fine-tunes, Azure deployments, self-hosted models, "
             "negotiated rates. They win over the price database. Reloaded within seconds of a save; an invalid "
             "file is rejected and the last good prices stay in force.",
@@ -50,21 +60,26 @@ class Recorder:
         loader.add_option(
             "lectr_prices_refresh",
             int,
-            0,
+            PRICES.refresh_hours,
             "Fetch newer price data from lectr_prices_url every this many hours (e.g. 24), in the background, "
             "into <lectr_db>.prices.json; 0: never (the bundled data, and what 'lectr prices update' fetched).",
         )
         loader.add_option(
-            "lectr_prices_url", str, PRICES_URL, "Where newer price data (genai-prices' data.json) is fetched from."
+            "lectr_prices_url", str, PRICES.url, "Where newer price data (genai-prices' data.json) is fetched from."
         )
 
     def configure(self, updated: set[str]) -> None:
+        for name, unit, fix in (
+            ("lectr_queue_size", "events", f"e.g. {QUEUE_SIZE}; when full, new events are dropped and counted"),
+            ("lectr_batch_size", "events", f"e.g. {BATCH_SIZE}"),
+            ("lectr_flush_ms", "milliseconds", f"e.g. {FLUSH_MS}"),
+        ):
+            if name in updated:
+                at_least(name, 1, unit, fix)
         if "lectr_prices_refresh" in updated and ctx.options.lectr_prices_refresh < 0:
-            raise exceptions.OptionsError("lectr_prices_refresh must be 0 (never) or a number of hours, e.g. 24")
+            raise option_error("lectr_prices_refresh", "0 (never) or a number of hours", "e.g. 24 for once a day")
         if "lectr_prices_url" in updated and not ctx.options.lectr_prices_url.startswith(("http://", "https://")):
-            raise exceptions.OptionsError(
-                f"lectr_prices_url must be an http:// or https:// address, not {ctx.options.lectr_prices_url!r}"
-            )
+            raise option_error("lectr_prices_url", "an http:// or https:// address", f"e.g. {PRICES_URL}")
         restart = {"lectr_db", "lectr_queue_size", "lectr_batch_size", "lectr_flush_ms"}
         restart |= {"lectr_prices_file", "lectr_prices_refresh", "lectr_prices_url"}
         if updated & restart and self.writer:
@@ -91,34 +106,35 @@ class Recorder:
             return
         self.emit(flow, record)
 
-    def error(self, flow: http.HTTPFlow) -> None:
+    def error(self, flow: http.HTTPFlow) -> None:  # mitmproxy calls this or `response`; both end the flow
         record = record_of(flow)
-        if record is not None and flow.request.timestamp_end is None:
-            # The request never arrived whole (cut short, or too slow): the client's doing. mitmproxy
-            # may report it here before its protocol-error path (lectr.proxy.addons.upstream) runs.
-            record.client_aborted = True
-        self.response(flow)  # mitmproxy calls one or the other; both end the flow
+        if record is None or record.emitted:
+            return
+        # The request never arrived whole (cut short, or too slow): the client's doing. mitmproxy may
+        # report it here before its protocol-error path (lectr.proxy.addons.internals) has recorded it.
+        self.emit(flow, record, request_cut=flow.request.timestamp_end is None)
 
-    def emit(self, flow: http.HTTPFlow, record: FlowRecord) -> None:
+    def emit(self, flow: http.HTTPFlow, record: FlowRecord, request_cut: bool = False) -> None:
         started = time.perf_counter()
         record.emitted = True
         self.emitted += 1
         try:
-            event = build_event(flow, record)
-            event.lectr_overhead_us = (record.overhead_s + time.perf_counter() - started) * 1e6
+            event = build_event(flow, record, request_cut)
+            overhead = record.overhead_s + record.tap_overhead_s + time.perf_counter() - started
+            event.lectr_overhead_us = overhead * 1e6
             self.queue.offer(event)
         except Exception:  # the cold path must never break the hot path
             log.exception("could not build the event for %s", record.request_id)
 
     def _start_writer(self) -> None:
         options = ctx.options
-        self.queue = EventQueue(max(1, options.lectr_queue_size), max(1, options.lectr_batch_size))
+        self.queue = EventQueue(options.lectr_queue_size, options.lectr_batch_size)
         prices = PriceSettings(
             user_file=options.lectr_prices_file,
             url=options.lectr_prices_url,
             refresh_hours=options.lectr_prices_refresh,
         )
-        self.writer = WriterProcess(options.lectr_db, self.queue, max(1, options.lectr_flush_ms) / 1000, prices)
+        self.writer = WriterProcess(options.lectr_db, self.queue, options.lectr_flush_ms / 1000, prices)
         self.writer.start()
 
     def _stop_writer(self) -> None:
@@ -127,13 +143,20 @@ class Recorder:
             self.writer = None
 
 
-def build_event(flow: http.HTTPFlow, record: FlowRecord) -> Event:
-    """Plain values only, and no copies of bodies: this runs on the event loop."""
+def build_event(flow: http.HTTPFlow, record: FlowRecord, request_cut: bool = False) -> Event:
+    """Plain values only, and no copies of bodies: this runs on the event loop.
+
+    `request_cut`: the flow failed before the request was whole. With ClientGuard's time limit,
+    the client's, as internals' request error is: all three are the client's abort.
+    """
     now = time.perf_counter()
     request, response = flow.request, flow.response
-    if response is None or (record.error_status is not None and not response.stream):
+    # ClientGuard answered (before the connection was cut, which internals may then record).
+    error_status = REQUEST_TIMEOUT if record.client_timed_out else record.error_status
+    client_aborted = record.client_aborted or record.client_timed_out or request_cut
+    if response is None or (error_status is not None and not response.stream):
         # mitmproxy answered instead: the provider's response (if it began) never reached the client.
-        status = record.error_status
+        status = error_status
     else:
         status = response.status_code
     first_byte = record.t_first_chunk if record.streaming else record.t_response_headers
@@ -173,7 +196,7 @@ def build_event(flow: http.HTTPFlow, record: FlowRecord) -> Event:
             status,
             lectr_error=response is not None and "x-lectr-error" in response.headers,
             flow_error=flow.error is not None and not complete,
-            client_aborted=record.client_aborted and not complete,
+            client_aborted=client_aborted and not complete,
             timed_out=record.timed_out,
             stream_error=failed_stream,
         ),

@@ -1,29 +1,27 @@
 """Router: detect the provider, apply the first matching rule, normalise auth, address upstream.
 
-The rules file and the secrets file are compiled off the hot path and swapped in whole;
-a request only reads them. Whatever goes wrong while routing, the request is forwarded
-unchanged: routing can never block or break a request.
+The rules file and the secrets file are compiled off the hot path and swapped in whole
+(lectr.proxy.addons.routefiles); a request only reads them. Whatever goes wrong while
+routing, the request is forwarded unchanged: routing can never block or break a request.
+
+Router writes what the record says about the route; when Fallback sends the original request
+instead, it does so through `send_original` here, which records the route it now takes.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
-import stat
 import time
 
-from mitmproxy import ctx, http
+from mitmproxy import http
 
 from lectr.common import providers
 from lectr.common.decompress import DECODED_LIMIT, decoded
 from lectr.common.jsonbody import parse_json, rewrite_json, unreadable_reason
-from lectr.common.rules import RuleError, RuleSet, parse_rules, read_rules_text, summary
-from lectr.common.watch import Poller, WatchedFile
-from lectr.prices import priceupdate
-from lectr.proxy import rulecheck
 from lectr.proxy.addons import pending_record, respond_error, timed
-from lectr.proxy.credentials import DEFAULT_AZURE_API_VERSION, Credentials, parse_credentials
+from lectr.proxy.addons.routefiles import RouteFiles
+from lectr.proxy.credentials import DEFAULT_AZURE_API_VERSION
 from lectr.proxy.endpoints import RESPONSES, Endpoint, parse_path, split_url, upstream_url
 from lectr.proxy.flowrecord import FlowRecord
 from lectr.proxy.headers import client_credential, invalid_field, with_provider_auth
@@ -32,54 +30,12 @@ from lectr.proxy.rulehealth import RuleHealth
 
 log = logging.getLogger(__name__)
 
-RELOAD_SECONDS = 0.25  # a saved rules file applies to the next request within a second
-
 
 class Router:
     def __init__(self, health: RuleHealth | None = None) -> None:
         self.health = health or RuleHealth()  # shared with Fallback, which reports each rule's failures
-        self.rules: WatchedFile[RuleSet] = WatchedFile("", self._load_rules, RuleSet())
-        self.credentials: WatchedFile[Credentials] = WatchedFile("", _load_credentials, Credentials())
-        self.base_urls = providers.base_urls()
-        self.addons = [Poller(RELOAD_SECONDS, lambda: [self.rules, self.credentials])]
-
-    def load(self, loader) -> None:
-        loader.add_option(
-            "lectr_rules",
-            str,
-            "rules.yaml",
-            "Routing rules file (YAML; see rules.example.yaml). Reloaded within a second of a save; "
-            "an invalid file is rejected and the last good rules stay in force.",
-        )
-        loader.add_option(
-            "lectr_secrets",
-            str,
-            "secrets.yaml",
-            "Provider keys and Azure settings Lectr uses when a rule switches provider "
-            "(YAML; see lectr/proxy/credentials.py). LECTR_<PROVIDER>_API_KEY in the environment also works.",
-        )
-
-    def configure(self, updated: set[str]) -> None:
-        if "lectr_rules" in updated:
-            self.rules = WatchedFile(ctx.options.lectr_rules, self._load_rules, RuleSet(), log.error, _rules_loaded)
-            self.rules.poll()
-            if not os.path.exists(ctx.options.lectr_rules):
-                log.info("No rules file at %s: every request passes through unrouted.", ctx.options.lectr_rules)
-        if "lectr_secrets" in updated:
-            self.credentials = WatchedFile(
-                ctx.options.lectr_secrets, _load_credentials, parse_credentials(None), log.error
-            )
-            self.credentials.poll()
-            _warn_if_readable_by_others(ctx.options.lectr_secrets)
-
-    def _load_rules(self, path: str) -> RuleSet:
-        text = read_rules_text(path)  # RuleError, not UnicodeDecodeError, for a file that is not UTF-8
-        if not text.strip() and self.rules.value.rules:
-            # An editor that truncates before it writes, or one that crashed: not a wish to drop every rule.
-            raise RuleError(
-                f"{path} is empty (a save in progress, or a failed one?); to remove every rule, save it as 'rules: []'"
-            )
-        return parse_rules(text, source=path)
+        self.files = RouteFiles()  # rules, secrets, base URLs: their options, reloads and checks
+        self.addons = [self.files]
 
     @timed
     def request(self, flow: http.HTTPFlow) -> None:
@@ -121,18 +77,18 @@ class Router:
             record.passthrough_reason = unreadable_reason(data)  # None: not JSON at all, the client's to fix
         model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else None
         record.model_requested = record.model_actual = model
-        record.streaming = isinstance(body, dict) and body.get("stream") is True
+        record.stream_requested = isinstance(body, dict) and body.get("stream") is True
         provider = self._provider(record, endpoint, model)
         # A request that names no model (GET /v1/models) is no failed detection: it goes where its
         # path points. Only a model (or a declared provider) Lectr cannot place is flagged.
         record.provider_unknown = provider is None and (model is not None or record.provider_declared is not None)
-        record.provider = provider = provider or providers.DEFAULT_PROVIDER
+        record.route_provider = provider = provider or providers.DEFAULT_PROVIDER
         if endpoint is None:  # a provider path Lectr does not know: leave it exactly as it is
             return None
 
-        credentials = self.credentials.value
+        credentials = self.files.credentials.value
         route = choose_route(
-            self.rules.value,
+            self.files.rules.value,
             org=record.org_id,
             feature=record.feature,
             task=record.task,
@@ -152,12 +108,12 @@ class Router:
         if body_model != model:
             # The provider gets the client's body with only the model changed, or unchanged.
             content = rewrite_json(data, {"model": body_model})
-            if content is None:
-                record.passthrough_reason = (
+            if content is None:  # a rule not applied, as one without a key is
+                reason = (
                     f"rule {route.rule.id if route.rule else None!r} not applied: the JSON body cannot be "
                     "rewritten without changing more than its model (duplicate keys, or a number out of range)"
                 )
-                route = planned = Route(provider, model)
+                route = planned = Route(provider, model, skip_reason=reason, skipped=route.rule)
         plan = self._route_plan(flow, record, endpoint, planned, provider)
         if planned.rule is not None:  # what to fall back to if the rule's target fails
             replan = functools.partial(self._route_plan, flow, record, endpoint, Route(provider, model), provider)
@@ -172,7 +128,7 @@ class Router:
         self, flow: http.HTTPFlow, record: FlowRecord, endpoint: Endpoint, route: Route, provider: str
     ) -> Plan:
         """Where `route` sends the request, with which key (the body is the caller's)."""
-        credentials = self.credentials.value
+        credentials = self.files.credentials.value
         url = self._url(flow, record, endpoint, route)
         if route.switches_from(provider):
             key = credentials.api_key(record.org_id, route.provider)
@@ -190,17 +146,17 @@ class Router:
             if providers.is_provider(record.provider_declared):
                 return record.provider_declared
             log.warning("X-Lectr-Provider %r is unknown; detecting from the model", record.provider_declared)
-        if record.mode == "proxy" and record.provider:
-            return record.provider
+        if record.mode == "proxy" and record.host_provider:
+            return record.host_provider
         if endpoint and endpoint.provider:  # a path only one provider uses (Groq's, Gemini's, Azure's, ...)
             return endpoint.provider
         return providers.detect_provider(model) if model else None
 
     def _url(self, flow: http.HTTPFlow, record: FlowRecord, endpoint: Endpoint, route: Route) -> str:
         if route.provider != "azure":
-            return upstream_url(self.base_urls[route.provider], route.provider, endpoint)
-        settings = self.credentials.value.settings(record.org_id, "azure")
-        base = settings.endpoint or self.base_urls["azure"]
+            return upstream_url(self.files.base_urls[route.provider], route.provider, endpoint)
+        settings = self.files.credentials.value.settings(record.org_id, "azure")
+        base = settings.endpoint or self.files.base_urls["azure"]
         if not base:
             if record.mode == "proxy":
                 base = f"{flow.request.scheme}://{flow.request.host}:{flow.request.port}"
@@ -213,7 +169,7 @@ class Router:
         """The deployment that serves `route.model` at Azure (None: the one the client named)."""
         if route.model is None or (route.rule is None and endpoint.deployment is not None):
             return None
-        return self.credentials.value.settings(record.org_id, "azure").deployments.get(route.model, route.model)
+        return self.files.credentials.value.settings(record.org_id, "azure").deployments.get(route.model, route.model)
 
     def _passthrough_plan(self, flow: http.HTTPFlow, record: FlowRecord) -> Plan | None:
         """Forward unchanged. A client that addressed Lectr itself still needs an upstream."""
@@ -221,7 +177,7 @@ class Router:
             return None
         endpoint = parse_path(flow.request.path)
         provider = record.provider or providers.DEFAULT_PROVIDER
-        base = self.base_urls.get(provider)
+        base = self.files.base_urls.get(provider)
         if endpoint is None or not base:
             respond_error(flow, 502, "routing_failed", f"could not route this request ({record.passthrough_reason})")
             return None
@@ -243,29 +199,6 @@ def apply_plan(request: http.Request, plan: Plan) -> None:
     request.host, request.path = upstream.host, upstream.path
 
 
-def _rules_loaded(rules: WatchedFile[RuleSet]) -> None:
-    log.info("rules loaded from %s: %s", rules.path, summary(rules.value))
-    for warning in rules.value.warnings:
-        log.warning(warning)
-    try:
-        _warn_unknown_models(rules.value)
-    except Exception:  # a check that only warns must not stop rules from loading
-        log.exception("could not check the rules' target models against the price data")
-
-
-def _warn_unknown_models(rules: RuleSet) -> None:
-    """A target model no price data knows loads all the same (new models come before their
-    prices), with a warning: a misspelt one would fail each request over to the original."""
-    unknown = rulecheck.unknown_target_models(rules.rules)
-    if unknown and hasattr(ctx.options, "lectr_prices_file"):
-        # The user's price file and fetched prices know models the bundled data does not (read
-        # here, off the hot path: rules load in the file poller's thread).
-        priceupdate.use_saved(ctx.options.lectr_db, ctx.options.lectr_prices_file)
-        unknown = rulecheck.unknown_target_models(unknown)
-    for rule in unknown:
-        log.warning(rulecheck.unknown_model_warning(rule))
-
-
 def _read_body(request: http.Request, record: FlowRecord) -> bytes | None:
     """The body as Lectr reads it; when Lectr cannot, the record says why (and it goes unread).
 
@@ -285,7 +218,7 @@ def _read_body(request: http.Request, record: FlowRecord) -> bytes | None:
 
 def _note_route(record: FlowRecord, route: Route, changed: bool) -> None:
     record.rule_changed = changed
-    record.provider = route.provider
+    record.route_provider = route.provider
     record.model_actual = route.model
     record.route_skip_reason = route.skip_reason
     if route.rule is not None:
@@ -294,15 +227,22 @@ def _note_route(record: FlowRecord, route: Route, changed: bool) -> None:
         record.skipped_rule_id = route.skipped.id
 
 
-def _load_credentials(path: str) -> Credentials:
-    with open(path, encoding="utf-8") as f:
-        return parse_credentials(f.read(), source=path)
+def drop_original(record: FlowRecord) -> None:
+    """Fallback's word: nothing to fall back to any more (answered, or too late)."""
+    record.original = None
 
 
-def _warn_if_readable_by_others(path: str) -> None:
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s holds provider keys and is readable by other users: chmod 600 %s", path, path)
+def send_original(flow: http.HTTPFlow, record: FlowRecord) -> Original:
+    """Fallback's fallback: ready the request as the client sent it, addressed as without the rule
+    (the client's own credentials), and record the route it now takes. One per request."""
+    original = record.original
+    assert original is not None
+    record.original = None
+    request = flow.request
+    request.headers.fields = original.fields  # first: the body below keeps their Content-Length
+    request.raw_content = original.content
+    request.scheme, request.data.host, request.data.port = original.address  # headers untouched
+    apply_plan(request, original.replan())  # planned with the client's headers and address back in place
+    record.skipped_rule_id, record.rule_id, record.rule_name = original.rule_id, None, None
+    record.route_provider, record.model_actual = original.provider, original.model
+    return original

@@ -6,13 +6,20 @@
   thousands) are moved out of the garbage collector's sight with `gc.freeze()`. A full
   collection otherwise walks all of them every time, pausing every stream in flight for
   tens of milliseconds; what requests allocate afterwards is collected as before.
+- `lectr_failpoints` arms failpoints (lectr/common/faults.py) for tests, in this process and
+  in the jobs process (the Schedule hands it on).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 
+from mitmproxy import ctx
+
+from lectr.common import faults
+from lectr.proxy.addons import option_error
 from lectr.proxy.limits import ENOUGH_OPEN_FILES, raise_open_files
 
 log = logging.getLogger(__name__)
@@ -33,6 +40,25 @@ class Runtime:
             )
         elif before != self.open_files:
             log.debug("open files limit raised from %s to %s", before, self.open_files)
+        loader.add_option(
+            "lectr_failpoints",
+            str,
+            os.environ.get(faults.ENV, ""),
+            f"For tests: places made to fail on purpose, e.g. 'rules.evaluate,anomalies.run=2' (NAME or NAME=TIMES, "
+            f"comma-separated; places: {', '.join(faults.PLACES)}). Default: ${faults.ENV}, else none.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "lectr_failpoints" in updated:
+            spec = ctx.options.lectr_failpoints
+            try:
+                known = not faults.unknown(spec)
+            except ValueError:  # TIMES is no whole number
+                known = False
+            if not known:
+                must = f"NAME or NAME=TIMES, comma-separated, with NAME one of {', '.join(faults.PLACES)}"
+                raise option_error("lectr_failpoints", must, "e.g. rules.evaluate,anomalies.run=2, or empty for none")
+            faults.use(spec)
 
     def running(self) -> None:
         gc.collect()

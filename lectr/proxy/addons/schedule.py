@@ -2,8 +2,10 @@
 
 Each job runs on stored data only, in a process of its own (one, kept for all jobs):
 DuckDB and pandas hold the GIL for milliseconds at a time, which in a thread of the
-proxy would stall requests in flight. A failing job logs and tries again at its next
-turn. The same jobs run once from the command line: `lectr aggregate|anomalies|recommend`.
+proxy would stall requests in flight. The proxy sends that process small calls on plain
+values (lectr/proxy/jobcalls.py), which import the jobs there: the proxy never loads them.
+A failing job logs and tries again at its next turn. The same jobs run once from the
+command line: `lectr aggregate|anomalies|recommend`.
 """
 
 from __future__ import annotations
@@ -20,19 +22,26 @@ from typing import Callable
 
 from mitmproxy import ctx, exceptions
 
-from lectr.jobs import alerts, runs
+from lectr.common import faults
+from lectr.common.jobsettings import EVERY, SmtpSettings, env_settings, split_recipients
+from lectr.common.process import JOBS, pool_child
+from lectr.proxy import jobcalls
+from lectr.proxy.addons import at_least, option_error
 
 log = logging.getLogger(__name__)
+
+SMTP_OPTIONS = {f"lectr_smtp_{name}" for name in ("host", "port", "from", "to", "starttls", "user")}
 
 
 class Schedule:
     def __init__(self) -> None:
         self._tasks: list[asyncio.Task] = []
         self._pool: ProcessPoolExecutor | None = None
+        self.smtp = env_settings()  # what the lectr_smtp_* options say, once configured
 
     def load(self, loader) -> None:
-        env = alerts.env_settings()
-        for job, seconds in runs.EVERY.items():
+        env = env_settings()
+        for job, seconds in EVERY.items():
             loader.add_option(f"lectr_{job}_every", int, seconds, f"Seconds between {job} runs; 0: never.")
         loader.add_option(
             "lectr_tiers",
@@ -51,6 +60,9 @@ class Schedule:
         )
 
     def configure(self, updated: set[str]) -> None:
+        for job in EVERY:
+            if f"lectr_{job}_every" in updated:
+                at_least(f"lectr_{job}_every", 0, "seconds", f"set it to 0 to turn the {job} job off")
         if "lectr_tiers" in updated and ctx.options.lectr_tiers:
             from lectr.prices import families  # here only: it loads the price data, which the proxy does not need
 
@@ -58,13 +70,15 @@ class Schedule:
                 families.load_tiers(ctx.options.lectr_tiers)
             except families.TiersError as e:
                 raise exceptions.OptionsError(str(e)) from e
+        if updated & SMTP_OPTIONS:
+            self.smtp = smtp_settings(ctx.options)
 
     def running(self) -> None:
         loop = asyncio.get_running_loop()
         o = ctx.options
         for every, job in (
-            (o.lectr_aggregate_every, lambda: functools.partial(runs.run_aggregate, o.lectr_db)),
-            (o.lectr_anomalies_every, lambda: functools.partial(runs.run_anomalies, o.lectr_db, self.smtp())),
+            (o.lectr_aggregate_every, lambda: functools.partial(jobcalls.aggregate, o.lectr_db, faults.armed())),
+            (o.lectr_anomalies_every, lambda: self.anomalies(o)),
             (o.lectr_recommend_every, lambda: self.recommend(o)),
         ):
             if every > 0:
@@ -85,8 +99,8 @@ class Schedule:
             self._pool = ProcessPoolExecutor(
                 1,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=signal.signal,
-                initargs=(signal.SIGINT, signal.SIG_IGN),
+                initializer=pool_child,
+                initargs=(JOBS,),
             )
         try:
             with _sigint_blocked():  # submit() starts the process: not even its imports see a Ctrl-C
@@ -96,22 +110,35 @@ class Schedule:
             self._pool = None
             raise
 
-    @staticmethod
-    def recommend(o) -> Callable[[], object]:
-        return functools.partial(runs.run_recommend, o.lectr_db, prices_file=o.lectr_prices_file, tiers=o.lectr_tiers)
+    def anomalies(self, o) -> Callable[[], object]:
+        return functools.partial(jobcalls.anomalies, o.lectr_db, self.smtp, faults.armed())
 
     @staticmethod
-    def smtp() -> alerts.SmtpSettings:
-        o = ctx.options
-        return alerts.SmtpSettings(
-            host=o.lectr_smtp_host,
-            port=o.lectr_smtp_port,
-            sender=o.lectr_smtp_from,
-            recipients=alerts.split_recipients(o.lectr_smtp_to),
-            starttls=o.lectr_smtp_starttls,
-            user=o.lectr_smtp_user,
-            password=alerts.env_settings().password,
+    def recommend(o) -> Callable[[], object]:
+        return functools.partial(jobcalls.recommend, o.lectr_db, o.lectr_prices_file, o.lectr_tiers, faults.armed())
+
+
+def smtp_settings(o) -> SmtpSettings:
+    """The alert email as the lectr_smtp_* options say (the password: LECTR_SMTP_PASSWORD only).
+    OptionsError, saying how to fix it, for a value no email could go out with."""
+    if not 1 <= o.lectr_smtp_port <= 65535:
+        raise option_error("lectr_smtp_port", "a port number from 1 to 65535", "587 (submission, the default) or 25")
+    if "@" not in o.lectr_smtp_from:
+        raise option_error("lectr_smtp_from", "an email address", "e.g. lectr@example.com")
+    recipients = split_recipients(o.lectr_smtp_to)
+    if any("@" not in r for r in recipients):
+        raise option_error(
+            "lectr_smtp_to", "email addresses, comma-separated", "e.g. ops@example.com,oncall@example.com"
         )
+    return SmtpSettings(
+        host=o.lectr_smtp_host,
+        port=o.lectr_smtp_port,
+        sender=o.lectr_smtp_from,
+        recipients=recipients,
+        starttls=o.lectr_smtp_starttls,
+        user=o.lectr_smtp_user,
+        password=env_settings().password,
+    )
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ class StreamTap:
         if record.original is not None:
             return  # a routed request's error: read whole, Lectr may fall back from it (lectr.proxy.addons.fallback)
         if flow.response.headers.get("content-type", "").startswith("text/event-stream"):
-            record.streaming = True
+            record.sse_response = True
             tap = _Tap(record)
             flow.response.stream = _FilteredTap(tap, UsageChunkFilter()) if record.usage_injected else tap
 
@@ -55,7 +55,7 @@ class _Tap:
                 record.stream_copy += chunk
             else:
                 record.stream_copy_truncated = True
-            record.overhead_s += time.perf_counter() - now
+            record.tap_overhead_s += time.perf_counter() - now
         return chunk
 
 
@@ -71,6 +71,6 @@ class _FilteredTap:
         chunk = self.tap(chunk)
         started = time.perf_counter()
         out = self.filter(chunk)
-        self.tap.record.overhead_s += time.perf_counter() - started
+        self.tap.record.tap_overhead_s += time.perf_counter() - started
         # Nothing to send must be an empty list: an empty chunk would end a chunked response.
         return out if out else []

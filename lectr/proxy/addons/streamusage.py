@@ -13,7 +13,8 @@ import logging
 from mitmproxy import ctx, http
 
 from lectr.common.jsonbody import parse_json, rewrite_json
-from lectr.proxy.addons import pending_record, timed
+from lectr.proxy.addons import option_error, pending_record, timed
+from lectr.proxy.flowrecord import FlowRecord
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 # and Azure 400 before api-version 2024-09-01-preview: see the README's "Token counts".
 _ACCEPTS_STREAM_OPTIONS = {"openai", "groq", "gemini", "deepseek", "xai"}
 AZURE_STREAM_OPTIONS_SINCE = "2024-09-01"
+CHOICES = ("off", "inject")
 
 
 class StreamUsage:
@@ -33,8 +35,13 @@ class StreamUsage:
             "inject: add stream_options.include_usage to OpenAI-style streaming requests so token counts are "
             "the provider's, and hide the extra usage chunk from clients that did not ask for it. "
             "off: count streams without usage with tiktoken.",
-            choices=("off", "inject"),
+            choices=CHOICES,
         )
+
+    def configure(self, updated: set[str]) -> None:
+        # mitmproxy checks `choices` for its command line flags only, not for --set or a config file.
+        if "lectr_stream_usage" in updated and ctx.options.lectr_stream_usage not in CHOICES:
+            raise option_error("lectr_stream_usage", "off or inject", "inject counts streams with the provider's usage")
 
     @timed
     def request(self, flow: http.HTTPFlow) -> None:
@@ -51,6 +58,11 @@ class StreamUsage:
         if content is not None:
             flow.request.content = content
             record.usage_injected = True
+
+
+def sent_as_asked(record: FlowRecord) -> None:
+    """The request now goes as the client sent it (Fallback sends the original): no usage of Lectr's asking."""
+    record.usage_injected = False
 
 
 def accepts_stream_options(provider: str | None, path: str) -> bool:

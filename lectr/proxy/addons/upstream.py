@@ -16,7 +16,7 @@ import logging
 
 from mitmproxy import ctx, http
 
-from lectr.proxy.addons import internals, pending_record, record_of, timed
+from lectr.proxy.addons import at_least, internals, pending_record, record_of, timed
 from lectr.proxy.addons.deadline import Deadlines
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,10 @@ class UpstreamGuard:
             "Once a response has started, a slow stream is never cut.",
         )
         internals.install()
+
+    def configure(self, updated: set[str]) -> None:
+        if "lectr_upstream_timeout" in updated:
+            at_least("lectr_upstream_timeout", 1, "seconds", "e.g. 600; a stream that has started is never cut")
 
     @timed
     def request(self, flow: http.HTTPFlow) -> None:

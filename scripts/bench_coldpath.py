@@ -18,7 +18,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lectr.common.events import Event, EventQueue  # noqa: E402
-from lectr.record import tokens  # noqa: E402
+from lectr.record import tokens, written  # noqa: E402
 from lectr.record.metering import Meter  # noqa: E402
 from lectr.record.writer import Writer  # noqa: E402
 
@@ -97,7 +97,6 @@ def full_queue_offer_ns(n: int = 200_000) -> tuple[float, float]:
 
 def tokenise_stream_ms(target_tokens: int = 4000, rounds: int = 20) -> tuple[int, float]:
     """Parse a finished SSE stream of ~4k tokens and count it, as the writer does."""
-    from lectr.record import estimate
 
     words = ("Lectr counts the tokens of streams that carry no usage, after the stream has ended. " * 400).split()
     chunks = [
@@ -108,7 +107,7 @@ def tokenise_stream_ms(target_tokens: int = 4000, rounds: int = 20) -> tuple[int
     tokens.encoding("o200k_base")  # loaded once per process, not per stream
     start = time.perf_counter()
     for _ in range(rounds):
-        text = estimate.stream_output(stream, "openai").text
+        text = written.stream_output(stream, "openai").text
         count = tokens.count_text(text, "gpt-4o")
     return count, (time.perf_counter() - start) / rounds * 1000
 

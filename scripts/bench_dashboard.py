@@ -31,11 +31,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402
+from harness import report  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from lectr.common import keys  # noqa: E402
 from lectr.common.rules import TASKS  # noqa: E402
-from lectr.store import dashboard_reads, storage  # noqa: E402
+from lectr.store import open_store, utc_now  # noqa: E402
+from lectr.store.connection import connect  # noqa: E402
+from lectr.store.dashboard_requests import LOG_FILTERS  # noqa: E402
+from lectr.store.migrations import migrate  # noqa: E402
 
 ORGS = ("acme", "globex", "initech")
 FEATURES = "chat search support-bot summaries tagging extract-invoices email-drafts code-review translate".split()
@@ -97,19 +101,19 @@ def timed(fn, *args):
 
 def build(path: str, rows: int, uncorrelated: bool) -> str:
     """Returns the timings, for the summary."""
-    with storage.connect(path) as con:
-        storage.migrate(con)
+    with connect(path) as con:
+        migrate(con)
         lists = {"features": FEATURES, "tasks": [*TASKS, None]}
-        params = {"now": storage.utc_now(), "rows": rows, "uncorrelated": uncorrelated, **lists}
+        params = {"now": utc_now(), "rows": rows, "uncorrelated": uncorrelated, **lists}
         elapsed, _ = timed(con.execute, BUILD_SQL, params)
     print(f"  inserted {rows:,} rows in {elapsed:.1f} s", flush=True)
     insert = f"insert {elapsed:.1f} s"
     for org in ORGS:
-        storage.insert_key(path, org, keys.generate_key())
-    elapsed, written = timed(storage.aggregate, path, None, True)
+        open_store(path).insert_key(org, keys.generate_key())
+    elapsed, written = timed(open_store(path).aggregate, None, True)
     print(f"  aggregate(full=True): {elapsed:.2f} s ({written:,} summary rows)", flush=True)
     full = f"first aggregate {elapsed:.2f} s ({written:,} summary rows)"
-    elapsed, _ = timed(storage.aggregate, path)
+    elapsed, _ = timed(open_store(path).aggregate)
     print(f"  aggregate (incremental, the per-minute run): {elapsed:.2f} s", flush=True)
     return f"{insert}, {full}, next {elapsed:.2f} s"
 
@@ -157,7 +161,7 @@ def render_scenarios(db: str, runs: int) -> list[tuple[str, list[float], list[fl
             page = target
             at.switch_page(page).run()  # first visit: the page's own imports
         if page == REQUESTS:
-            widgets = {f"filter_{name}": "All" for name in dashboard_reads.LOG_FILTERS} | widgets
+            widgets = {f"filter_{name}": "All" for name in LOG_FILTERS} | widgets
         for key, value in widgets.items():
             at.selectbox(key=key).set_value(value)
         uncached, cached = measure(runs, run)
@@ -173,32 +177,32 @@ def render_scenarios(db: str, runs: int) -> list[tuple[str, list[float], list[fl
 
 
 def storage_calls(db: str, runs: int) -> list[tuple[str, list[float]]]:
-    now = storage.utc_now().replace(second=0, microsecond=0)
+    now = utc_now().replace(second=0, microsecond=0)
     day, month = (now - timedelta(hours=24)).replace(minute=0), (now - timedelta(days=30)).replace(hour=0, minute=0)
 
     def log(since, offset=0, **filters):
-        return dashboard_reads.request_log(db, "acme", since, None, filters, 50, offset)
+        return open_store(db).request_log("acme", since, None, filters, 50, offset)
 
     def open_close():
-        with storage.connect(db, read_only=True):
+        with connect(db, read_only=True):
             pass
 
     calls = [
         ("connect(read_only=True) alone", open_close),
-        ("overview_series(24 h, hour)", lambda: dashboard_reads.overview_series(db, "acme", day, "hour")),
-        ("overview_breakdown(24 h, hour)", lambda: dashboard_reads.overview_breakdown(db, "acme", day, "hour")),
-        ("overview_series(30 d, day)", lambda: dashboard_reads.overview_series(db, "acme", month, "day")),
-        ("overview_breakdown(30 d, day)", lambda: dashboard_reads.overview_breakdown(db, "acme", month, "day")),
-        ("overview_series(30 d, day, all orgs)", lambda: dashboard_reads.overview_series(db, None, month, "day")),
-        ("latency_by_model(24 h)", lambda: dashboard_reads.latency_by_model(db, "acme", day)),
-        ("latency_by_model(30 d)", lambda: dashboard_reads.latency_by_model(db, "acme", month)),
-        ("request_log_choices(30 d)", lambda: dashboard_reads.request_log_choices(db, "acme", month)),
+        ("overview_series(24 h, hour)", lambda: open_store(db).overview_series("acme", day, "hour")),
+        ("overview_breakdown(24 h, hour)", lambda: open_store(db).overview_breakdown("acme", day, "hour")),
+        ("overview_series(30 d, day)", lambda: open_store(db).overview_series("acme", month, "day")),
+        ("overview_breakdown(30 d, day)", lambda: open_store(db).overview_breakdown("acme", month, "day")),
+        ("overview_series(30 d, day, all orgs)", lambda: open_store(db).overview_series(None, month, "day")),
+        ("latency_by_model(24 h)", lambda: open_store(db).latency_by_model("acme", day)),
+        ("latency_by_model(30 d)", lambda: open_store(db).latency_by_model("acme", month)),
+        ("request_log_choices(30 d)", lambda: open_store(db).request_log_choices("acme", month)),
         ("request_log(24 h, feature=chat)", lambda: log(day, feature="chat")),
         ("request_log(30 d, feature=chat)", lambda: log(month, feature="chat")),
         ("request_log(30 d, model=gpt-4o-mini)", lambda: log(month, model="gpt-4o-mini")),
         ("request_log(30 d, outcome=error, page 100)", lambda: log(month, 4950, outcome="error")),
-        ("dropped_since(24 h)", lambda: dashboard_reads.dropped_since(db, day)),
-        ("worker_runs", lambda: dashboard_reads.worker_runs(db)),
+        ("dropped_since(24 h)", lambda: open_store(db).dropped_since(day)),
+        ("worker_runs", lambda: open_store(db).worker_runs()),
     ]
     results = []
     for label, call in calls:
@@ -223,7 +227,7 @@ def main() -> None:
     else:
         print(f"Building {db} with {args.rows:,} rows", flush=True)
         built = build(db, args.rows, args.uncorrelated)
-    with storage.connect(db, read_only=True) as con:
+    with connect(db, read_only=True) as con:
         total = con.execute("SELECT count(*) FROM request_logs").fetchone()[0]
     print(f"Rendering pages ({args.runs} runs each; {total:,} rows)", flush=True)
     pages = render_scenarios(db, args.runs)
@@ -234,14 +238,15 @@ def main() -> None:
         return f"{seconds * 1000:,.0f} ms"
 
     print(f"\n{total:,} rows in request_logs (built: {built}); {args.runs} runs each\n")
-    print("| page | uncached median | uncached max | cached median | cached max | uncached max < 1 s |")
-    print("|---|---:|---:|---:|---:|:---:|")
-    for label, uncached, cached in pages:
-        figures = [ms(statistics.median(uncached)), ms(max(uncached)), ms(statistics.median(cached)), ms(max(cached))]
-        print(f"| {label} | {' | '.join(figures)} | {'yes' if max(uncached) < TARGET_S else 'no'} |")
-    print("\n| storage call (uncached) | median | max |\n|---|---:|---:|")
-    for label, times in reads:
-        print(f"| {label} | {statistics.median(times) * 1000:.1f} ms | {max(times) * 1000:.1f} ms |")
+    head = ["page", "uncached median", "uncached max", "cached median", "cached max", "uncached max < 1 s"]
+    rows = [
+        [label, ms(statistics.median(uncached)), ms(max(uncached)), ms(statistics.median(cached)), ms(max(cached))]
+        + ["yes" if max(uncached) < TARGET_S else "no"]
+        for label, uncached, cached in pages
+    ]
+    print("\n".join(report.table(head, rows, ["---", "---:", "---:", "---:", "---:", ":---:"])))
+    rows = [[label, f"{statistics.median(t) * 1000:.1f} ms", f"{max(t) * 1000:.1f} ms"] for label, t in reads]
+    print("\n" + "\n".join(report.table(["storage call (uncached)", "median", "max"], rows, ["---", "---:", "---:"])))
     if tmp:
         tmp.cleanup()
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import re
 import shutil
@@ -41,17 +40,20 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
-from harness import Conn, pct, progress, raw_request, rss_mb  # noqa: E402
+from bench_streams_results import Cpu, Memory, Recorded, Result, TargetRun, markdown, verdicts  # noqa: E402
+from harness import measure, report  # noqa: E402
+from harness.client import Conn, raw_request  # noqa: E402
+from harness.measure import pct, rss_mb  # noqa: E402
+from harness.report import progress  # noqa: E402
 
-from lectr.common import keys
-from lectr.store import storage  # noqa: E402
+from lectr.common import keys  # noqa: E402
+from lectr.store import open_store  # noqa: E402
+from lectr.store.connection import connect  # noqa: E402
 
 BODY = {
     "model": "gpt-4o-mini",
@@ -61,7 +63,7 @@ BODY = {
 STAMP = re.compile(rb'"sim_sent": ([0-9.]+)')
 WARM_UP = 3  # short streams to each target before the measured ones
 SETTLE_S = 20  # at most, after them: Lectr's writer stores their events and loads what it counts tokens with
-LATE_MS = 20  # a chunk this late is counted in the second it arrived: when did a target stall?
+LATE_MS = 20  # a chunk this late is counted in the second it arrived: when did a target stall? (TargetRun's names)
 
 
 @dataclass
@@ -97,7 +99,6 @@ class Tally:
     first_ms: list[float] = field(default_factory=list)  # request sent to first chunk, minus the simulator's wait
     open_now: int = 0
     most_open: int = 0
-    memory: list[tuple[int, float, float]] = field(default_factory=list)  # (streams open, MB, main process MB)
     late: Counter = field(default_factory=Counter)  # second since the start -> chunks over LATE_MS late
     t0: float = field(default_factory=time.time)
 
@@ -167,17 +168,19 @@ async def settle(pids: list[int]) -> None:
         last = now
 
 
-async def sample_memory(pids: list[int], tally: Tally, every: float = 0.5) -> None:
-    while True:
-        open_now = tally.open_now
-        total, main = await asyncio.to_thread(lambda: (rss_mb(pids), rss_mb(pids, descendants=False)))
-        tally.memory.append((open_now, total, main))
-        await asyncio.sleep(every)
+def memory(pids: list[int], idle: tuple[float, float], samples: list[tuple[int, float, float]]) -> Memory:
+    """From samples of (streams open, MB with the child processes, MB of the main process alone)."""
+    peak = max(open_ for open_, _, _ in samples)
+    plateau = [sample for sample in samples if sample[0] >= 0.95 * peak]  # the samples near the most open
+    total, main = (statistics.median(sample[i] for sample in plateau) for i in (1, 2))
+    per_stream = 1024 / max(1, statistics.median(sample[0] for sample in plateau))
+    limits = {pid: measure.fd_limit(pid) for pid in pids}
+    return Memory(idle[0], total, (total - idle[0]) * per_stream, idle[1], main, (main - idle[1]) * per_stream, limits)
 
 
 async def run_streams(
-    target: StreamTarget, n: int, args: argparse.Namespace, rng: random.Random, simulator: int
-) -> dict:
+    target: StreamTarget, n: int, args: argparse.Namespace, rng: random.Random, sim: int
+) -> TargetRun:
     chunks, gap = args.chunks, args.gap_ms
     expected = chunks + 2  # the role chunk, the content chunks, the finish chunk; then [DONE]
     ramp = n / args.rate
@@ -188,9 +191,9 @@ async def run_streams(
         progress(f"  {target.label}: warm-up streams failed: {dict(warm.reasons)}")
     if target.pids:
         await settle(target.pids)
-    tally = Tally(n)
-    idle = (rss_mb(target.pids), rss_mb(target.pids, descendants=False)) if target.pids else None
-    sampler = asyncio.create_task(sample_memory(target.pids, tally)) if target.pids else None
+    tally, pids = Tally(n), target.pids
+    idle = (rss_mb(pids), rss_mb(pids, descendants=False)) if pids else None
+    sampler = measure.Sampler(lambda: (tally.open_now, rss_mb(pids), rss_mb(pids, descendants=False)), 0.5)
 
     async def stream(i: int) -> None:
         await asyncio.sleep(i * ramp / n)
@@ -198,74 +201,45 @@ async def run_streams(
         await one_stream(target, target.request(chunks, gap, wait), expected, limit, tally, wait)
 
     t0 = time.perf_counter()
-    cpu = CpuMeter(target.pids, simulator=[simulator])
+    cpu = measure.CpuMeter(
+        lambda: {
+            "proxy": measure.cpu_seconds(pids) if pids else 0.0,
+            "simulator": measure.cpu_seconds([sim]),
+            "client": time.process_time(),
+        }
+    )
+    if pids:
+        sampler.start()
     try:
         await asyncio.gather(*(stream(i) for i in range(n)))
     finally:
-        if sampler is not None:
-            sampler.cancel()
-    out = {
-        "streams": n,
-        "completed": tally.completed,
-        "cut": tally.cut,
-        "errored": tally.errored,
-        "reasons": dict(tally.reasons.most_common()),
-        "most_open": tally.most_open,
-        "seconds": time.perf_counter() - t0,
-        "chunks_received": len(tally.delays_ms),
-        "first_chunk_ms": {f"p{p}": pct(tally.first_ms, p) for p in (50, 99)} if tally.first_ms else None,
-        "cpu": cpu.read(len(tally.delays_ms)),
-        "chunk_delay_ms": {f"p{p}": pct(tally.delays_ms, p) for p in (50, 99, 99.9)} if tally.delays_ms else None,
-        f"chunks_over_{LATE_MS}ms": sum(tally.late.values()),
-        f"chunks_over_{LATE_MS}ms_by_second": dict(sorted(tally.late.items())),
-    }
-    if idle is not None and tally.memory:
-        peak = max(open_ for open_, _, _ in tally.memory)
-        plateau = [sample for sample in tally.memory if sample[0] >= 0.95 * peak]  # the samples near the most open
-        total, main = (statistics.median(sample[i] for sample in plateau) for i in (1, 2))
-        per_stream = 1024 / max(1, statistics.median(sample[0] for sample in plateau))
-        out["memory"] = {
-            "idle_mb": idle[0],
-            "plateau_mb": total,
-            "per_stream_kb": (total - idle[0]) * per_stream,
-            "main_process_idle_mb": idle[1],
-            "main_process_plateau_mb": main,
-            "main_process_per_stream_kb": (main - idle[1]) * per_stream,
-            "fd_limits": {pid: harness.fd_limit(pid) for pid in target.pids},
-        }
+        sampler.stop()
+    used = cpu.used()
+    proxy_s = used.used_s["proxy"]
+    per_chunk = proxy_s / len(tally.delays_ms) * 1e6 if tally.delays_ms and pids else None
+    out = TargetRun(
+        label=target.label,
+        streams=n,
+        completed=tally.completed,
+        cut=tally.cut,
+        errored=tally.errored,
+        reasons=dict(tally.reasons.most_common()),
+        most_open=tally.most_open,
+        seconds=time.perf_counter() - t0,
+        chunks_received=len(tally.delays_ms),
+        first_chunk_ms={f"p{p}": pct(tally.first_ms, p) for p in (50, 99)} if tally.first_ms else None,
+        chunk_delay_ms={f"p{p}": pct(tally.delays_ms, p) for p in (50, 99, 99.9)} if tally.delays_ms else None,
+        chunks_over_20ms=sum(tally.late.values()),
+        chunks_over_20ms_by_second=dict(sorted(tally.late.items())),
+        cpu=Cpu(proxy_s, per_chunk, used.used_s["simulator"], used.used_s["client"], used.machine_busy),
+        memory=memory(pids, idle, sampler.samples) if idle is not None and sampler.samples else None,
+    )
     progress(
         f"  {target.label}, {n} streams: {tally.completed} completed, {tally.cut} cut, {tally.errored} errored"
         + (f" ({dict(tally.reasons)})" if tally.reasons else "")
-        + (f"; chunk delay p50 {out['chunk_delay_ms']['p50']:.2f} ms" if out["chunk_delay_ms"] else "")
+        + (f"; chunk delay p50 {out.chunk_delay_ms['p50']:.2f} ms" if out.chunk_delay_ms else "")
     )
     return out
-
-
-class CpuMeter:
-    """CPU used from now on by the proxy (with its child processes), the simulator, this client,
-    and the whole machine (other work on it included)."""
-
-    def __init__(self, proxy: list[int], simulator: list[int]) -> None:
-        self.proxy, self.simulator = proxy, simulator
-        self.start = self._now()
-
-    def _now(self) -> tuple[float, float, float, float, float]:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = (fields[3] + fields[4]) / os.sysconf("SC_CLK_TCK")  # idle and iowait
-        total = sum(fields[:8]) / os.sysconf("SC_CLK_TCK")
-        proxy = harness.cpu_seconds(self.proxy) if self.proxy else 0.0
-        return proxy, harness.cpu_seconds(self.simulator), time.process_time(), total - idle, total
-
-    def read(self, chunks: int) -> dict:
-        now = self._now()
-        proxy, simulator, client, busy, total = (b - a for a, b in zip(self.start, now))
-        return {
-            "proxy_s": proxy,
-            "proxy_us_per_chunk": proxy / chunks * 1e6 if chunks and self.proxy else None,
-            "simulator_s": simulator,
-            "client_s": client,
-            "machine_busy": busy / total if total else None,
-        }
 
 
 class StreamBench(harness.Processes):
@@ -284,7 +258,7 @@ class StreamBench(harness.Processes):
     def start_lectr(self, n: int, lectr_set: list[str]) -> StreamTarget:
         db = self.work / f"lectr-{n}.duckdb"
         new_key = keys.generate_key()
-        storage.insert_key(db, "bench", new_key)
+        open_store(db).insert_key("bench", new_key)
         port = harness.free_port()
         options = {"lectr_db": db, **dict(o.split("=", 1) for o in lectr_set)}
         env = harness.simulator_env(f"http://127.0.0.1:{self.sim}")
@@ -299,136 +273,48 @@ class StreamBench(harness.Processes):
         self.procs.remove(proc)
 
 
-def stored(db: Path) -> dict:
+def stored(db: Path, sent: int) -> Recorded:
     """What Lectr recorded: one event per stream, and how each ended."""
-    with storage.connect(db, read_only=True) as con:
+    with connect(db, read_only=True) as con:
         rows = con.execute(
             "SELECT coalesce(error_category, 'ok'), count(*) FROM request_logs WHERE streaming GROUP BY 1"
         ).fetchall()
         total = con.execute("SELECT count(*) FROM request_logs").fetchone()[0]
         dropped = con.execute("SELECT coalesce(sum(events), 0) FROM dropped_events").fetchone()[0]
-    return {"rows": total, "streaming_rows": dict(rows), "dropped": dropped}
+    return Recorded(total, dict(rows), dropped, sent)
 
 
-async def measure(bench: StreamBench, direct: StreamTarget, n: int, args, rng: random.Random) -> dict:
+async def measure_streams(
+    bench: StreamBench, direct: StreamTarget, n: int, args: argparse.Namespace, rng: random.Random
+) -> dict[str, TargetRun]:
     out = {}
     for make in (lambda: direct, lambda: bench.start_bare(n), lambda: bench.start_lectr(n, args.lectr_set)):
         target = make()
         out[target.key] = await run_streams(target, n, args, rng, bench.sim_proc.pid)
-        out[target.key]["label"] = target.label
         if target.key == "B":
             bench.stop(bench.procs[-1])
         if target.key == "C":
             progress("  stopping Lectr (it writes what it holds) and counting its events ...")
             bench.stop(bench.lectr_proc)
-            out["C"]["recorded"] = dict(stored(bench.lectr_db), sent=n + WARM_UP)
-    base = out["A"]["chunk_delay_ms"]
+            out["C"].recorded = stored(bench.lectr_db, n + WARM_UP)
+    base = out["A"].chunk_delay_ms
     for key in ("B", "C"):
-        delay = out[key]["chunk_delay_ms"]
+        delay = out[key].chunk_delay_ms
         if base and delay:
-            out[key]["added_chunk_delay_ms"] = {p: delay[p] - base[p] for p in delay}
+            out[key].added_chunk_delay_ms = {p: delay[p] - base[p] for p in delay}
     return out
-
-
-# --- report -------------------------------------------------------------------------------------
-
-
-def verdicts(r: dict) -> list[tuple[str, str, bool]]:
-    out = []
-    for n, run in r["runs"].items():
-        b, c = run["B"], run["C"]
-        out.append(
-            (f"{n} streams: every stream through C completes", f"{c['completed']} of {n}", c["completed"] == int(n))
-        )
-        rec = c["recorded"]
-        written = sum(rec["streaming_rows"].values())
-        out.append(
-            (
-                f"{n} streams: every stream through C recorded",
-                f"{written} stored of {rec['sent']} sent, {rec['dropped']} dropped",
-                written == rec["sent"] and rec["dropped"] == 0,
-            )
-        )
-        if "added_chunk_delay_ms" in b and "added_chunk_delay_ms" in c:
-            for p in ("p50", "p99"):
-                bp, cp = b["added_chunk_delay_ms"][p], c["added_chunk_delay_ms"][p]
-                out.append(
-                    (
-                        f"{n} streams: chunk delay added by C, {p}, no worse than B's (+{r['tolerance_ms']:g} ms)",
-                        f"C {cp:.2f} ms, B {bp:.2f} ms",
-                        cp <= bp + r["tolerance_ms"],
-                    )
-                )
-    return out
-
-
-def markdown(r: dict) -> str:
-    m, cfg = r["machine"], r["config"]
-    lines = [
-        f"Streams benchmark of {r['started']} on {m['cpu']}, {m['cores']} cores, Python {m['python']}"
-        f" ({'quick run' if r['quick'] else 'full run'} at commit {r.get('commit') or '?'}; `{r['command']}`).",
-        "",
-        f"Each stream: {cfg['chunks']} chunks {cfg['gap_ms']:g} ms apart"
-        f" (about {cfg['chunks'] * cfg['gap_ms'] / 1000:.0f} s), {cfg['rate']:g} opened a second."
-        " Delay: a chunk's arrival at the client minus the simulator's stamp; added: minus A's at the same"
-        " percentile. Memory: resident size while the most streams were open, minus before, per stream"
-        " (C: the proxy and its writer and jobs processes).",
-        f"Open files, soft limit: {r['fd_limit']['soft']:,} (hard {r['fd_limit']['hard']:,}), for the client and"
-        " every process it started.",
-        "",
-        "| streams | target | completed | cut | errored | chunk delay p50 | p99 | added p50 | added p99 "
-        "| 1st chunk p50 | p99 | memory per open stream | RSS before, with N open | proxy CPU per chunk "
-        "| machine busy | recorded by Lectr |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for n, run in r["runs"].items():
-        for key in ("A", "B", "C"):
-            lines.append(f"| {int(n):,} | {run[key]['label']} | " + " | ".join(_row(run[key])) + " |")
-    problems = [
-        f"- {int(n):,} streams, {run[k]['label']}: " + ", ".join(f"{v} {why}" for why, v in run[k]["reasons"].items())
-        for n, run in r["runs"].items()
-        for k in ("A", "B", "C")
-        if run[k]["reasons"]
-    ]
-    if problems:
-        lines += ["", "What went wrong:", *problems]
-    lines += ["", "| target | result | met |", "|---|---|---|"]
-    lines += [f"| {name} | {value} | {'yes' if ok else 'NO'} |" for name, value, ok in verdicts(r)]
-    return "\n".join(lines) + "\n"
-
-
-def _row(t: dict) -> list[str]:
-    d, added, first = t["chunk_delay_ms"] or {}, t.get("added_chunk_delay_ms") or {}, t["first_chunk_ms"] or {}
-    mem, cpu, rec = t.get("memory"), t["cpu"], t.get("recorded")
-    return [
-        str(t["completed"]),
-        str(t["cut"]),
-        str(t["errored"]),
-        *(_ms(v.get(p)) for v, p in ((d, "p50"), (d, "p99"), (added, "p50"), (added, "p99"))),
-        _ms(first.get("p50")),
-        _ms(first.get("p99")),
-        f"{mem['per_stream_kb']:.0f} KB" if mem else "",
-        f"{mem['idle_mb']:.0f} MB, {mem['plateau_mb']:.0f} MB" if mem else "",
-        f"{cpu['proxy_us_per_chunk']:.0f} us" if cpu["proxy_us_per_chunk"] else "",
-        f"{cpu['machine_busy']:.0%}" if cpu["machine_busy"] is not None else "",
-        f"{sum(rec['streaming_rows'].values())} of {rec['sent']}" if rec else "",
-    ]
-
-
-def _ms(v: float | None) -> str:
-    return "" if v is None else f"{v:.2f} ms"
 
 
 # --- main ---------------------------------------------------------------------------------------
 
 
-async def run(bench: StreamBench, args: argparse.Namespace) -> dict:
+async def run_all(bench: StreamBench, args: argparse.Namespace) -> dict[str, dict[str, TargetRun]]:
     rng = random.Random(13)
     direct = bench.start_simulator()
     runs = {}
     for n in args.streams:
         progress(f"{n} streams of {args.chunks} chunks {args.gap_ms:g} ms apart, to A, B and C in turn ...")
-        runs[str(n)] = await measure(bench, direct, n, args, rng)
+        runs[str(n)] = await measure_streams(bench, direct, n, args, rng)
     return runs
 
 
@@ -454,35 +340,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    fd = harness.set_fd_limit(args.fd_limit)
-    started = datetime.now(timezone.utc)
+    fd = measure.set_fd_limit(args.fd_limit)
+    run = report.Run("bench_streams.py", sys.argv[1:] if argv is None else argv, Path(args.out))
     work = Path(tempfile.mkdtemp(prefix="lectr-streams-"))
     bench = StreamBench(work)
     try:
-        progress(f"open files: soft limit {fd['before']} -> {fd['soft']} (hard {fd['hard']}); logs in {work}")
-        runs = asyncio.run(run(bench, args))
+        progress(f"open files: soft limit {fd.before} -> {fd.soft} (hard {fd.hard}); logs in {work}")
+        runs = asyncio.run(run_all(bench, args))
     finally:
         bench.close()
-    result = {
-        "quick": args.quick,
-        "config": {"streams": args.streams, "chunks": args.chunks, "gap_ms": args.gap_ms, "rate": args.rate},
-        "fd_limit": fd,
-        "tolerance_ms": args.tolerance_ms,
-        "runs": runs,
-        **harness.run_info("bench_streams.py", started, sys.argv[1:] if argv is None else argv),
-    }
-    result["verdicts"] = [{"check": n, "result": t, "pass": ok} for n, t, ok in verdicts(result)]
-    report = markdown(result)
-    stem = harness.write_results(Path(args.out), "streams", started, result, report, ("streams-latest.md",))
-    passed = all(ok for _, _, ok in verdicts(result))
+    config = {"streams": args.streams, "chunks": args.chunks, "gap_ms": args.gap_ms, "rate": args.rate}
+    result = Result(args.quick, config, fd, args.tolerance_ms, runs)
+    checks = verdicts(result)
+    text = markdown(result, run.info, checks)
+    stem = run.write("streams", result, checks, text, ("streams-latest.md",))
+    passed = all(c.ok for c in checks)
     if passed:
         shutil.rmtree(work, ignore_errors=True)  # kept when something failed: the logs say why
     print()
-    print(report)
-    print(
-        f"Written: {stem}.{{json,md}} and {Path(args.out) / 'streams-latest.md'}"
-        + ("" if passed else f"; logs in {work}")
-    )
+    print(text)
+    print(f"Written: {stem}.{{json,md}} and {run.out / 'streams-latest.md'}" + ("" if passed else f"; logs in {work}"))
     return 0 if passed else 1
 
 

@@ -20,9 +20,9 @@ import yaml
 
 from lectr.common.errors import LectrError
 from lectr.common.providers import PROVIDERS
-from lectr.proxy.credentials import CredentialsError, parse_credentials
+from lectr.proxy.credentials import SECRETS_FILE, CredentialsError, parse_credentials
 
-DEFAULT_PATH = "secrets.yaml"
+DEFAULT_PATH = SECRETS_FILE
 HEADER = (
     "# Lectr secrets: provider keys Lectr uses when a rule switches provider (see lectr/proxy/credentials.py).\n"
     "# Written by `lectr secrets set`, which keeps every entry but not comments: edit by hand or with it, not both.\n"

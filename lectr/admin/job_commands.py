@@ -1,0 +1,98 @@
+"""`lectr anomalies`, `recommend` and `jobs`: the background jobs run from the command line.
+
+`jobs` is what scripts/workers.sh runs beside several proxies: it collects the workers' files
+into the main one and runs the jobs on their schedules, until SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import signal
+import sys
+import time
+from typing import Callable
+
+from lectr.common.jobsettings import env_settings
+from lectr.jobs import runs
+from lectr.store import collect
+
+
+def anomalies(db: str) -> int:
+    smtp = env_settings()
+    run = runs.run_anomalies(db, smtp)
+    for f in run.new + run.ongoing:
+        state = "new" if f in run.new else "ongoing"
+        scope = f.org_id + (f"/{f.feature}" if f.feature else "")
+        usual = f"usual {f.expected:.4g}, z={f.score:.1f}"
+        print(f"{state:8} {f.severity:8} {scope}: {f.metric} {f.observed:.4g} ({usual})")
+    print(f"{len(run.new)} new, {len(run.ongoing)} ongoing, {run.resolved} resolved.")
+    if run.new and not smtp.enabled:
+        print("No email sent: set LECTR_SMTP_HOST and LECTR_SMTP_TO to be alerted.")
+    if run.mail_error:
+        print(f"lectr: the alert email failed: {run.mail_error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def recommend(args: argparse.Namespace) -> int:
+    db = args.db
+    found = runs.run_recommend(db, prices_file=args.prices_file, tiers=args.tiers)
+    for r in found:
+        print(
+            f"{r.confidence:6} {r.org_id}/{r.feature or '(untagged)'}: {r.current_model} -> {r.suggested_model}, "
+            f"saves ~${r.monthly_saving_usd:,.2f}/month ({r.reason})"
+        )
+    print(f"{len(found)} recommendations written to {db}.")
+    return 0
+
+
+def jobs(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    db = args.db
+    smtp = env_settings()
+    scheduled = [
+        (args.aggregate_every, "aggregate", lambda: f"{runs.run_aggregate(db)} summary rows"),
+        (args.anomalies_every, "anomalies", lambda: f"{len(runs.run_anomalies(db, smtp).new)} new anomalies"),
+        (
+            args.recommend_every,
+            "recommend",
+            lambda: f"{len(runs.run_recommend(db, prices_file=args.prices_file, tiers=args.tiers))} recommendations",
+        ),
+    ]
+    stopping: list[int] = []  # a flag the signal handler can set without taking a lock
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _: stopping.append(signum))
+    start = time.monotonic()
+    due = {name: start + every for every, name, _ in scheduled if every > 0}  # first runs after one interval
+    due["collect"] = start
+    logging.info("collecting %s into %s every %g s", args.collect, db, args.collect_every)
+    while True:
+        if stopping or time.monotonic() >= due["collect"]:
+            turn("collect", lambda: collect_once(db, args.collect))
+            due["collect"] = time.monotonic() + args.collect_every
+        if stopping:
+            logging.info("stopped; the last collection is in %s", db)
+            return 0
+        for every, name, job in scheduled:
+            if name in due and time.monotonic() >= due[name]:
+                turn(name, job)
+                due[name] = time.monotonic() + every
+        while not stopping and time.monotonic() < min(due.values()):
+            time.sleep(0.1)
+
+
+def collect_once(db: str, pattern: str) -> str:
+    copied = collect.collect(db, sorted(glob.glob(pattern)))
+    return f"{copied} rows copied" if copied else ""  # an idle collection says nothing
+
+
+def turn(name: str, job: Callable[[], str]) -> None:
+    try:
+        done = job()
+    except Exception:  # the next turn may succeed (a locked file, a mail server down)
+        logging.exception("%s failed; trying again at its next turn", name)
+        return
+    if done:
+        logging.info("%s: %s", name, done)

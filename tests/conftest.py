@@ -1,38 +1,19 @@
 """Fixtures that start the real things: the provider simulator and `mitmdump -s addons/lectr.py`.
 
+The functions tests share are in tests/helpers.py; this file holds pytest's fixtures and hooks.
+
 Every process listens on 127.0.0.1 on a free port and is stopped by the fixture that
 started it, also when the test fails.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import httpx
 import pytest
 
-from lectr.common import keys
-from lectr.store import storage
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from harness import ROOT, free_port, simulator_env, start_simulator, stop, wait_until  # noqa: E402, F401
-from harness import start_lectr as start_lectr_process  # noqa: E402
-
-
-@dataclass
-class Simulator:
-    url: str
-    proc: subprocess.Popen
-
-    def received(self) -> list[dict]:
-        return httpx.get(f"{self.url}/_sim/requests").json()
-
-    def clear(self) -> None:
-        httpx.delete(f"{self.url}/_sim/requests")
+from helpers import ROOT, Simulator, free_port, start_lectr, start_simulator, stop
 
 
 @pytest.fixture(autouse=True)
@@ -62,59 +43,6 @@ def sim(simulator_process) -> Simulator:
     return simulator_process
 
 
-@dataclass
-class Lectr:
-    port: int
-    key: str
-    dir: Path
-    proc: subprocess.Popen
-    log_path: Path
-    extra_keys: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def rules_path(self) -> Path:
-        return self.dir / "rules.yaml"
-
-    @property
-    def db_path(self) -> Path:
-        return self.dir / "lectr.duckdb"
-
-    @property
-    def ca_path(self) -> Path:
-        return self.dir / "confdir" / "mitmproxy-ca-cert.pem"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-
-def start_lectr(
-    workdir: Path, sim_url: str, rules: str = "", env: dict | None = None, options: dict | None = None
-) -> Lectr:
-    workdir.mkdir(parents=True, exist_ok=True)
-    db = workdir / "lectr.duckdb"
-    new_key = keys.generate_key()
-    storage.insert_key(db, "acme", new_key)
-    (workdir / "rules.yaml").write_text(rules)
-    port = free_port()
-    opts = {
-        "lectr_db": str(db),
-        "lectr_rules": str(workdir / "rules.yaml"),
-        "lectr_secrets": str(workdir / "secrets.yaml"),
-        "confdir": str(workdir / "confdir"),
-        **(options or {}),
-    }
-    log_path = workdir / "mitmdump.log"
-    proc = start_lectr_process(port, opts, {**simulator_env(sim_url), **(env or {})}, log_path, cwd=workdir)
-    return Lectr(port, new_key.key, workdir, proc, log_path)
-
-
 @pytest.fixture(scope="module")
 def lectr(simulator_process, tmp_path_factory):
     """One proxy for a test module: a key for org 'acme', a Groq key of its own, no rules."""
@@ -123,15 +51,6 @@ def lectr(simulator_process, tmp_path_factory):
     )
     yield proxy
     stop(proxy.proc)
-
-
-def set_rules(lectr: Lectr, text: str) -> None:
-    """Save a rules file and wait until the proxy says it reloaded it."""
-    before = lectr.log().count("rules loaded")
-    tmp = lectr.rules_path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, lectr.rules_path)
-    wait_until(lambda: lectr.log().count("rules loaded") > before, timeout=5, what="the rules to reload")
 
 
 @pytest.fixture(scope="session")
@@ -162,3 +81,16 @@ def demo(tmp_path_factory):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     return db, rules
+
+
+# --- the fast loop: `pytest -m "not slow"` ------------------------------------------------------
+
+# Fixtures that start real processes; a test using one (directly or through another fixture)
+# is slow. Tests that start processes themselves carry @pytest.mark.slow (or a module's pytestmark).
+PROCESS_FIXTURES = {"simulator_process", "demo"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -11,9 +11,8 @@ import anthropic
 import httpx
 import openai
 import pytest
-from test_cold_path import wait_rows
 
-from conftest import set_rules, start_lectr, stop, wait_until
+from helpers import set_rules, start_lectr, stop, wait_rows, wait_until
 
 RULES = """
 rules:

@@ -11,7 +11,11 @@ import re
 import subprocess
 import sys
 
-from conftest import ROOT
+import pytest
+
+from helpers import ROOT
+
+pytestmark = pytest.mark.slow  # runs the benchmarks' quick modes
 
 
 def test_the_benchmark_runs_every_phase_and_writes_its_report(tmp_path):

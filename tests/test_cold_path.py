@@ -8,7 +8,6 @@ import re
 import signal
 import threading
 import time
-from pathlib import Path
 
 import anthropic
 import duckdb
@@ -19,9 +18,20 @@ import pytest
 from lectr.common.usage import Usage
 from lectr.prices import pricing
 from lectr.record import estimate, tokens
-from lectr.store import storage
+from lectr.store.connection import connect
 
-from conftest import Lectr, set_rules, start_lectr, stop, wait_until
+from helpers import (
+    Lectr,
+    dropped,
+    rows,
+    send_chats,
+    set_rules,
+    start_lectr,
+    stop,
+    wait_rows,
+    wait_until,
+    writer_processes,
+)
 
 PROMPT = "Is this message about billing or shipping? Order 5521 never arrived."
 MESSAGES = [{"role": "user", "content": PROMPT}]
@@ -35,32 +45,8 @@ rules:
 """
 
 
-def rows(db, where: str = "TRUE", params: list | None = None) -> list[dict]:
-    """What a dashboard would read: a short read-only open of the file."""
-    with storage.connect(db, read_only=True) as con:
-        cursor = con.execute(f"SELECT * FROM request_logs WHERE {where} ORDER BY ts", params or [])
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, r)) for r in cursor.fetchall()]
-
-
-def wait_rows(db, n: int, where: str, params: list | None = None, timeout: float = 15) -> list[dict]:
-    found: list[dict] = []
-
-    def enough() -> bool:
-        nonlocal found
-        try:
-            found = rows(db, where, params)
-        except storage.StorageError:
-            return False
-        return len(found) >= n
-
-    wait_until(enough, timeout=timeout, what=f"{n} rows where {where}")
-    return found
-
-
-def dropped(db) -> dict[str, int]:
-    with storage.connect(db, read_only=True) as con:
-        return dict(con.execute("SELECT reason, sum(events) FROM dropped_events GROUP BY reason").fetchall())
+def queued(lectr: Lectr) -> int:
+    return httpx.get(f"{lectr.url}/healthz", timeout=5).json()["events_queued"]
 
 
 def oai(lectr: Lectr, key: str | None = None, **headers) -> openai.OpenAI:
@@ -203,27 +189,6 @@ def test_no_key_and_no_prompt_is_stored(fast, sim):
 # --- separate proxies for the failure cases -------------------------------------------
 
 
-def _send(lectr: Lectr, feature: str, n: int, threads: int = 1) -> list[int]:
-    statuses: list[int] = []
-
-    def worker(count: int) -> None:
-        with httpx.Client(timeout=10) as client:
-            for _ in range(count):
-                r = client.post(
-                    f"{lectr.url}/v1/chat/completions",
-                    json={"model": "gpt-4o", "messages": MESSAGES},
-                    headers={"X-Lectr-Key": lectr.key, "X-Lectr-Feature": feature, "Authorization": "Bearer sk-c"},
-                )
-                statuses.append(r.status_code)
-
-    pool = [threading.Thread(target=worker, args=(n // threads,)) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    return statuses
-
-
 def test_dashboard_reads_while_the_proxy_writes(simulator_process, tmp_path):
     lectr = start_lectr(tmp_path, simulator_process.url, options={"lectr_flush_ms": 100, "lectr_batch_size": 50})
     failures: list[Exception] = []
@@ -234,7 +199,7 @@ def test_dashboard_reads_while_the_proxy_writes(simulator_process, tmp_path):
         nonlocal reads
         while not done.is_set():
             try:
-                with storage.connect(lectr.db_path, read_only=True) as con:
+                with connect(lectr.db_path, read_only=True) as con:
                     con.execute("SELECT count(*), sum(latency_ms) FROM request_logs").fetchall()
                 reads += 1
             except Exception as e:  # noqa: BLE001 - every failed read is the finding
@@ -244,7 +209,7 @@ def test_dashboard_reads_while_the_proxy_writes(simulator_process, tmp_path):
     reader = threading.Thread(target=dashboard)
     reader.start()
     try:
-        statuses = _send(lectr, "load", 400, threads=4)
+        statuses = send_chats(lectr, "load", 400, threads=4)
         found = wait_rows(lectr.db_path, 400, "feature = 'load'")
     finally:
         done.set()
@@ -262,7 +227,7 @@ def test_a_full_queue_drops_and_counts_and_requests_never_wait(simulator_process
         options={"lectr_queue_size": 5, "lectr_batch_size": 1000, "lectr_flush_ms": 600_000},
     )
     try:
-        statuses = _send(lectr, "flood", 20)
+        statuses = send_chats(lectr, "flood", 20)
     finally:
         stop(lectr.proc)  # shutdown flushes the queue
     assert statuses == [200] * 20
@@ -275,7 +240,7 @@ def test_an_unavailable_database_delays_rows_but_loses_none(simulator_process, t
     try:
         holder = duckdb.connect(str(lectr.db_path))  # another process's writer holds the file
         try:
-            assert _send(lectr, "locked", 10) == [200] * 10  # the proxy does not care
+            assert send_chats(lectr, "locked", 10) == [200] * 10  # the proxy does not care
             wait_until(lambda: "cannot write" in lectr.log(), timeout=10, what="the writer to notice")
         finally:
             holder.close()
@@ -293,8 +258,8 @@ def test_a_database_gone_for_long_drops_what_does_not_fit(simulator_process, tmp
         holder = duckdb.connect(str(lectr.db_path))
         try:
             for _ in range(4):  # in rounds, so the writer takes a batch between them
-                assert _send(lectr, "gone", 5) == [200] * 5
-                time.sleep(0.3)
+                assert send_chats(lectr, "gone", 5) == [200] * 5
+                wait_until(lambda: queued(lectr) == 0, timeout=10, what="the writer to take the round")
             wait_until(lambda: "dropping" in lectr.log(), timeout=10, what="a batch to be dropped")
         finally:
             holder.close()
@@ -333,32 +298,19 @@ def _normalised(stream: bytes) -> bytes:
     return re.sub(rb'"created": \d+', b'"created": 0', stream)
 
 
-def _writer_processes(pid: int) -> list[int]:
-    """The proxy's live writer: a child started by multiprocessing's spawn (not its resource tracker)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
-            if state != "Z" and int(parent) == pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
-                found.append(int(stat.parent.name))
-        except OSError:  # gone meanwhile
-            continue
-    return found
-
-
 def test_the_writer_runs_in_its_own_process_and_comes_back_when_killed(simulator_process, tmp_path):
     lectr = start_lectr(tmp_path, simulator_process.url, options={"lectr_flush_ms": 100})
     try:
-        assert _send(lectr, "before-kill", 3) == [200] * 3
+        assert send_chats(lectr, "before-kill", 3) == [200] * 3
         before = wait_rows(lectr.db_path, 3, "feature = 'before-kill'")
         # Lectr's own time on each request is on its row, and is part of the request's time.
         assert all(0 < r["lectr_overhead_us"] < r["latency_ms"] * 1000 for r in before)
-        [writer] = _writer_processes(lectr.proc.pid)
+        [writer] = writer_processes(lectr.proc.pid)
         os.kill(writer, signal.SIGKILL)
-        wait_until(lambda: writer not in _writer_processes(lectr.proc.pid), what="the writer to die")
-        assert _send(lectr, "after-kill", 3) == [200] * 3  # requests never notice
+        wait_until(lambda: writer not in writer_processes(lectr.proc.pid), what="the writer to die")
+        assert send_chats(lectr, "after-kill", 3) == [200] * 3  # requests never notice
         wait_rows(lectr.db_path, 3, "feature = 'after-kill'")
         assert "the writer process is gone" in lectr.log()
-        assert len(_writer_processes(lectr.proc.pid)) == 1
+        assert len(writer_processes(lectr.proc.pid)) == 1
     finally:
         stop(lectr.proc)

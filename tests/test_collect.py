@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from lectr.store import collect, dashboard_reads, storage
+from lectr.store import collect, open_store
+from lectr.store.connection import connect
 
-from conftest import ROOT, wait_until
+from helpers import ROOT, hold_database, query, wait_until
 
 T0 = datetime(2026, 11, 20, 10, 0)
 LECTR = str(Path(sys.executable).with_name("lectr"))
@@ -38,16 +39,11 @@ def row(request_id: str, minute: int = 0, feature: str | None = "support") -> di
 
 
 def write(db: Path, ids: list[str], dropped: dict[str, int] | None = None) -> None:
-    storage.append_request_logs(db, [row(i, n) for n, i in enumerate(ids)], dropped)
+    open_store(db).append_request_logs([row(i, n) for n, i in enumerate(ids)], dropped)
 
 
 def ids(db: Path) -> list[str]:
     return [r[0] for r in query(db, "SELECT request_id FROM request_logs ORDER BY request_id")]
-
-
-def query(db: Path, sql: str, params: list | None = None) -> list[tuple]:
-    with storage.connect(db, read_only=True) as con:
-        return con.execute(sql, params or []).fetchall()
 
 
 def test_collect_copies_new_rows_once(tmp_path):
@@ -67,9 +63,9 @@ def test_collect_copies_new_rows_once(tmp_path):
     assert collect.collect(main, [w1, w2]) == 0
     # The workers' newest heartbeat stands in for them on the dashboard.
     (newest,) = query(w1, "SELECT last_run FROM worker_runs WHERE worker = 'writer'")[0]
-    assert dashboard_reads.worker_runs(main)["writer"] == newest
+    assert open_store(main).worker_runs()["writer"] == newest
     # Collected rows are the aggregator's like any others.
-    storage.aggregate(main)
+    open_store(main).aggregate()
     assert query(main, "SELECT sum(requests) FROM dashboard_summaries WHERE period = 'day'") == [(8,)]
 
 
@@ -87,25 +83,17 @@ def test_columns_are_matched_by_name(tmp_path):
     """A worker file from before a migration lacks a column: the main file's column stays NULL."""
     main, w1 = tmp_path / "lectr.duckdb", tmp_path / "worker-1.duckdb"
     write(w1, ["r1"])
-    with storage.connect(w1) as con:
+    with connect(w1) as con:
         con.execute("ALTER TABLE request_logs DROP COLUMN feature")
     assert collect.collect(main, [w1]) == 1
     assert query(main, "SELECT request_id, feature, latency_ms FROM request_logs") == [("r1", None, 120.0)]
-
-
-def hold(db: Path, seconds: float) -> subprocess.Popen:
-    """Another process with db open read-write (as a worker's writer is, mid-batch) for `seconds`."""
-    program = f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep({seconds})"
-    proc = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline() == "held\n"
-    return proc
 
 
 def test_a_busy_worker_file_is_left_for_the_next_turn(tmp_path, caplog):
     main, w1, w2 = tmp_path / "lectr.duckdb", tmp_path / "worker-1.duckdb", tmp_path / "worker-2.duckdb"
     write(w1, ["a1"])
     write(w2, ["b1"])
-    holder = hold(w1, 60)
+    holder = hold_database(w1, 60)
     caplog.set_level(logging.INFO, logger="lectr.store.collect")
     try:
         assert collect.collect(main, [w1, w2]) == 1
@@ -121,7 +109,7 @@ def test_a_busy_worker_file_is_left_for_the_next_turn(tmp_path, caplog):
 def test_a_lock_held_for_a_moment_is_waited_out(tmp_path):
     main, w1 = tmp_path / "lectr.duckdb", tmp_path / "worker-1.duckdb"
     write(w1, ["a1"])
-    holder = hold(w1, 0.15)  # a writer's batch takes tens of milliseconds
+    holder = hold_database(w1, 0.15)  # a writer's batch takes tens of milliseconds
     try:
         assert collect.collect(main, [w1]) == 1
     finally:

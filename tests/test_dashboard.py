@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,9 +26,10 @@ from lectr.common.rules import load_rules_file
 from lectr.prices import pricing
 from lectr.prices.pricefile import PriceList
 from lectr.proxy import rulehealth
-from lectr.store import dashboard_reads, storage
+from lectr.store import open_store, utc_now
+from lectr.store.migrations import MIGRATIONS
 
-from conftest import ROOT, start_lectr, stop, wait_until
+from helpers import ROOT, hold_database, query, start_lectr, stop, wait_until
 
 sys.path.insert(0, str(ROOT / "dashboard"))
 import common  # noqa: E402
@@ -54,13 +54,8 @@ def _app(monkeypatch, db: Path, rules: Path) -> AppTest:
     return at.run()
 
 
-def sql(db: Path, query: str, params: list | None = None):
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(query, params or []).fetchall()
-
-
 def since_24h() -> datetime:
-    return (storage.utc_now() - timedelta(hours=24)).replace(minute=0, second=0, microsecond=0)
+    return (utc_now() - timedelta(hours=24)).replace(minute=0, second=0, microsecond=0)
 
 
 def form(at: AppTest, name: str, field: str) -> str:
@@ -89,7 +84,7 @@ def test_overview_shows_the_orgs_figures_from_the_summaries(app):
     app.selectbox(key="org").set_value("acme").run()
     no_errors(app)
     assert app.title[0].value == "Overview · acme"
-    [(requests, routed, matched, errors, cost)] = sql(
+    [(requests, routed, matched, errors, cost)] = query(
         app.db,
         "SELECT count(*), count(*) FILTER (WHERE routed), count(rule_id), count(error_category), sum(cost_usd) "
         "FROM request_logs "
@@ -103,7 +98,7 @@ def test_overview_shows_the_orgs_figures_from_the_summaries(app):
     coverage = table_with(app, "rule").set_index("rule")
     assert (
         coverage.loc["Downgrade classifiers to mini", "requests"]
-        == sql(
+        == query(
             app.db,
             "SELECT count(*) FROM request_logs WHERE org_id = 'acme' AND ts >= ? "
             "AND rule_id = 'downgrade-classifiers-to-mini'",
@@ -111,7 +106,7 @@ def test_overview_shows_the_orgs_figures_from_the_summaries(app):
         )[0][0]
     )
     # A rule whose target is the request's own model matched, and changed nothing: not coverage.
-    [(kept,)] = sql(
+    [(kept,)] = query(
         app.db,
         "SELECT count(*) FROM request_logs WHERE org_id = 'acme' AND ts >= ? AND rule_name = 'Keep reasoning on o3'",
         [since_24h()],
@@ -128,13 +123,13 @@ def test_overview_for_another_org_and_a_longer_period(app):
     app.selectbox(key="org").set_value("globex")
     app.selectbox(key="period").set_value("Last 7 days").run()
     no_errors(app)
-    [(requests,)] = sql(app.db, "SELECT count(*) FROM request_logs WHERE org_id = 'globex'")
+    [(requests,)] = query(app.db, "SELECT count(*) FROM request_logs WHERE org_id = 'globex'")
     assert metric(app, "Requests") == f"{requests:,}"  # all of the demo's two days of history
 
 
 def test_degradation_banners_for_dropped_events_and_a_silent_proxy(app, monkeypatch):
     with duckdb.connect(str(app.db)) as con:
-        con.execute("INSERT INTO dropped_events VALUES (?, 'queue_full', 37)", [storage.utc_now()])
+        con.execute("INSERT INTO dropped_events VALUES (?, 'queue_full', 37)", [utc_now()])
         con.execute("UPDATE worker_runs SET last_run = last_run - INTERVAL 2 HOUR WHERE worker = 'writer'")
     st.cache_data.clear()  # what a user sees once the page's 5-second cache has expired
     app.run()
@@ -146,11 +141,11 @@ def test_request_log_filters_and_pages_in_sql(app):
     app.selectbox(key="org").set_value("acme")
     app.switch_page("views/requests.py").run()
     no_errors(app)
-    [(total,)] = sql(app.db, "SELECT count(*) FROM request_logs WHERE org_id = 'acme' AND ts >= ?", [since_24h()])
+    [(total,)] = query(app.db, "SELECT count(*) FROM request_logs WHERE org_id = 'acme' AND ts >= ?", [since_24h()])
     assert f"{total:,} requests match" in app.caption[0].value
     assert len(app.dataframe[0].value) == 50
     app.number_input(key="page").set_value(3).run()
-    third = sql(
+    third = query(
         app.db,
         "SELECT request_id FROM request_logs WHERE org_id = 'acme' AND ts >= ? "
         "ORDER BY ts DESC, request_id LIMIT 50 OFFSET 100",
@@ -163,7 +158,7 @@ def test_request_log_filters_and_pages_in_sql(app):
     app.selectbox(key="filter_rule").set_value("Downgrade classifiers to mini").run()
     no_errors(app)
     rows = app.dataframe[0].value
-    [(expected,)] = sql(
+    [(expected,)] = query(
         app.db,
         "SELECT count(*) FROM request_logs WHERE org_id = 'acme' AND ts >= ? AND "
         "task = 'classification' AND rule_name = 'Downgrade classifiers to mini'",
@@ -185,7 +180,7 @@ def test_request_log_filters_and_pages_in_sql(app):
     assert "(untagged)" not in app.selectbox(key="filter_feature").options  # acme tags every request
     app.selectbox(key="org").set_value("initech").run()
     app.selectbox(key="filter_feature").set_value("(none)").run()
-    [(untagged,)] = sql(
+    [(untagged,)] = query(
         app.db,
         "SELECT count(*) FROM request_logs WHERE org_id = 'initech' AND ts >= ? AND feature IS NULL",
         [since_24h()],
@@ -201,7 +196,7 @@ def test_rules_page_lists_rules_with_match_counts(app):
     file_rules = load_rules_file(app.rules).rules
     assert list(table["name"]) == [r.name for r in file_rules]  # priority order
     counts = dict(
-        sql(
+        query(
             app.db,
             "SELECT rule_id, count(*) FROM request_logs WHERE rule_id IS NOT NULL AND ts >= ? GROUP BY ALL",
             [since_24h()],
@@ -278,7 +273,7 @@ def test_recommendations_show_evidence_and_become_disabled_or_enabled_rules(app)
     app.selectbox(key="org").set_value("acme")
     app.switch_page("views/recommendations.py").run()
     no_errors(app)
-    stored = sql(
+    stored = query(
         app.db,
         "SELECT feature, current_model, suggested_model, confidence, monthly_saving_usd, rule_yaml "
         "FROM recommendations WHERE org_id = 'acme' ORDER BY CASE confidence WHEN 'high' THEN 0 "
@@ -314,9 +309,9 @@ def test_anomalies_show_the_cost_spike_and_the_alert_state(app):
     app.switch_page("views/anomalies.py").run()
     no_errors(app)
     table = app.dataframe[0].value
-    stored = sql(app.db, "SELECT metric, observed, severity FROM anomalies WHERE org_id = 'acme' AND status = 'open'")
+    stored = query(app.db, "SELECT metric, observed, severity FROM anomalies WHERE org_id = 'acme' AND status = 'open'")
     assert metric(app, "Open") == str(len(stored))
-    [(observed, expected)] = sql(
+    [(observed, expected)] = query(
         app.db,
         "SELECT observed, expected FROM anomalies WHERE org_id = 'acme' AND feature IS NULL AND metric = 'cost_usd'",
     )
@@ -339,7 +334,7 @@ def test_a_missing_an_empty_and_an_old_database_get_a_message_not_a_traceback(mo
     old = tmp_path / "old.duckdb"
     with duckdb.connect(str(old)) as con:
         con.execute("CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
-        for migration in storage.MIGRATIONS[:3]:
+        for migration in MIGRATIONS[:3]:
             migration(con)
             con.execute("INSERT INTO _migrations VALUES (?, now())", [migration.__name__])
     at = _app(monkeypatch, old, rules)
@@ -349,18 +344,8 @@ def test_a_missing_an_empty_and_an_old_database_get_a_message_not_a_traceback(mo
 
 
 def test_a_database_locked_by_another_process_is_waited_out_with_a_notice(app):
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(30)",
-            str(app.db),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = hold_database(app.db, 30)
     try:
-        assert holder.stdout.readline().strip() == "held"
         app.switch_page("views/anomalies.py").run()
         assert not app.exception
         assert any("busy" in w.value for w in app.warning)
@@ -424,7 +409,7 @@ def log_row(minutes_ago: float, **fields) -> dict:
     """A request_logs row as the proxy writes one: an answered gpt-4o chat completion, unless told otherwise."""
     row = dict.fromkeys(LOG_COLUMNS)
     row.update(
-        ts=storage.utc_now() - timedelta(minutes=minutes_ago),
+        ts=utc_now() - timedelta(minutes=minutes_ago),
         request_id=f"r{minutes_ago:g}-{fields.get('feature')}-{fields.get('endpoint', '')}",
         org_id="acme",
         endpoint="/chat/completions",
@@ -462,8 +447,7 @@ def health_app(monkeypatch, tmp_path):
     db, rules = tmp_path / "lectr.duckdb", tmp_path / "rules.yaml"
     rules.write_text(HEALTH_RULES)
     nano = dict(feature="search")
-    storage.append_request_logs(
-        db,
+    open_store(db).append_request_logs(
         [
             # Cheap nano: its target does not exist; three fallbacks, then suspended.
             fell_back(10, "cheap-nano", "gpt-5-nano", 404, NOT_FOUND, **nano),
@@ -487,13 +471,13 @@ def health_app(monkeypatch, tmp_path):
             log_row(11, feature="agent", endpoint=None, status_code=502, error_category="upstream_5xx"),
         ],
     )
-    storage.aggregate(db)
+    open_store(db).aggregate()
     return _app(monkeypatch, db, rules)
 
 
 def test_rule_health_reads_each_rules_latest_row_and_its_fallbacks(health_app):
-    now = storage.utc_now()
-    health = dashboard_reads.rule_health(health_app.db, now - timedelta(days=7), now - timedelta(hours=24))
+    now = utc_now()
+    health = open_store(health_app.db).rule_health(now - timedelta(days=7), now - timedelta(hours=24))
     by_rule = health.set_index("rule_id")
     assert dict(by_rule["state"]) == {
         "cheap-nano": "suspended",
@@ -509,7 +493,7 @@ def test_rule_health_reads_each_rules_latest_row_and_its_fallbacks(health_app):
     assert pd.isna(by_rule.loc["flaky-mini", "last_fallback_status"])  # no response at all
     assert by_rule.loc["digest-on-groq", "last_skip_reason"] == NO_KEY
     # Only the rows since `since`: a rule whose last request is older has no health yet.
-    recent = dashboard_reads.rule_health(health_app.db, now - timedelta(minutes=7), now - timedelta(hours=24))
+    recent = open_store(health_app.db).rule_health(now - timedelta(minutes=7), now - timedelta(hours=24))
     assert dict(recent.set_index("rule_id")["state"]) == {
         "cheap-nano": "suspended",
         "digest-on-groq": "ok",
@@ -591,7 +575,7 @@ def test_a_target_model_priced_in_the_users_price_file_is_not_unknown(health_app
 def test_request_log_filters_by_endpoint_and_shows_fallbacks_and_skips(health_app):
     health_app.switch_page("views/requests.py").run()
     no_errors(health_app)
-    [(total,)] = sql(health_app.db, "SELECT count(*) FROM request_logs WHERE ts >= ?", [since_24h()])
+    [(total,)] = query(health_app.db, "SELECT count(*) FROM request_logs WHERE ts >= ?", [since_24h()])
     assert total >= 14 and f"{total} requests match" in health_app.caption[0].value  # not the 30-hour-old row
     endpoint = health_app.selectbox(key="filter_endpoint")
     assert endpoint.options == ["All", "/chat/completions", "/embeddings", "/responses", "(none)"]
@@ -627,7 +611,7 @@ def test_request_log_filters_by_endpoint_and_shows_fallbacks_and_skips(health_ap
 
 def window_start(days: int) -> datetime:
     """The sidebar's window, as every page counts it: from the whole hour `days` before."""
-    return (storage.utc_now() - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
+    return (utc_now() - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
 
 
 def requests_on_both_pages(at: AppTest) -> tuple[str, str]:
@@ -649,18 +633,18 @@ def test_every_page_counts_the_same_window_before_and_after_the_aggregator_runs(
         for i in range(3)
     ]  # and one that ended before its key was checked (its client was too slow): no org, but no failed auth
     too_slow = log_row(1.5, org_id=None, status_code=408, error_category="client", model_actual=None, cost_usd=None)
-    storage.append_request_logs(app.db, late + refused + [too_slow])
+    open_store(app.db).append_request_logs(late + refused + [too_slow])
     st.cache_data.clear()
     for org, period, days in (("acme", "Last 24 hours", 1), ("acme", "Last 7 days", 7), ("All orgs", "Last 7 days", 7)):
         app.selectbox(key="org").set_value(org)
         app.selectbox(key="period").set_value(period)
         scope = "TRUE" if org == "All orgs" else "org_id = 'acme'"
-        [(expected,)] = sql(
+        [(expected,)] = query(
             app.db, f"SELECT count(*) FROM request_logs WHERE {scope} AND ts >= ?", [window_start(days)]
         )
         assert requests_on_both_pages(app) == (f"{expected:,}", f"{expected:,}"), (org, period)
 
-    [(no_org, refused)] = sql(
+    [(no_org, refused)] = query(
         app.db,
         "SELECT count(*), count(*) FILTER (WHERE status_code IN (401, 429)) FROM request_logs "
         "WHERE org_id IS NULL AND ts >= ?",
@@ -680,10 +664,10 @@ def test_every_page_counts_the_same_window_before_and_after_the_aggregator_runs(
 def test_a_rule_whose_target_is_the_request_as_sent_is_stored_unrouted(demo):
     # The demo's traffic went through the real proxy: the rule keeping o3 on o3 matched, and changed nothing.
     db, _ = demo
-    by_rule = dict(sql(db, "SELECT rule_id, bool_and(routed) FROM request_logs WHERE rule_id IS NOT NULL GROUP BY 1"))
+    by_rule = dict(query(db, "SELECT rule_id, bool_and(routed) FROM request_logs WHERE rule_id IS NOT NULL GROUP BY 1"))
     assert by_rule["keep-reasoning-on-o3"] is False
     assert by_rule["downgrade-classifiers-to-mini"] is True
-    assert sql(db, "SELECT count(*) FROM request_logs WHERE rule_id IS NULL AND routed")[0][0] == 0
+    assert query(db, "SELECT count(*) FROM request_logs WHERE rule_id IS NULL AND routed")[0][0] == 0
 
 
 def test_a_week_on_the_time_axis_is_labelled_by_date(app):
@@ -704,7 +688,7 @@ def test_a_request_opens_into_every_stored_column(health_app):
     health_app.text_input(key="request_id").set_value("r6-search-").run()
     no_errors(health_app)
     shown = pd.concat([t.value for t in health_app.table])["value"]
-    [columns] = sql(
+    [columns] = query(
         health_app.db, "SELECT list(column_name) FROM information_schema.columns WHERE table_name = 'request_logs'"
     )
     assert len(shown) == len(columns[0])  # every stored column, once
@@ -718,8 +702,8 @@ def test_a_request_opens_into_every_stored_column(health_app):
 
     health_app.text_input(key="request_id").set_value("no-such-request").run()
     assert any("No request with id `no-such-request`" in w.value for w in health_app.warning)
-    storage.append_request_logs(health_app.db, [log_row(2, org_id="globex", feature="other")])
-    storage.aggregate(health_app.db)
+    open_store(health_app.db).append_request_logs([log_row(2, org_id="globex", feature="other")])
+    open_store(health_app.db).aggregate()
     st.cache_data.clear()
     health_app.run()
     health_app.selectbox(key="org").set_value("globex").run()
@@ -745,14 +729,14 @@ def test_the_request_log_is_a_snapshot_until_refreshed(app):
     app.switch_page("views/requests.py").run()
     first = app.dataframe[0].value["request_id"].tolist()
     caption = app.caption[0].value
-    storage.append_request_logs(app.db, [log_row(0, feature="newer", request_id=f"newer-{i}") for i in range(3)])
+    open_store(app.db).append_request_logs([log_row(0, feature="newer", request_id=f"newer-{i}") for i in range(3)])
     st.cache_data.clear()
     app.run()  # a widget's rerun, e.g. a row selected
     assert app.dataframe[0].value["request_id"].tolist() == first and app.caption[0].value == caption
     next(b for b in app.button if b.label == "Refresh").click().run()
     no_errors(app)
     assert set(app.dataframe[0].value["request_id"][:3]) == {"newer-0", "newer-1", "newer-2"}
-    storage.append_request_logs(app.db, [log_row(0, feature="newest", request_id="newest")])
+    open_store(app.db).append_request_logs([log_row(0, feature="newest", request_id="newest")])
     st.cache_data.clear()
     app.switch_page("views/overview.py").run()
     app.switch_page("views/requests.py").run()  # opened afresh: a new snapshot too

@@ -40,12 +40,14 @@ import pytest
 
 from lectr.admin import rulesfile
 from lectr.proxy import rulehealth
-from lectr.store import storage
+from lectr.store import open_store, utc_now
 
-from conftest import ROOT, free_port, stop, wait_until
+from helpers import ROOT, free_port, stop, wait_until
 
 sys.path.insert(0, str(ROOT / "dashboard"))
 import common  # noqa: E402  (dashboard/common.py: the request log's column sizing rule)
+
+pytestmark = pytest.mark.slow  # starts Streamlit and Chromium
 
 SKIP_REASON = "Chromium is not installed (bash scripts/setup.sh test installs Debian's chromium package as root)"
 WIDTH, HEIGHT = 1400, 1000  # the window; a screenshot grows the viewport to the page's whole height
@@ -395,14 +397,13 @@ def add_fallbacks(db: Path, rules: Path) -> None:
     fallback = dict(fallback_model="gpt-5-nanno", fallback_status=404, fallback_error=NOT_FOUND, fallback_ms=212.0)
     suspended = dict(route_skip_reason=f"{rulehealth.SUSPENDED}rule 'search-on-nano' failed 3 times in a row")
     base |= dict.fromkeys([*fallback, *suspended])  # every row has every column
-    storage.append_request_logs(
-        db,
+    open_store(db).append_request_logs(
         [
             base | dict(ts=latest + timedelta(seconds=s), request_id=f"search-{s}") | (suspended if s > 3 else fallback)
             for s in range(1, 6)
         ],
     )
-    storage.aggregate(db)
+    open_store(db).aggregate()
     rules.write_text(rules.read_text() + SEARCH_RULE)
 
 
@@ -599,9 +600,9 @@ def compact(text: str) -> float:
 
 
 def test_overview_in_chromium(dashboard, tmp_path):
-    before = storage.utc_now()
+    before = utc_now()
     state = dashboard.show("/", lambda s: len(s["metrics"]) == len(METRICS) and len(s["grids"]) >= 4)
-    after = storage.utc_now()
+    after = utc_now()
     grids = dashboard.browser.evaluate(GRID_LAYOUT)
     axes = dashboard.browser.evaluate(CHART_AXES)
     keep(dashboard.browser, tmp_path / "dashboard-overview.png")
@@ -676,7 +677,7 @@ def test_overview_shows_dates_on_a_7_day_axis(dashboard, tmp_path):
     # react-aria combo box; its ARIA roles (combobox, its button that opens the listbox, option) are
     # what a screen reader uses too, so they outlast the widget library behind them.
     browser = dashboard.browser
-    before = storage.utc_now()
+    before = utc_now()
     period = NAMED % json.dumps("Period")
     opener = f"({period}?.parentElement.querySelector('[aria-haspopup=\"listbox\"]') || {period})"
     browser.click(browser.evaluate(f"{CENTRE}({opener})"))
@@ -685,7 +686,7 @@ def test_overview_shows_dates_on_a_7_day_axis(dashboard, tmp_path):
     wait_until(lambda: browser.evaluate(option), timeout=10, what="the Period select's options")
     browser.click(browser.evaluate(option))
     state = settle(browser, lambda s: any("last 7 days" in c for c in s["captions"]))
-    after = storage.utc_now()
+    after = utc_now()
     axes = browser.evaluate(CHART_AXES)
     keep(browser, tmp_path / "dashboard-overview-7-days.png")
 
@@ -706,9 +707,9 @@ def test_overview_shows_dates_on_a_7_day_axis(dashboard, tmp_path):
 
 def test_requests_page_in_chromium(dashboard, tmp_path):
     browser = dashboard.browser
-    before = storage.utc_now()
+    before = utc_now()
     state = dashboard.show("/requests", lambda s: any("time (UTC)" in g["headers"] for g in s["grids"]))
-    after = storage.utc_now()
+    after = utc_now()
     grids = browser.evaluate(GRID_LAYOUT)
     keep(browser, tmp_path / "dashboard-requests.png")
     assert_page_shown(state, "Requests · all orgs")

@@ -16,13 +16,13 @@ import duckdb
 import pytest
 import test_dashboard
 import yaml
-from test_dashboard import metric, no_errors, sql
+from test_dashboard import metric, no_errors
 
 from lectr.common.rules import load_rules_file
 from lectr.jobs import alerts, runs
-from lectr.store import storage
+from lectr.store import open_store, utc_now
 
-from conftest import ROOT
+from helpers import ROOT, query
 
 sys.path.insert(0, str(ROOT / "dashboard"))
 import common  # noqa: E402
@@ -42,7 +42,7 @@ def show(at, page: str, org: str = common.ALL_ORGS, period: str | None = None):
 
 
 def stored_anomaly(org: str, feature: str | None, metric: str, observed: float, expected: float, **fields) -> dict:
-    now = storage.utc_now()
+    now = utc_now()
     row = {
         "anomaly_id": f"{org}|{feature or ''}|{metric}|test",
         "org_id": org,
@@ -68,7 +68,7 @@ def stored_anomaly(org: str, feature: str | None, metric: str, observed: float, 
 def more_anomalies(app):
     """The demo's (acme's cost spike, alert not configured) and one of each other kind: an error
     rate whose mail failed, a latency one from before reasons were stored, one mailed, one too old."""
-    now = storage.utc_now()
+    now = utc_now()
     resolved = {"status": "resolved", "resolved_at": now}
     rows = [
         stored_anomaly("globex", None, "error_rate", 0.125, 0.02, notify_error="SMTPConnectError: refused"),
@@ -78,18 +78,18 @@ def more_anomalies(app):
         stored_anomaly("initech", "search", "requests", 1674000, 1200, notified_at=now - timedelta(minutes=3)),
         stored_anomaly("initech", None, "tokens", 9000, 500, last_seen=now - timedelta(days=3), **resolved),
     ]
-    storage.save_anomalies(app.db, rows, [], now)
+    open_store(app.db).save_anomalies(rows, [], now)
     return app
 
 
 def test_anomaly_values_read_in_their_own_units_with_the_org(more_anomalies):
     at = show(more_anomalies, "anomalies")
     table = at.dataframe[0].value
-    stored = sql(
+    stored = query(
         at.db,
         "SELECT org_id, coalesce(feature, 'whole org'), metric, observed, expected FROM anomalies "
         "WHERE status = 'open' OR last_seen >= ?",
-        [storage.utc_now() - timedelta(hours=24)],
+        [utc_now() - timedelta(hours=24)],
     )
     assert len(table) == len(stored)  # the three-day-old one is outside the sidebar's 24 hours
     shown = {(r.org, r.scope, r.metric): (r.observed, r.expected) for r in table.itertuples()}
@@ -133,7 +133,7 @@ def test_anomalies_of_one_org_have_no_org_column(more_anomalies):
 
 
 def test_each_alert_says_why_it_was_not_sent(more_anomalies):
-    [(reason,)] = sql(more_anomalies.db, "SELECT DISTINCT notify_error FROM anomalies WHERE org_id = 'acme'")
+    [(reason,)] = query(more_anomalies.db, "SELECT DISTINCT notify_error FROM anomalies WHERE org_id = 'acme'")
     assert reason == alerts.not_configured(alerts.SmtpSettings())  # the demo runs with no mail server
     assert alerts.is_not_configured(reason) and "LECTR_SMTP_HOST and LECTR_SMTP_TO" in reason
 
@@ -151,10 +151,10 @@ def test_each_alert_says_why_it_was_not_sent(more_anomalies):
 def test_a_missing_recipient_is_the_reason_and_no_failure(app):
     """The next check with a server but no recipients: still not configured, so the run reports no mail
     error (`lectr anomalies` exits 0) and the page names the one setting missing."""
-    [(last_check,)] = sql(app.db, "SELECT max(last_seen) FROM anomalies")
+    [(last_check,)] = query(app.db, "SELECT max(last_seen) FROM anomalies")
     run = runs.run_anomalies(app.db, alerts.SmtpSettings(host="smtp.example.com"), last_check)
     assert run.ongoing and not run.mailed and run.mail_error is None
-    assert sql(app.db, "SELECT DISTINCT notify_error FROM anomalies") == [
+    assert query(app.db, "SELECT DISTINCT notify_error FROM anomalies") == [
         ("not configured: set LECTR_SMTP_TO (the proxy's lectr_smtp_to) to email alerts",)
     ]
     at = show(app, "anomalies")
@@ -171,14 +171,14 @@ def test_savings_are_shown_per_confidence_level_never_added_across(app):
     at = show(app, "recommendations")
     sums = dict(
         (level, (n, total))
-        for level, n, total in sql(
+        for level, n, total in query(
             at.db, "SELECT confidence, count(*), sum(monthly_saving_usd) FROM recommendations GROUP BY confidence"
         )
     )
     assert len(sums) >= 2  # the demo has high, medium and low ones
     # recommend.py emits one per org, feature, provider and model: the sums add different traffic.
     same_traffic = "GROUP BY org_id, feature, provider, current_model HAVING count(*) > 1"
-    assert sql(at.db, f"SELECT count(*) FROM recommendations {same_traffic}") == []
+    assert query(at.db, f"SELECT count(*) FROM recommendations {same_traffic}") == []
     for level in ("high", "medium", "low"):
         n, total = sums.get(level, (0, 0.0))
         label = f"{level.capitalize()} confidence · {n} recommendation{'' if n == 1 else 's'}"
@@ -188,7 +188,7 @@ def test_savings_are_shown_per_confidence_level_never_added_across(app):
 
 def test_the_evidence_is_a_table_with_words_and_units_and_a_cost_chart(app):
     at = show(app, "recommendations")
-    ranked = sql(at.db, RANKED)
+    ranked = query(at.db, RANKED)
     evidence = json.loads(ranked[0][5])
     table = dict(at.table[0].value.itertuples(index=False))
     requests = evidence["requests"]
@@ -205,7 +205,7 @@ def test_the_evidence_is_a_table_with_words_and_units_and_a_cost_chart(app):
 
 def test_all_orgs_names_each_recommendations_org_and_adds_its_rule_for_that_org(app):
     at = show(app, "recommendations")
-    ranked = sql(at.db, RANKED)
+    ranked = query(at.db, RANKED)
     i, (org, feature, current, *_, rule_yaml) = next((i, r) for i, r in enumerate(ranked) if r[0] != "acme")
     heads = [m.value for m in at.markdown if "· confidence **" in m.value]  # one per recommendation
     assert len(heads) == len(ranked)

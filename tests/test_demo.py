@@ -23,9 +23,11 @@ from harness import accepts
 
 from lectr.admin import rulesfile
 from lectr.common.rules import load_rules_file
-from lectr.store import storage
+from lectr.store import open_store, utc_now
 
-from conftest import ROOT, free_port, wait_until
+from helpers import ROOT, free_port, wait_until
+
+pytestmark = pytest.mark.slow  # runs the demo: the simulator, mitmdump and Streamlit
 
 DEMO = [sys.executable, str(ROOT / "scripts" / "demo.py")]
 FAST = ["--requests", "60", "--spike", "10", "--history-days", "1"]
@@ -68,7 +70,7 @@ def test_the_demo_fills_a_database_of_its_own_and_leaves_the_users_alone(tmp_pat
 
     assert_untouched(tmp_path, user_files)
     db = tmp_path / "lectr-demo.duckdb"
-    assert {org for _, org, _, _ in storage.list_keys(db)} == {"acme", "globex", "initech"}
+    assert {org for _, org, _, _ in open_store(db).list_keys()} == {"acme", "globex", "initech"}
     with duckdb.connect(str(db), read_only=True) as con:
         by_org = dict(con.execute("SELECT org_id, count(*) FROM request_logs GROUP BY ALL").fetchall())
         [(refused, other_statuses)] = con.execute(
@@ -186,7 +188,7 @@ def test_the_demos_rules_enable_every_example_rule(tmp_path, example):
 def test_a_workers_file_with_traffic_but_no_keys_is_refused_too(tmp_path):
     # A worker of scripts/workers.sh writes its own file and reads keys from another: no key in it.
     worker = tmp_path / "worker-1.duckdb"
-    storage.append_request_logs(worker, [{"ts": storage.utc_now(), "request_id": "r1", "org_id": "default"}])
+    open_store(worker).append_request_logs([{"ts": utc_now(), "request_id": "r1", "org_id": "default"}])
     before = worker.read_bytes()
     for args in ([*FAST, "--no-dashboard"], ["--clean"]):
         run = run_demo(tmp_path, *args, "--db", worker.name)

@@ -7,7 +7,8 @@ import pytest
 from estimate_accuracy import calibration_key, load_fixtures, measure
 
 from lectr.record import renderings, tokens
-from lectr.record.estimate import Output, body_output, count, message_count, prompt_texts, prompt_tokens, stream_output
+from lectr.record.estimate import count, message_count, prompt_texts, prompt_tokens
+from lectr.record.written import Output, body_output, stream_output
 
 
 def _sse(*events: dict) -> bytes:

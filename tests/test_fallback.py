@@ -10,9 +10,8 @@ import time
 
 import openai
 import pytest
-from test_cold_path import wait_rows
 
-from conftest import free_port, set_rules, start_lectr, stop, wait_until
+from helpers import free_port, set_rules, start_lectr, stop, wait_rows, wait_until
 
 MESSAGES = [{"role": "user", "content": "Where is order 5521?"}]
 RULES = """

@@ -24,11 +24,22 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from test_cold_path import _send, _writer_processes, dropped, rows, wait_rows
 
-from lectr.store import storage
+from lectr.store.connection import connect
 
-from conftest import ROOT, free_port, start_lectr, stop, wait_until
+from helpers import (
+    ROOT,
+    dropped,
+    free_port,
+    hold_database,
+    rows,
+    send_chats,
+    start_lectr,
+    stop,
+    wait_rows,
+    wait_until,
+    writer_processes,
+)
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 BODY = {"model": "gpt-4o", "messages": MESSAGES}
@@ -43,7 +54,7 @@ def headers(lectr, feature: str, **extra: str) -> dict:
 
 
 def no_duplicates(db) -> None:
-    with storage.connect(db, read_only=True) as con:
+    with connect(db, read_only=True) as con:
         total, distinct = con.execute("SELECT count(*), count(DISTINCT request_id) FROM request_logs").fetchone()
     assert total == distinct, f"{total - distinct} rows written twice"
 
@@ -161,7 +172,7 @@ def test_a_stalled_writer_fills_the_queue_drops_are_counted_and_latency_does_not
         before = statistics.median(_latencies(lectr, "warm", 60))
         wait_until(lambda: health(lectr)["events_queued"] == 0, 10, "the writer to catch up")
         dropped_before = health(lectr)["events_dropped"]
-        [writer] = _writer_processes(lectr.proc.pid)
+        [writer] = writer_processes(lectr.proc.pid)
         os.kill(writer, signal.SIGSTOP)  # the writer hangs (a stuck disk, a debugger)
         try:
             stalled = statistics.median(_latencies(lectr, "stalled", 300))
@@ -180,21 +191,12 @@ def test_a_stalled_writer_fills_the_queue_drops_are_counted_and_latency_does_not
 
 def test_a_database_locked_by_another_process_for_30s_delays_rows_and_writes_each_once(simulator_process, tmp_path):
     lectr = start_lectr(tmp_path, simulator_process.url, options={"lectr_flush_ms": 100})
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(30)",
-            str(lectr.db_path),
-        ],
-        stdout=subprocess.PIPE,
-    )
+    holder = hold_database(lectr.db_path, 30)
     try:
-        assert holder.stdout.readline() == b"held\n"
         sent = 0
         deadline = time.monotonic() + 28
         while time.monotonic() < deadline:  # traffic all through the lock
-            assert _send(lectr, "locked", 5) == [200] * 5
+            assert send_chats(lectr, "locked", 5) == [200] * 5
             sent += 5
             time.sleep(1)
         assert "cannot write" in lectr.log() and holder.poll() is None
@@ -252,14 +254,14 @@ def test_a_full_disk_delays_rows_and_writing_resumes_when_there_is_room(simulato
     lectr = _proxy_on(small_disk, simulator_process.url, tmp_path / "work")
     db = small_disk / "l.duckdb"
     try:
-        assert _send(lectr, "before", 3) == [200] * 3
+        assert send_chats(lectr, "before", 3) == [200] * 3
         wait_rows(db, 3, "feature = 'before'")
         filler = _fill(small_disk)
-        assert _send(lectr, "full", 20) == [200] * 20
+        assert send_chats(lectr, "full", 20) == [200] * 20
         wait_until(lambda: "No space left on device" in lectr.log(), 15, "the writer to hit the full disk")
         filler.unlink()
         wait_rows(db, 20, "feature = 'full'", timeout=60)
-        assert _send(lectr, "after", 3) == [200] * 3
+        assert send_chats(lectr, "after", 3) == [200] * 3
         wait_rows(db, 3, "feature = 'after'")
     finally:
         stop(lectr.proc)
@@ -272,7 +274,7 @@ def test_an_unwritable_database_delays_rows_and_writing_resumes(simulator_proces
     db = small_disk / "l.duckdb"
     try:
         subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)  # even root cannot write
-        assert _send(lectr, "readonly", 10) == [200] * 10
+        assert send_chats(lectr, "readonly", 10) == [200] * 10
         wait_until(lambda: "Read-only file system" in lectr.log(), 15, "the writer to fail")
         subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
         wait_rows(db, 10, "feature = 'readonly'", timeout=60)
@@ -284,14 +286,14 @@ def test_an_unwritable_database_delays_rows_and_writing_resumes(simulator_proces
 def test_a_deleted_database_is_created_again_and_the_keys_in_memory_keep_serving(simulator_process, tmp_path):
     lectr = start_lectr(tmp_path, simulator_process.url, options={"lectr_flush_ms": 100})
     try:
-        assert _send(lectr, "before", 3) == [200] * 3
+        assert send_chats(lectr, "before", 3) == [200] * 3
         wait_rows(lectr.db_path, 3, "feature = 'before'")
         for path in tmp_path.glob("lectr.duckdb*"):
             path.unlink()
-        assert _send(lectr, "after", 5) == [200] * 5  # the keys Lectr holds still count
+        assert send_chats(lectr, "after", 5) == [200] * 5  # the keys Lectr holds still count
         wait_rows(lectr.db_path, 5, "feature = 'after'")  # a new file, with the schema
         wait_until(lambda: "holds no keys at all" in lectr.log(), 10, "the new key store to be refused")
-        assert _send(lectr, "later", 3) == [200] * 3
+        assert send_chats(lectr, "later", 3) == [200] * 3
     finally:
         stop(lectr.proc)
     assert len(rows(lectr.db_path, "feature IN ('after', 'later')")) == 8
@@ -310,13 +312,13 @@ def test_failing_jobs_are_logged_retried_and_never_touch_traffic(simulator_proce
     )
 
     def ran(job: str) -> bool:
-        with storage.connect(lectr.db_path, read_only=True) as con:
+        with connect(lectr.db_path, read_only=True) as con:
             return bool(con.execute("SELECT count(*) FROM worker_runs WHERE worker = ?", [job]).fetchone()[0])
 
     try:
-        assert _send(lectr, "jobs", 10) == [200] * 10
+        assert send_chats(lectr, "jobs", 10) == [200] * 10
         wait_until(lambda: ran("anomalies") and ran("recommend"), 30, "both jobs to succeed after failing")
-        assert _send(lectr, "jobs", 10) == [200] * 10
+        assert send_chats(lectr, "jobs", 10) == [200] * 10
         log = lectr.log()
         assert log.count("background job failed") >= 4 and "InjectedFault: failpoint 'anomalies.run'" in log
     finally:
@@ -338,18 +340,18 @@ def test_the_dashboard_crashing_or_hanging_mid_read_leaves_the_proxy_serving(sim
     reader = None
     try:
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/_stcore/health").status_code == 200, 60, "streamlit")
-        assert _send(lectr, "dash", 5) == [200] * 5
+        assert send_chats(lectr, "dash", 5) == [200] * 5
         dashboard.kill()  # a crash: no clean shutdown
         dashboard.wait(10)
-        assert _send(lectr, "dash", 5) == [200] * 5
+        assert send_chats(lectr, "dash", 5) == [200] * 5
         # A dashboard that dies holding the file open (mid-query): the lock goes with it.
         reader = subprocess.Popen(
             [
                 sys.executable,
                 "-c",
                 # Opened as the dashboard opens it: retried while the writer holds its moment of the file.
-                "import sys, time; from lectr import storage; "
-                "c = storage.connect(sys.argv[1], read_only=True, attempts=200).__enter__(); "
+                "import sys, time; from lectr.store.connection import connect; "
+                "c = connect(sys.argv[1], read_only=True, attempts=200).__enter__(); "
                 "print('reading', flush=True); time.sleep(60)",
                 str(lectr.db_path),
             ],
@@ -357,7 +359,7 @@ def test_the_dashboard_crashing_or_hanging_mid_read_leaves_the_proxy_serving(sim
             cwd=ROOT,
         )
         assert reader.stdout.readline() == b"reading\n"
-        assert _send(lectr, "dash", 5) == [200] * 5
+        assert send_chats(lectr, "dash", 5) == [200] * 5
         reader.kill()
         wait_rows(lectr.db_path, 15, "feature = 'dash'", timeout=60)
     finally:
@@ -604,7 +606,7 @@ def test_abusive_clients_leak_no_flows_timers_tasks_or_memory(faulty):
 
 def test_sigterm_flushes_queued_events_and_a_restart_continues_the_same_database(simulator_process, tmp_path):
     first = start_lectr(tmp_path, simulator_process.url, options={"lectr_flush_ms": 600_000})
-    assert _send(first, "run-1", 25) == [200] * 25
+    assert send_chats(first, "run-1", 25) == [200] * 25
     assert health(first)["events_queued"] == 25  # nothing written yet
     first.proc.send_signal(signal.SIGTERM)
     assert first.proc.wait(20) == 0
@@ -612,8 +614,8 @@ def test_sigterm_flushes_queued_events_and_a_restart_continues_the_same_database
 
     second = start_lectr(tmp_path, simulator_process.url, options={"lectr_flush_ms": 100})
     try:
-        assert _send(second, "run-2", 5) == [200] * 5
-        assert _send(replace(second, key=first.key), "run-2", 5) == [200] * 5  # the first run's key still works
+        assert send_chats(second, "run-2", 5) == [200] * 5
+        assert send_chats(replace(second, key=first.key), "run-2", 5) == [200] * 5  # the first run's key still works
         wait_rows(second.db_path, 10, "feature = 'run-2'")
     finally:
         stop(second.proc)

@@ -19,13 +19,15 @@ import httpx
 import openai
 import pytest
 from harness import start_lectr as start_lectr_process
-from harness import with_descendants
-from test_cold_path import rows, wait_rows
+from harness.measure import with_descendants
 
 from lectr.common import keys
-from lectr.store import storage
+from lectr.store import StorageError, open_store
+from lectr.store.connection import connect
 
-from conftest import ROOT, free_port, set_rules, simulator_env, start_lectr, stop, wait_until
+from helpers import ROOT, free_port, rows, set_rules, simulator_env, start_lectr, stop, wait_rows, wait_until
+
+pytestmark = pytest.mark.slow  # runs scripts/run.sh and the lectr command
 
 LECTR_CLI = str(Path(sys.executable).with_name("lectr"))
 MESSAGES = [{"role": "user", "content": "Is this message about billing or shipping?"}]
@@ -64,9 +66,9 @@ def spawned_children(pid: int) -> list[int]:
 
 def aggregated(db: Path) -> bool:
     try:
-        with storage.connect(db, read_only=True) as con:
+        with connect(db, read_only=True) as con:
             return con.execute("SELECT count(*) FROM worker_runs WHERE worker = 'aggregate'").fetchone()[0] > 0
-    except storage.StorageError:  # locked by a writer this moment, or not there yet
+    except StorageError:  # locked by a writer this moment, or not there yet
         return False
 
 
@@ -202,7 +204,7 @@ def test_run_sh_starts_on_the_defaults_serves_the_key_it_printed_and_stops_clean
 @pytest.mark.parametrize("when", ["starting", "idle"])
 def test_ctrl_c_with_the_jobs_process_stops_without_a_traceback(simulator_process, tmp_path, when):
     db = tmp_path / "lectr.duckdb"
-    storage.insert_key(db, "acme", keys.generate_key())
+    open_store(db).insert_key("acme", keys.generate_key())
     (tmp_path / "rules.yaml").write_text("")
     options = {
         "lectr_db": db,
@@ -239,7 +241,7 @@ def lectr_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_keys_list_says_there_is_none_then_prints_an_aligned_table(tmp_path):
     db = str(tmp_path / "lectr.duckdb")
-    with storage.connect(db):  # a database without a key yet
+    with connect(db):  # a database without a key yet
         pass
     empty = lectr_cli("keys", "list", "--db", db)
     assert empty.returncode == 0 and empty.stdout == ""  # scripts/lib.sh reads an empty stdout as "no key"

@@ -152,7 +152,11 @@ async def test_cut_connection_closes_one_live_connection_with_last_words():
         port = listener.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         handler = await asyncio.wait_for(handled, 5)
-        await asyncio.sleep(0.1)  # the handler's reading task is running
+        for _ in range(500):  # until the handler's reading task runs (mitmproxy sets it after its hooks)
+            if handler.transports[handler.client].handler is not None:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # and has reached its first read
         assert internals.cut_connection(handler.client, "test cut", b"bye") is True
         assert await asyncio.wait_for(reader.read(), 5) == b"bye"  # then EOF: the connection is closed
         assert internals.cut_connection(tflow.tclient_conn(), "not ours") is False

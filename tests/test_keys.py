@@ -3,7 +3,8 @@ import pytest
 
 from lectr.admin import cli
 from lectr.common.keys import KeyRing, StoredKey, generate_key, hash_key, key_id_of
-from lectr.store import storage
+from lectr.store import StorageError, open_store
+from lectr.store.migrations import MIGRATIONS, migrate
 
 
 def test_generated_keys_are_unique_and_only_their_hash_is_kept():
@@ -26,8 +27,8 @@ def test_keyring_checks_the_whole_key():
 
 def test_migrations_apply_once(tmp_path):
     con = duckdb.connect(str(tmp_path / "m.duckdb"))
-    assert storage.migrate(con) == [m.__name__ for m in storage.MIGRATIONS]
-    assert storage.migrate(con) == []
+    assert migrate(con) == [m.__name__ for m in MIGRATIONS]
+    assert migrate(con) == []
     columns = [
         r[0]
         for r in con.execute(
@@ -42,7 +43,7 @@ def test_cli_creates_lists_and_revokes_keys(tmp_path, capsys):
     assert cli.main(["keys", "create", "acme", "--db", db]) == 0
     key = capsys.readouterr().out.strip().splitlines()[-1]
     assert key.startswith("lk_")
-    stored = storage.active_keys(db)
+    stored = open_store(db).active_keys()
     assert [(s.org_id, s.key_hash) for s in stored] == [("acme", hash_key(key))]
     assert key.encode() not in (tmp_path / "lectr.duckdb").read_bytes()
 
@@ -51,10 +52,10 @@ def test_cli_creates_lists_and_revokes_keys(tmp_path, capsys):
     assert key_id_of(key) in listing and "acme" in listing and "active" in listing and key not in listing
 
     assert cli.main(["keys", "revoke", key_id_of(key), "--db", db]) == 0
-    assert storage.active_keys(db) == []
+    assert open_store(db).active_keys() == []
     assert cli.main(["keys", "revoke", key_id_of(key), "--db", db]) == 1
 
 
 def test_reading_a_missing_database_says_how_to_create_it(tmp_path):
-    with pytest.raises(storage.StorageError, match="lectr keys create"):
-        storage.active_keys(tmp_path / "nope.duckdb")
+    with pytest.raises(StorageError, match="lectr keys create"):
+        open_store(tmp_path / "nope.duckdb").active_keys()

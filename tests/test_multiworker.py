@@ -18,18 +18,19 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from harness import haproxy_binary, start_haproxy, start_lectr
+from harness import haproxy_binary, start_workers
 from mitmproxy.test import taddons, tflow
 
-from lectr.admin import haproxy
 from lectr.common import keys
 from lectr.jobs import runs
 from lectr.proxy.addons import PRESENTED_KEY, RECORD
 from lectr.proxy.addons.auth import Auth
 from lectr.proxy.flowrecord import FlowRecord
-from lectr.store import collect, dashboard_reads, storage
+from lectr.store import collect, open_store, utc_now
 
-from conftest import free_port, simulator_env, stop
+from helpers import query, simulator_env, stop
+
+pytestmark = pytest.mark.slow  # starts HAProxy and two workers
 
 MESSAGES = [{"role": "user", "content": "Billing or shipping?"}]
 CLIENTS, PER_CLIENT = 4, 10  # the last client goes through HTTPS_PROXY, the others set base_url
@@ -50,40 +51,19 @@ def farm(simulator_process, tmp_path):
     """Two workers at 127.0.0.2 and 127.0.0.3 on HAProxy's port (see lectr/admin/haproxy.py), HAProxy on 127.0.0.1."""
     main_db = tmp_path / "lectr.duckdb"
     new_key = keys.generate_key()
-    storage.insert_key(main_db, "acme", new_key)
+    open_store(main_db).insert_key("acme", new_key)
     (tmp_path / "rules.yaml").write_text("")
-    front = free_port()
-    addresses = haproxy.worker_addresses(front, 2)
-    procs: list[subprocess.Popen] = []
+    options = {
+        "lectr_rules": tmp_path / "rules.yaml",
+        "lectr_secrets": tmp_path / "secrets.yaml",
+        "confdir": tmp_path / "confdir",  # one CA for all workers: the first one creates it
+    }
+    workers = start_workers(2, tmp_path, options, simulator_env(simulator_process.url), main_db)
     try:
-        dbs = []
-        for i, address in enumerate(addresses, 1):
-            dbs.append(tmp_path / f"worker-{i}.duckdb")
-            options = {
-                "lectr_db": dbs[-1],
-                "lectr_keys_db": main_db,
-                "lectr_aggregate_every": 0,
-                "lectr_anomalies_every": 0,
-                "lectr_recommend_every": 0,
-                "lectr_rules": tmp_path / "rules.yaml",
-                "lectr_secrets": tmp_path / "secrets.yaml",
-                "confdir": tmp_path / "confdir",  # one CA for all workers: the first one creates it
-            }
-            env = simulator_env(simulator_process.url)
-            host, port = address.rsplit(":", 1)
-            procs.append(start_lectr(int(port), options, env, tmp_path / f"worker-{i}.log", tmp_path, host))
-        with open(tmp_path / "haproxy.log", "w") as log:
-            procs.append(start_haproxy(front, addresses, tmp_path, log))
         ca_path = tmp_path / "confdir" / "mitmproxy-ca-cert.pem"
-        yield Farm(f"http://127.0.0.1:{front}", new_key.key, main_db, dbs, ca_path, procs[:2])
+        yield Farm(workers.url, new_key.key, main_db, workers.dbs, ca_path, workers.procs)
     finally:
-        for proc in reversed(procs):
-            stop(proc)
-
-
-def query(db: Path, sql: str) -> list[tuple]:
-    with storage.connect(db, read_only=True) as con:
-        return con.execute(sql).fetchall()
+        workers.stop()
 
 
 def send(farm: Farm, client_no: int) -> list[str | None]:
@@ -146,10 +126,10 @@ def test_requests_spread_over_workers_and_collected_once(farm):
         summed = f"SELECT sum(requests) FROM dashboard_summaries WHERE period = '{period}'"
         assert query(farm.main_db, summed) == [(total,)]
     # What the dashboard reads, unchanged, from the main file.
-    now = storage.utc_now()
-    breakdown = dashboard_reads.overview_breakdown(farm.main_db, "acme", now - timedelta(hours=2), "hour")
+    now = utc_now()
+    breakdown = open_store(farm.main_db).overview_breakdown("acme", now - timedelta(hours=2), "hour")
     assert breakdown["requests"].sum() == total
-    assert now - dashboard_reads.worker_runs(farm.main_db)["writer"] < timedelta(minutes=1)  # the workers' heartbeat
+    assert now - open_store(farm.main_db).worker_runs()["writer"] < timedelta(minutes=1)  # the workers' heartbeat
 
 
 def test_requests_for_lectr_itself_are_answered_not_forwarded_in_a_loop(farm):
@@ -165,8 +145,8 @@ def test_requests_for_lectr_itself_are_answered_not_forwarded_in_a_loop(farm):
 def test_auth_reads_keys_from_lectr_keys_db(tmp_path):
     main_db, worker_db = tmp_path / "lectr.duckdb", tmp_path / "worker-1.duckdb"
     new_key = keys.generate_key()
-    storage.insert_key(main_db, "acme", new_key)
-    storage.append_request_logs(worker_db, [])  # a worker's own file: no keys in it
+    open_store(main_db).insert_key("acme", new_key)
+    open_store(worker_db).append_request_logs([])  # a worker's own file: no keys in it
     auth = Auth()
 
     def org_for(key: str) -> str | None:

@@ -11,9 +11,8 @@ import os
 import subprocess
 
 import pytest
-from test_cold_path import wait_rows
 
-from conftest import ROOT, set_rules
+from helpers import ROOT, set_rules, wait_rows
 
 NODE_DIR = ROOT / "tests" / "node"
 NODE = NODE_DIR / "node_modules" / ".bin" / "node"

@@ -16,9 +16,11 @@ from lectr.common.events import Event, EventQueue
 from lectr.common.usage import Usage
 from lectr.prices import priceupdate, pricing
 from lectr.prices.pricefile import PriceFileError, PriceList, UserPrice, load_price_file, parse_prices
+from lectr.prices.sources import PRICES_URL, PriceSettings
 from lectr.proxy.addons.recorder import Recorder
-from lectr.record.writer import PRICES_URL, PriceSettings, Writer, WriterProcess
-from lectr.store import storage
+from lectr.proxy.writerprocess import WriterProcess
+from lectr.record.writer import Writer
+from lectr.store.connection import connect
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "prices.example.yaml"
 JAN_2026 = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
@@ -170,7 +172,7 @@ def _write(writer: Writer, *events: Event) -> None:
 
 
 def _rows(db: Path) -> dict[str, tuple]:
-    with storage.connect(db, read_only=True) as con:  # takes turns with a writer thread in this process
+    with connect(db, read_only=True) as con:  # takes turns with a writer thread in this process
         found = con.execute("SELECT request_id, cost_usd, price_known, price_source FROM request_logs").fetchall()
     return {r[0]: r[1:] for r in found}
 
@@ -249,9 +251,9 @@ def test_the_proxy_options_reach_the_writer_and_are_checked():
 def test_through_the_proxy_a_price_file_override_is_the_rows_cost_and_source(simulator_process, tmp_path):
     """Issue 13's done-when, as a user runs it: mitmdump with lectr_prices_file, SDK traffic, the row."""
     import openai
-    from test_cold_path import wait_rows
 
     from conftest import start_lectr, stop
+    from helpers import wait_rows
 
     prices = tmp_path / "prices.yaml"
     prices.write_text("prices:\n  - {provider: openai, model: gpt-4o-mini, input: 1000, output: 2000}\n")

@@ -28,8 +28,10 @@ from lectr.common.usage import Usage
 from lectr.prices import priceupdate, pricing
 from lectr.prices.pricefile import PriceList
 from lectr.prices.pricing import cost_usd, has_price, price
-from lectr.record.writer import PRICES_URL, PriceSettings, Writer
-from lectr.store import storage
+from lectr.prices.sources import PRICES_URL, PriceSettings
+from lectr.record.writer import Writer
+from lectr.store.connection import connect
+from lectr.store.migrations import MIGRATIONS, migrate
 
 
 def test_gpt_4o_price():
@@ -209,7 +211,7 @@ def _event(request_id: str, model: str, ts: float = 1_790_000_000.0) -> Event:
 
 
 def _rows(db: Path) -> dict[str, tuple]:
-    with storage.connect(db, read_only=True) as con:  # takes turns with a writer thread in this process
+    with connect(db, read_only=True) as con:  # takes turns with a writer thread in this process
         found = con.execute("SELECT request_id, cost_usd, price_known, price_source FROM request_logs").fetchall()
     return {r[0]: r[1:] for r in found}
 
@@ -334,12 +336,12 @@ def test_the_migration_marks_earlier_prices_as_bundled(tmp_path):
     db = tmp_path / "old.duckdb"
     with duckdb.connect(str(db)) as con:
         con.execute("CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
-        for migration in storage.MIGRATIONS[:5]:
+        for migration in MIGRATIONS[:5]:
             migration(con)
             con.execute("INSERT INTO _migrations VALUES (?, now())", [migration.__name__])
         con.execute("INSERT INTO request_logs (ts, request_id, cost_usd) VALUES (now(), 'priced', 0.01)")
         con.execute("INSERT INTO request_logs (ts, request_id, cost_usd) VALUES (now(), 'unpriced', NULL)")
-        assert storage.migrate(con) == [m.__name__ for m in storage.MIGRATIONS[5:]]  # m006_price_source onwards
+        assert migrate(con) == [m.__name__ for m in MIGRATIONS[5:]]  # m006_price_source onwards
         rows = dict(con.execute("SELECT request_id, price_source FROM request_logs").fetchall())
     assert rows == {"priced": "bundled", "unpriced": None}
 

@@ -38,9 +38,11 @@ from lectr.proxy.headers import (
     split_lectr_headers,
     with_provider_auth,
 )
-from lectr.record import estimate, metering, tokens
+from lectr.record import estimate, metering, tokens, written
 from lectr.record.metering import Meter
-from lectr.store import storage
+from lectr.store import open_store
+from lectr.store.connection import connect
+from lectr.store.logs import _log_types
 
 # No example database in the repository; a bounded number of examples keeps CI fast.
 FAST = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -369,7 +371,7 @@ def test_iter_json_yields_objects_and_never_raises(data):
 @example(data=b'data: {"type":"message_start","message":[1],"usage":{}}\r\n\r\n', style="anthropic")
 def test_from_stream_reads_any_stream(data, style):
     assert_usage(usage.from_stream(data, style))
-    assert isinstance(estimate.stream_output(data, style).all_text(), str)
+    assert isinstance(written.stream_output(data, style).all_text(), str)
 
 
 def feed(chunks: list[bytes]) -> bytes:
@@ -693,7 +695,7 @@ def test_long_paths_are_parsed_but_not_cached():
 
 # --- metering: the writer process meters every event ---------------------------------------
 
-COLUMN_TYPES = storage._log_types()
+COLUMN_TYPES = _log_types()
 
 
 def encoded(data: bytes, encoding: str) -> bytes:
@@ -726,7 +728,7 @@ def events(draw) -> Event:
 
 
 def assert_storable(row: dict) -> None:
-    """What storage.append_request_logs does with a batch, one row at a time."""
+    """What Store.append_request_logs does with a batch, one row at a time."""
     for name, value in row.items():
         pa.array([value], type=COLUMN_TYPES.get(name, pa.string()))
 
@@ -762,8 +764,8 @@ def test_rows_of_nasty_events_are_written_to_the_real_database(tmp_path):
         plain_event(request_id="long-model", model_requested="g" * 100_000, model_actual="g" * 100_000),
     ]
     rows = [Meter().row(e) for e in nasty]
-    storage.append_request_logs(tmp_path / "lectr.duckdb", rows)
-    with storage.connect(tmp_path / "lectr.duckdb", read_only=True) as con:
+    open_store(tmp_path / "lectr.duckdb").append_request_logs(rows)
+    with connect(tmp_path / "lectr.duckdb", read_only=True) as con:
         stored = dict(con.execute("SELECT request_id, feature FROM request_logs").fetchall())
     assert set(stored) == {e.request_id for e in nasty}
     assert stored["feature"] == "caf\ufffd"
@@ -845,7 +847,7 @@ def responses_streams(draw) -> tuple[bytes, list[str], dict | None]:
 def test_a_whole_responses_stream_gives_its_usage_and_its_text(stream):
     data, deltas, usage_sent = stream
     assert usage.from_stream(data, "responses") == usage.normalise(usage_sent, "responses")
-    assert estimate.stream_output(data, "responses").all_text() == "".join(deltas)
+    assert written.stream_output(data, "responses").all_text() == "".join(deltas)
 
 
 @FAST
@@ -855,4 +857,4 @@ def test_a_responses_stream_cut_anywhere_gives_what_it_carried_so_far(stream, cu
     cut_data = data[: cut % (len(data) + 1)]
     found = usage.from_stream(cut_data, "responses")
     assert found is None or found == usage.normalise(usage_sent, "responses")  # whole, or not at all
-    assert "".join(deltas).startswith(estimate.stream_output(cut_data, "responses").all_text())
+    assert "".join(deltas).startswith(written.stream_output(cut_data, "responses").all_text())

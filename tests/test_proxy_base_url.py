@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import set_rules, wait_until
+from helpers import set_rules, wait_until
 
 MESSAGES = [{"role": "user", "content": "Is this message about billing or shipping?"}]
 # Provider switches, which need Lectr's own key for the target (also used by test_security.py).
@@ -190,17 +190,16 @@ def test_rules_file_hot_reload_and_invalid_file_keeps_last_good(lectr, sim):
     client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
 
     # Saved and used by the very next request after at most a second.
+    loaded = lectr.log().count("rules loaded from")
     lectr.rules_path.write_text(
         "rules:\n  - {name: bot to 4.1, priority: 1, match: {feature: bot}, target: {model: gpt-4.1}}\n"
     )
-    time.sleep(1.0)
+    wait_until(lambda: lectr.log().count("rules loaded from") > loaded, timeout=3, what="the rules to reload")
     client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
 
     before = lectr.log().count("rejected")
     lectr.rules_path.write_text("rules:\n  - {name: broken rule, priority: 1, match: {feature: bot}}\n")  # no target
-    deadline = time.monotonic() + 5
-    while lectr.log().count("rejected") == before and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: lectr.log().count("rejected") > before, timeout=5, what="the broken file to be rejected")
     assert "rule 'broken rule': 'target' is required" in lectr.log()
     client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert [r["body"]["model"] for r in sim.received()] == ["gpt-4o-mini", "gpt-4.1", "gpt-4.1"]

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import free_port, start_lectr, stop
+from helpers import free_port, start_lectr, stop
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 

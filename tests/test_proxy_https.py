@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import set_rules
+from helpers import set_rules
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 

@@ -7,11 +7,10 @@ import time
 import httpx
 import openai
 import pytest
-from test_cold_path import rows, wait_rows
 
 from lectr.proxy.ratelimit import FailureLimiter
 
-from conftest import start_lectr, stop
+from helpers import rows, start_lectr, stop, wait_rows
 
 
 class Clock:

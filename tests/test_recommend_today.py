@@ -17,9 +17,10 @@ import anthropic
 from lectr.common.usage import Usage
 from lectr.jobs.recommend import HIGH_CONFIDENCE_REQUESTS
 from lectr.prices import families, pricing
-from lectr.store import storage
+from lectr.store import StorageError
+from lectr.store.connection import connect
 
-from conftest import ROOT, start_lectr, stop, wait_until
+from helpers import ROOT, start_lectr, stop, wait_until
 
 MODEL = "claude-sonnet-5-5"
 FEATURE = "ticket-triage"
@@ -28,9 +29,9 @@ TICKETS = ["Order 5521 never arrived.", "I was charged twice this month.", "How 
 
 def _stored(db, query: str) -> list[tuple]:
     try:
-        with storage.connect(db, read_only=True) as con:
+        with connect(db, read_only=True) as con:
             return con.execute(query).fetchall()
-    except storage.StorageError:  # the writer has not created the file yet
+    except StorageError:  # the writer has not created the file yet
         return []
 
 

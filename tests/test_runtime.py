@@ -13,7 +13,7 @@ from mitmproxy.test import taddons
 from lectr.proxy import limits
 from lectr.proxy.addons.runtime import Runtime
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 @pytest.fixture

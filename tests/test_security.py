@@ -22,18 +22,22 @@ import httpx
 import openai
 import pytest
 import yaml
+from harness import start_lectr as start_lectr_process
 from test_proxy_base_url import SWITCH_RULES
 
 from lectr.admin import haproxy
 from lectr.common import keys
 from lectr.proxy.credentials import parse_credentials
-from lectr.store import storage
+from lectr.store import open_store
+from lectr.store.connection import connect
+from lectr.store.keys import keys_stamp
 
-from conftest import ROOT, free_port, simulator_env, start_lectr, stop, wait_until
+from helpers import ROOT, free_port, simulator_env, start_lectr, stop, wait_until
+
+pytestmark = pytest.mark.slow  # starts mitmdump, Streamlit and servers in network namespaces
 
 LECTR_CLI = str(Path(sys.executable).with_name("lectr"))
 STREAMLIT = str(Path(sys.executable).with_name("streamlit"))
-MITMDUMP = str(Path(sys.executable).with_name("mitmdump"))
 MESSAGES = [{"role": "user", "content": "Is this message about billing or shipping?"}]
 MODES = ("base_url", "https_proxy")
 SDKS = ("openai", "anthropic")
@@ -266,13 +270,13 @@ def test_no_secret_at_rest(simulator_process, tmp_path):
         assert auth.count(f"Bearer {LECTR_GROQ_KEY}") == 2 and auth.count(f"Bearer {LECTR_GEMINI_KEY}") == 2
 
         def logged() -> int:
-            with storage.connect(lectr.db_path, read_only=True) as con:
+            with connect(lectr.db_path, read_only=True) as con:
                 return con.execute("SELECT count(*) FROM request_logs WHERE status_code = 200").fetchone()[0]
 
         wait_until(lambda: logged() == answered, timeout=10, what="every request to be logged")
 
         def summarised() -> bool:  # an aggregation that ran after the rows were in
-            with storage.connect(lectr.db_path, read_only=True) as con:
+            with connect(lectr.db_path, read_only=True) as con:
                 return con.execute("SELECT count(*) FROM dashboard_summaries").fetchone()[0] > 0
 
         wait_until(summarised, timeout=15, what="an aggregation of the logged requests")
@@ -286,7 +290,7 @@ def test_no_secret_at_rest(simulator_process, tmp_path):
     assert {"lectr.duckdb", "lectr.duckdb.keys", "mitmdump.log", "rules.yaml"} <= names, names
 
     # DuckDB may compress strings on disk, so also every value of every table, as read back.
-    with storage.connect(lectr.db_path, read_only=True) as con:
+    with connect(lectr.db_path, read_only=True) as con:
         tables = [row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
         rows = {table: con.execute(f'SELECT * FROM "{table}"').fetchall() for table in tables}
         stored_hashes = [row[0] for row in con.execute("SELECT key_hash FROM org_keys").fetchall()]
@@ -406,30 +410,17 @@ def start_lectr_default_host(workdir: Path, sim_url: str) -> tuple[subprocess.Po
     """`mitmdump -s addons/lectr.py` with no --listen-host at all: Lectr's own default decides."""
     db = workdir / "lectr.duckdb"
     new_key = keys.generate_key()
-    storage.insert_key(db, "acme", new_key)
+    open_store(db).insert_key("acme", new_key)
     port = free_port()
-    args = [MITMDUMP, "-s", str(ROOT / "addons" / "lectr.py"), "-p", str(port)]
-    for name, value in {
+    options = {
         "lectr_db": db,
         "lectr_rules": workdir / "rules.yaml",
         "lectr_secrets": workdir / "secrets.yaml",
         "confdir": workdir / "confdir",
         "lectr_flush_ms": 100,
         "lectr_aggregate_every": 1,
-    }.items():
-        args += ["--set", f"{name}={value}"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LECTR_") and k not in ("HTTPS_PROXY", "HTTP_PROXY")}
-    with open(workdir / "mitmdump.log", "w") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**env, **simulator_env(sim_url)})
-    try:
-        wait_until(
-            lambda: proc.poll() is not None or httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success,
-            what="mitmdump to listen",
-        )
-        assert proc.poll() is None, (workdir / "mitmdump.log").read_text()
-    except BaseException:
-        stop(proc)
-        raise
+    }
+    proc = start_lectr_process(port, options, simulator_env(sim_url), workdir / "mitmdump.log", host=None)
     return proc, port, new_key.key
 
 
@@ -547,7 +538,7 @@ def test_lectr_keys_create_makes_an_owner_only_database(tmp_path):
     key = done.stdout.strip().splitlines()[-1]
     assert mode(db) == 0o600
     assert not Path(f"{db}.wal").exists()
-    stamp = storage.keys_stamp(db)
+    stamp = keys_stamp(db)
     assert stamp.read_bytes() == b"" and leaks(db.read_bytes(), {"key": key}) == []
 
 

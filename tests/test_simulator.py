@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import Simulator, free_port, start_simulator, stop
+from helpers import Simulator, free_port, start_simulator, stop
 
 MESSAGES = [{"role": "user", "content": "Say something about routing requests to models."}]
 

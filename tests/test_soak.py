@@ -15,7 +15,9 @@ import sys
 import pytest
 from harness import haproxy_binary
 
-from conftest import ROOT
+from helpers import ROOT
+
+pytestmark = pytest.mark.slow  # runs a short soak
 
 
 def soak(tmp_path, *args: str) -> dict:

@@ -6,7 +6,7 @@ import pytest
 
 from lectr.common.jsonbody import parse_json
 from lectr.common.usage import Usage, from_response, from_stream, style_of
-from lectr.record.estimate import stream_output
+from lectr.record.written import stream_output
 
 
 def _sse(*events: dict) -> bytes:

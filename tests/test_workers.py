@@ -14,9 +14,11 @@ from aiosmtpd.controller import Controller
 from lectr.common.events import EventQueue
 from lectr.jobs import alerts, runs
 from lectr.record import writer
-from lectr.store import storage
+from lectr.store import StorageError, open_store
+from lectr.store.connection import connect
+from lectr.store.migrations import MIGRATIONS
 
-from conftest import ROOT, free_port, start_lectr, stop, wait_until
+from helpers import ROOT, free_port, query, start_lectr, stop, wait_until
 
 NOW = datetime(2026, 11, 20, 12, 30)
 
@@ -59,12 +61,7 @@ def log_row(ts: datetime, **values) -> dict:
 
 
 def write(db, rows: list[dict]) -> None:
-    storage.append_request_logs(db, rows)
-
-
-def query(db, sql: str, params: list | None = None) -> list[tuple]:
-    with storage.connect(db, read_only=True) as con:
-        return con.execute(sql, params or []).fetchall()
+    open_store(db).append_request_logs(rows)
 
 
 # --- aggregator ------------------------------------------------------------------------
@@ -88,7 +85,7 @@ def test_aggregator_summarises_by_period_and_dimensions(tmp_path):
         ]
         + [log_row(hour + timedelta(hours=1), rule_id="r1", model_actual="gpt-4o-mini", routed=True, cost_usd=0.001)],
     )
-    storage.append_request_logs(db, [], {"queue_full": 7})
+    open_store(db).append_request_logs([], {"queue_full": 7})
     # Per period: the first hour's 200s and its 500 (rows by status code), and the routed request.
     assert runs.run_aggregate(db, NOW) == 6
     by_hour = query(
@@ -127,15 +124,15 @@ def test_aggregator_summarises_by_period_and_dimensions(tmp_path):
 
 def test_an_older_database_is_migrated_and_fully_resummarised(tmp_path):
     db = tmp_path / "old.duckdb"
-    with storage.connect(db) as con:
+    with connect(db) as con:
         con.execute("CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
-        for migration in storage.MIGRATIONS[:3]:
+        for migration in MIGRATIONS[:3]:
             migration(con)
             con.execute("INSERT INTO _migrations VALUES (?, ?)", [migration.__name__, NOW])
         con.execute("INSERT INTO worker_runs VALUES ('aggregate', ?)", [NOW])
-    assert storage.schema_state(db) == "old"
+    assert open_store(db).schema_state() == "old"
     write(db, [log_row(NOW - timedelta(days=3), rule_id="r1")])  # the writer migrates
-    assert storage.schema_state(db) == "ok"
+    assert open_store(db).schema_state() == "ok"
     runs.run_aggregate(db, NOW)  # the last run was forgotten: the old bucket is summarised too
     assert query(db, "SELECT rule_id, requests FROM dashboard_summaries WHERE period = 'day'") == [("r1", 1)]
 
@@ -287,7 +284,7 @@ def test_the_proxy_runs_the_aggregator_on_its_schedule(simulator_process, tmp_pa
             try:
                 sql = "SELECT count(*) FROM dashboard_summaries WHERE feature = 'scheduled'"
                 return query(lectr.db_path, sql)[0][0] == 2
-            except storage.StorageError:
+            except StorageError:
                 return False
 
         wait_until(summarised, timeout=15, what="the scheduled aggregation")

@@ -252,8 +252,7 @@ def test_through_the_proxy_a_price_file_override_is_the_rows_cost_and_source(sim
     """Issue 13's done-when, as a user runs it: mitmdump with lectr_prices_file, SDK traffic, the row."""
     import openai
 
-    from conftest import start_lectr, stop
-    from helpers import wait_rows
+    from helpers import start_lectr, stop, wait_rows
 
     prices = tmp_path / "prices.yaml"
     prices.write_text("prices:\n  - {provider: openai, model: gpt-4o-mini, input: 1000, output: 2000}\n")

@@ -30,7 +30,7 @@ from lectr.proxy.addons.upstream import UpstreamGuard  # noqa: E402
 fallback = Fallback()
 
 addons = [
-    Runtime(),  # open-files limit raised, start-up heap frozen for the garbage collector
+    Runtime(),  # open-files limit raised, start-up heap frozen for the garbage collector, failpoints
     Gateway(),  # which traffic is Lectr's; X-Lectr-* headers read and removed
     ClientGuard(),  # time limit on the client sending its request body
     Auth(),  # X-Lectr-Key -> org, or 401

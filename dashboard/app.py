@@ -48,7 +48,12 @@ with st.sidebar:  # where the files are: set once, so out of the way (collapsed)
     st.text_input("Database", value=common.default_db(), key="db", help="The DuckDB file the proxy writes (lectr_db)")
     st.text_input("Rules file", value=common.default_rules(), key="rules", help="The proxy's rules file (lectr_rules)")
 try:
-    state = open_store(st.session_state.db).schema_state()
+    store = open_store(st.session_state.db)
+except StorageError as e:  # not something Lectr can open (a URL): say why, rather than wait for it
+    st.error(str(e))
+    st.stop()
+try:
+    state = store.schema_state()
 except StorageError:
     state = "busy"
 st.session_state.db_state = state

@@ -297,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         sampler.start()
         since = utc_now()
         cpu = measure.CpuMeter(soak.cpu_seconds)
+        run.info.machine.loadavg_start = measure.loadavg()  # the load the traffic starts on, Lectr up
         progress(
             f"sending {args.rate:g} requests/s for {args.duration:g} s to {url}"
             f" ({'HAProxy + %d workers' % args.workers if args.workers else 'one Lectr process'}) ..."

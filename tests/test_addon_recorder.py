@@ -24,13 +24,20 @@ def recorder():
 class TestRecorderOptions:
     @pytest.mark.parametrize(
         "option, unit",
-        [("lectr_queue_size", "events"), ("lectr_batch_size", "events"), ("lectr_flush_ms", "milliseconds")],
+        [("lectr_queue_size", "events"), ("lectr_batch_size", "events")],
     )
-    def test_a_size_or_interval_under_one_is_refused_not_clamped(self, recorder, option, unit):
+    def test_a_size_under_one_is_refused_not_clamped(self, recorder, option, unit):
         tctx, addon = recorder
         must = rf"^{option} must be a whole number of {unit} >= 1, got 0: e\.g\. "
         with pytest.raises(exceptions.OptionsError, match=must):
             tctx.configure(addon, **{option: 0})
+
+    def test_a_flush_interval_of_0_means_as_soon_as_possible_and_below_is_refused(self, recorder):
+        tctx, addon = recorder
+        tctx.configure(addon, lectr_flush_ms=0)
+        must = r"^lectr_flush_ms must be a whole number of milliseconds >= 0"
+        with pytest.raises(exceptions.OptionsError, match=must):
+            tctx.configure(addon, lectr_flush_ms=-1)
 
     def test_the_defaults_are_the_queues(self, recorder):
         tctx, addon = recorder

@@ -40,14 +40,22 @@ class TestScheduleOptions:
         [
             ("lectr_smtp_port", 0, "a port number from 1 to 65535, got 0"),
             ("lectr_smtp_port", 70000, "a port number from 1 to 65535, got 70000"),
-            ("lectr_smtp_to", "ops@example.com, oncall", "email addresses, comma-separated, got 'ops@example.com, on"),
-            ("lectr_smtp_from", "lectr", "an email address, got 'lectr'"),
+            ("lectr_smtp_to", "ops@example.com, on call", "email addresses, comma-separated, got 'ops@example.com, on"),
+            ("lectr_smtp_from", "lectr at example.com", "an email address, got 'lectr at example.com'"),
+            ("lectr_smtp_from", " ", "an email address, got ' '"),
         ],
     )
     def test_an_alert_email_no_server_would_take_is_refused(self, schedule, option, value, must):
         tctx, addon = schedule
         with pytest.raises(exceptions.OptionsError, match=f"^{option} must be {must}"):
-            tctx.configure(addon, **{option: value})
+            tctx.configure(addon, lectr_smtp_host="smtp.example.com", **{option: value})
+
+    def test_the_mail_settings_are_not_checked_while_mail_is_off_and_a_local_name_is_an_address(self, schedule):
+        tctx, addon = schedule
+        tctx.configure(addon, lectr_smtp_port=0, lectr_smtp_from=" ")  # no host: no mail, nothing to refuse
+        local = dict(lectr_smtp_host="localhost", lectr_smtp_port=25, lectr_smtp_from="lectr", lectr_smtp_to="root")
+        tctx.configure(addon, **local)
+        assert (addon.smtp.sender, addon.smtp.recipients) == ("lectr", ("root",))
 
     def test_the_smtp_options_are_parsed_into_the_settings_the_job_gets(self, schedule, monkeypatch):
         tctx, addon = schedule

@@ -342,6 +342,9 @@ def test_a_missing_an_empty_and_an_old_database_get_a_message_not_a_traceback(mo
     at.switch_page("views/rules.py").run()  # the rules page needs only the rules file
     assert not at.exception and "No rules yet" in at.info[0].value
 
+    at = _app(monkeypatch, "postgresql://lectr@db.internal/lectr", rules)  # not a file: said, not waited for
+    assert not at.exception and "give the file's path" in at.error[0].value and not at.warning
+
 
 def test_a_database_locked_by_another_process_is_waited_out_with_a_notice(app):
     holder = hold_database(app.db, 30)

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import demo  # scripts/, on the path by conftest
+import demo  # scripts/, on the path by tests/helpers.py
 import duckdb
 import httpx
 import pytest

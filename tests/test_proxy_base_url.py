@@ -189,12 +189,12 @@ def test_rules_file_hot_reload_and_invalid_file_keeps_last_good(lectr, sim):
     )
     client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
 
-    # Saved and used by the very next request after at most a second.
+    # Saved and used by the very next request after about a second (the file is looked at every second).
     loaded = lectr.log().count("rules loaded from")
     lectr.rules_path.write_text(
         "rules:\n  - {name: bot to 4.1, priority: 1, match: {feature: bot}, target: {model: gpt-4.1}}\n"
     )
-    wait_until(lambda: lectr.log().count("rules loaded from") > loaded, timeout=3, what="the rules to reload")
+    wait_until(lambda: lectr.log().count("rules loaded from") > loaded, timeout=1.5, what="the rules to reload")
     client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
 
     before = lectr.log().count("rejected")

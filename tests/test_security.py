@@ -1,6 +1,6 @@
 """Security: no secret at rest, loopback by default, owner-only files, nothing of Lectr's reaches a provider.
 
-Real processes throughout: `mitmdump -s addons/lectr.py` (tests/conftest.py), the official
+Real processes throughout: `mitmdump -s addons/lectr.py` (tests/helpers.py), the official
 openai and anthropic SDKs in base_url and HTTPS_PROXY mode, the provider simulator (which
 records every request it receives), the `lectr` command line and the Streamlit dashboard.
 """

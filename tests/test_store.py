@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 
-from lectr.store import DuckStore, StorageError, Store, open_store
+from lectr.store import DuckStore, StorageError, Store, migrations, open_store
 from lectr.store.connection import connect
 from lectr.store.migrations import MIGRATIONS
 
@@ -34,3 +35,6 @@ def test_every_table_comes_from_a_migration(tmp_path):
     with connect(store.location, read_only=True) as con:
         tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert "collected_from" in tables
+    # and no module but the migrations has a CREATE TABLE in it
+    creating = [p.name for p in Path(migrations.__file__).parent.glob("*.py") if "CREATE TABLE" in p.read_text()]
+    assert creating == ["migrations.py"]

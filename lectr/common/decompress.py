@@ -1,7 +1,8 @@
 """Undoing a body's Content-Encoding, within a limit on what it decompresses to.
 
-Pure. Used by the router (the request's `model` is read from the decoded body) and by the
-writer (the bodies it meters). gzip, deflate, br and zstd, as mitmproxy itself decodes.
+Pure. Used by the router (the request's `model` is read from the decoded body), by the
+fallback (the original request, sent again) and by the writer (the bodies it meters).
+gzip, deflate, br and zstd, as mitmproxy itself decodes.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The event: what the cold path gets about one finished request, and the queue that carries it.
 
-Pure. The hot path builds an `Event` from plain values and offers it to the
+No I/O of its own. The hot path builds an `Event` from plain values and offers it to the
 `EventQueue`; it never waits. Everything that costs time (decoding bodies, counting
 tokens, pricing, writing) happens later, in the writer process. A `Drainer` thread
 empties the queue: in the proxy the one that ships batches to the writer process

@@ -3,8 +3,9 @@
 When a rule moves a request to another provider, the client's key belongs to the old
 one, so Lectr supplies the target's key from here. Sources, most specific first:
 the secrets file's `orgs.<org>.providers.<provider>`, its `providers.<provider>`, then
-the environment (`LECTR_<PROVIDER>_API_KEY`, and for Azure `LECTR_AZURE_BASE_URL`,
-`LECTR_AZURE_API_VERSION`). Keys are held in memory only and never written anywhere.
+the environment (`LECTR_<PROVIDER>_API_KEY`), and for Azure the proxy's options
+`lectr_azure_base_url` and `lectr_azure_api_version` (their defaults: `LECTR_AZURE_*`).
+Keys are held in memory only and never written anywhere.
 
 Secrets file:
 

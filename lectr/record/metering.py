@@ -19,7 +19,7 @@ from lectr.common import decompress, jsonbody, usage
 from lectr.common.events import Event, task_valid
 from lectr.prices import pricing
 from lectr.record import estimate, tokens, written
-from lectr.store.logs import STORED_DEGRADED
+from lectr.store import STORED_DEGRADED
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from lectr.store.connection import StorageError, default_db_path, utc_now
 from lectr.store.duckdb_store import DuckStore
 from lectr.store.interface import Store
+from lectr.store.logs import STORED_DEGRADED
 
-__all__ = ["DuckStore", "StorageError", "Store", "default_db_path", "open_store", "utc_now"]
+__all__ = ["STORED_DEGRADED", "DuckStore", "StorageError", "Store", "default_db_path", "open_store", "utc_now"]
 
 
 def open_store(location: str | Path) -> Store:

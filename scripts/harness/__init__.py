@@ -1,4 +1,4 @@
-"""What the tests (tests/conftest.py), the demo, the benchmarks and the soak share: their plumbing.
+"""What the tests (tests/helpers.py), the demo, the benchmarks and the soak share: their plumbing.
 
 - harness.processes (its names are also harness's own): start and stop the provider simulator,
   Lectr, bare mitmdump, N Lectr workers behind HAProxy with `lectr jobs --collect`;

@@ -13,6 +13,7 @@ import math
 
 from mitmproxy import ctx, http
 
+from lectr.common.errors import LectrError
 from lectr.common.keys import KeyRing
 from lectr.common.watch import Poller, WatchedFile
 from lectr.proxy.addons import PRESENTED_KEY, at_least, pending_record, respond_error, timed
@@ -130,7 +131,7 @@ class Auth:
         )
 
 
-class NoKeys(LookupError):
+class NoKeys(LectrError, LookupError):
     """A key store without a single key replaced one that had keys."""
 
 

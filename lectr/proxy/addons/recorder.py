@@ -72,10 +72,11 @@ class Recorder:
         for name, unit, fix in (
             ("lectr_queue_size", "events", f"e.g. {QUEUE_SIZE}; when full, new events are dropped and counted"),
             ("lectr_batch_size", "events", f"e.g. {BATCH_SIZE}"),
-            ("lectr_flush_ms", "milliseconds", f"e.g. {FLUSH_MS}"),
         ):
             if name in updated:
                 at_least(name, 1, unit, fix)
+        if "lectr_flush_ms" in updated:  # 0: as soon as the writer can (1 ms), as it always meant
+            at_least("lectr_flush_ms", 0, "milliseconds", f"e.g. {FLUSH_MS}")
         if "lectr_prices_refresh" in updated and ctx.options.lectr_prices_refresh < 0:
             raise option_error("lectr_prices_refresh", "0 (never) or a number of hours", "e.g. 24 for once a day")
         if "lectr_prices_url" in updated and not ctx.options.lectr_prices_url.startswith(("http://", "https://")):
@@ -134,7 +135,7 @@ class Recorder:
             url=options.lectr_prices_url,
             refresh_hours=options.lectr_prices_refresh,
         )
-        self.writer = WriterProcess(options.lectr_db, self.queue, options.lectr_flush_ms / 1000, prices)
+        self.writer = WriterProcess(options.lectr_db, self.queue, max(1, options.lectr_flush_ms) / 1000, prices)
         self.writer.start()
 
     def _stop_writer(self) -> None:

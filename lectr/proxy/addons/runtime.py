@@ -51,13 +51,14 @@ class Runtime:
     def configure(self, updated: set[str]) -> None:
         if "lectr_failpoints" in updated:
             spec = ctx.options.lectr_failpoints
+            must = f"NAME or NAME=TIMES, comma-separated, with NAME one of {', '.join(faults.PLACES)}"
+            fix = "e.g. rules.evaluate,anomalies.run=2, or empty for none"
             try:
-                known = not faults.unknown(spec)
-            except ValueError:  # TIMES is no whole number
-                known = False
-            if not known:
-                must = f"NAME or NAME=TIMES, comma-separated, with NAME one of {', '.join(faults.PLACES)}"
-                raise option_error("lectr_failpoints", must, "e.g. rules.evaluate,anomalies.run=2, or empty for none")
+                unknown = faults.unknown(spec)
+            except ValueError as e:  # TIMES is no whole number
+                raise option_error("lectr_failpoints", must, fix) from e
+            if unknown:
+                raise option_error("lectr_failpoints", must, fix)
             faults.use(spec)
 
     def running(self) -> None:

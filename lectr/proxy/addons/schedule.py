@@ -121,15 +121,17 @@ class Schedule:
 def smtp_settings(o) -> SmtpSettings:
     """The alert email as the lectr_smtp_* options say (the password: LECTR_SMTP_PASSWORD only).
     OptionsError, saying how to fix it, for a value no email could go out with."""
-    if not 1 <= o.lectr_smtp_port <= 65535:
-        raise option_error("lectr_smtp_port", "a port number from 1 to 65535", "587 (submission, the default) or 25")
-    if "@" not in o.lectr_smtp_from:
-        raise option_error("lectr_smtp_from", "an email address", "e.g. lectr@example.com")
     recipients = split_recipients(o.lectr_smtp_to)
-    if any("@" not in r for r in recipients):
-        raise option_error(
-            "lectr_smtp_to", "email addresses, comma-separated", "e.g. ops@example.com,oncall@example.com"
-        )
+    if o.lectr_smtp_host:  # mail off: nothing here is used, so nothing here can stop the proxy
+        if not 1 <= o.lectr_smtp_port <= 65535:
+            raise option_error("lectr_smtp_port", "a port number from 1 to 65535", "587 (submission) or 25")
+        # A local mail server takes a bare name (root): only what no server takes is refused.
+        if not o.lectr_smtp_from.strip() or _unsendable(o.lectr_smtp_from):
+            raise option_error("lectr_smtp_from", "an email address", "e.g. lectr@example.com")
+        if any(_unsendable(r) for r in recipients):
+            raise option_error(
+                "lectr_smtp_to", "email addresses, comma-separated", "e.g. ops@example.com,oncall@example.com"
+            )
     return SmtpSettings(
         host=o.lectr_smtp_host,
         port=o.lectr_smtp_port,
@@ -161,3 +163,8 @@ async def _every(seconds: int, job: Callable[[], Callable[[], object]], run) -> 
             await run(job())
         except Exception:  # the next turn may succeed (a locked file, a full disk, a killed process)
             log.exception("background job failed; trying again in %ss", seconds)
+
+
+def _unsendable(address: str) -> bool:
+    """Spaces or control characters: no mail server takes such an address."""
+    return any(c.isspace() or ord(c) < 32 for c in address.strip())

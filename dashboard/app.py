@@ -70,7 +70,7 @@ pages = [
 ]
 # Pages along the top and the scope above each page: the page's tables get the window's whole width.
 page = st.navigation(pages, position="top")
-orgs = common.read(open_store(st.session_state.db).dashboard_orgs) if state == "ok" else []
+orgs = common.read(store.dashboard_orgs) if state == "ok" else []
 org, period, files = st.columns([2, 2, 5], vertical_alignment="bottom")
 org.selectbox(
     "Org",

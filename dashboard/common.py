@@ -122,19 +122,14 @@ def read(query: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 
 
 def cached(query: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """`query(*args)`, cached briefly; raises StorageError."""
-    return _cached(query, _read_name(query), *args, **kwargs)
+    """`query(*args)`, a read of a store, cached briefly; raises StorageError."""
+    return _cached(query.__self__, query.__name__, *args, **kwargs)
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def _cached(_query: Callable, name: str, *args, **kwargs):
-    """Cached by the read's name and its arguments: `_query` is not hashed (a bound method is new every time)."""
-    return _query(*args, **kwargs)
-
-
-def _read_name(query: Callable) -> str:
-    """'lectr.duckdb OverviewReads.overview_series': the store it reads, and which read."""
-    return f"{getattr(getattr(query, '__self__', None), 'location', '')} {query.__qualname__}"
+def _cached(store, name: str, *args, **kwargs):
+    """Cached by the store (a value: its file), the read's name and its arguments."""
+    return getattr(store, name)(*args, **kwargs)
 
 
 @st.cache_resource

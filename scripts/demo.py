@@ -55,7 +55,7 @@ from lectr.common.rules import parse_rules  # noqa: E402
 from lectr.jobs import alerts, runs
 from lectr.prices import priceupdate
 from lectr.store import StorageError, open_store, utc_now  # noqa: E402
-from lectr.store.connection import connect  # noqa: E402
+from lectr.store.connection import connect, dicts, has_table  # noqa: E402
 from lectr.store.keys import keys_stamp  # noqa: E402
 
 DEMO_DB = "lectr-demo.duckdb"
@@ -234,11 +234,9 @@ def replay_history(db: Path, since: datetime, until: datetime, days: int, seed: 
     store, as the proxy's writer writes. Returns rows written.
     """
     with connect(db, read_only=True) as con:
-        cursor = con.execute(
-            "SELECT * FROM request_logs WHERE ts >= ? AND ts < ? ORDER BY ts, request_id", [since, until]
+        baseline = dicts(
+            con.execute("SELECT * FROM request_logs WHERE ts >= ? AND ts < ? ORDER BY ts, request_id", [since, until])
         )
-        names = [d[0] for d in cursor.description]
-        baseline = [dict(zip(names, row)) for row in cursor.fetchall()]
     store = open_store(db)
     written = 0
     for day in range(days if baseline else 0):
@@ -264,8 +262,7 @@ def not_demo_data(db: Path) -> str | None:
     try:
         orgs = {org for _, org, _, _ in open_store(db).list_keys()}
         with connect(db, read_only=True) as con:  # traffic without keys here: a worker's own file
-            has_log = con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = 'request_logs'")
-            if has_log.fetchall():
+            if has_table(con, "request_logs"):
                 logged = con.execute("SELECT DISTINCT org_id FROM request_logs WHERE org_id IS NOT NULL").fetchall()
                 orgs |= {org for (org,) in logged}
     except (StorageError, duckdb.Error) as e:

@@ -29,7 +29,7 @@ def anomalies(db: str) -> int:
         print(f"{state:8} {f.severity:8} {scope}: {f.metric} {f.observed:.4g} ({usual})")
     print(f"{len(run.new)} new, {len(run.ongoing)} ongoing, {run.resolved} resolved.")
     if run.new and not smtp.enabled:
-        print("No email sent: set LECTR_SMTP_HOST and LECTR_SMTP_TO to be alerted.")
+        print(f"No email sent: set {' and '.join(smtp.missing)} to be alerted.")
     if run.mail_error:
         print(f"lectr: the alert email failed: {run.mail_error}", file=sys.stderr)
         return 1

@@ -8,8 +8,10 @@ memory sampling) knows which is which without guessing from the order they were 
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
+from typing import Iterator
 
 WRITER = "lectr-writer"
 JOBS = "lectr-jobs"
@@ -26,8 +28,21 @@ def name_process(role: str) -> None:
         pass
 
 
-def pool_child(role: str) -> None:
-    """A process pool's initializer: ignore Ctrl-C, which reaches the whole process group (the
-    parent stops its pool in order, and the child printed a KeyboardInterrupt traceback), and say its role."""
+def start_child(role: str) -> None:
+    """What a Lectr child process does first (the writer's entry; the jobs pool's initializer):
+    ignore Ctrl-C, which reaches the whole process group (the parent stops its children in order,
+    and a child printed a KeyboardInterrupt traceback), and say its role."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     name_process(role)
+
+
+@contextlib.contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """SIGINT held back in this thread while it starts a child process, as CPython's resource tracker
+    is started: the child inherits the block (and keeps it), so a Ctrl-C cannot interrupt it before
+    `start_child` ignores SIGINT; here the signal waits, delivered once unblocked."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

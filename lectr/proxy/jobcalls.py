@@ -13,21 +13,20 @@ from lectr.common.jobsettings import SmtpSettings
 
 
 def aggregate(db: str, failpoints: str) -> None:
-    faults.use(failpoints)
-    from lectr.jobs import runs  # the jobs process's import, never the proxy's
-
-    runs.run_aggregate(db)
+    _runs(failpoints).run_aggregate(db)
 
 
 def anomalies(db: str, smtp: SmtpSettings, failpoints: str) -> None:
-    faults.use(failpoints)
-    from lectr.jobs import runs  # the jobs process's import, never the proxy's
-
-    runs.run_anomalies(db, smtp)
+    _runs(failpoints).run_anomalies(db, smtp)
 
 
 def recommend(db: str, prices_file: str, tiers: str, failpoints: str) -> None:
+    _runs(failpoints).run_recommend(db, prices_file=prices_file, tiers=tiers)
+
+
+def _runs(failpoints: str):
+    """The jobs, with the proxy's failpoints armed in this (the jobs) process."""
     faults.use(failpoints)
     from lectr.jobs import runs  # the jobs process's import, never the proxy's
 
-    runs.run_recommend(db, prices_file=prices_file, tiers=tiers)
+    return runs

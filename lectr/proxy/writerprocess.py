@@ -13,7 +13,7 @@ import multiprocessing
 import signal
 
 from lectr.common.events import Drainer, EventQueue
-from lectr.common.process import WRITER, name_process
+from lectr.common.process import WRITER, sigint_blocked, start_child
 from lectr.prices.sources import PriceSettings
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,9 @@ class WriterProcess(Drainer):
             self._process.join(1)  # reap the one that died
         receive, send = self._mp.Pipe(duplex=False)
         args = (self.path, receive, self.interval, self.queue.maxsize, self.queue.batch_size, self.prices)
-        self._process = self._mp.Process(target=_child, args=args, name="lectr-writer", daemon=True)
-        self._process.start()
+        self._process = self._mp.Process(target=_child, args=args, name=WRITER, daemon=True)
+        with sigint_blocked():  # until the child ignores it: a Ctrl-C meanwhile printed a traceback there
+            self._process.start()
         receive.close()
         self._pipe = send
 
@@ -93,10 +94,9 @@ def _child(*args: object) -> None:
     """The writer process's entry (spawned: only this light module is imported to find it)."""
     # Ctrl-C, or a service manager's SIGTERM, reaches the whole process group. The proxy says
     # when to stop, after its last batch; if it dies instead, the pipe closes and ends the loop.
-    # Ignored first, before the writer's imports: a Ctrl-C meanwhile would print a traceback.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Both ignored, and the process named, before the writer's imports.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    name_process(WRITER)  # named before the writer's imports: `ps` shows it from its first moment
+    start_child(WRITER)
     from lectr.record.writer import child_main  # the child's import, never the proxy's (tests/test_layout.py)
 
     child_main(*args)

@@ -147,7 +147,6 @@ def child_main(path: str, pipe, interval: float, maxsize: int, batch_size: int, 
     Started by the proxy's WriterProcess (lectr.proxy.writerprocess), which holds the other end of
     `pipe`, and whose entry ignores SIGINT and SIGTERM before it imports this module.
     """
-    # SIGINT and SIGTERM are ignored, and the process named, already (by the entry that imported this module).
     logging.basicConfig(level=logging.INFO, format="[lectr-writer] %(levelname)s %(message)s")
     queue = EventQueue(maxsize, batch_size)
     writer = Writer(path, queue, interval, prices=prices)

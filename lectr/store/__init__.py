@@ -20,4 +20,4 @@ def open_store(location: str | Path) -> Store:
     `postgresql://` URL, say) is one more branch here, returning its own class."""
     if "://" in str(location):
         raise StorageError(f"cannot open {location}: Lectr keeps its data in a DuckDB file; give the file's path")
-    return DuckStore(location)
+    return DuckStore(str(location))

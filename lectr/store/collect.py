@@ -26,6 +26,7 @@ from pathlib import Path
 import duckdb
 
 from lectr.store.connection import connect, utc_now
+from lectr.store.jobs import last_run, note_run
 from lectr.store.migrations import migrate
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,9 @@ def _copy(con: duckdb.DuckDBPyConnection, source: str) -> int:
         con.execute("INSERT OR REPLACE INTO collected_from VALUES (?, ?, ?, ?, ?)", [source, table, created, top, now])
     # The dashboard warns when the proxy's writer has gone quiet: the newest worker heartbeat stands for them all.
     beat = con.execute(f"SELECT max(last_run) FROM {SOURCE}.worker_runs WHERE worker = 'writer'").fetchone()[0]
-    known = con.execute("SELECT max(last_run) FROM worker_runs WHERE worker = 'writer'").fetchone()[0]
+    known = last_run(con, "writer")
     if beat is not None and (known is None or beat > known):
-        con.execute("INSERT OR REPLACE INTO worker_runs VALUES ('writer', ?)", [beat])
+        note_run(con, "writer", beat)
     con.execute("COMMIT")
     return copied
 

@@ -71,6 +71,12 @@ def storage_errors(path: str | Path) -> Iterator[None]:
         raise StorageError(f"cannot read {path}: {e}") from e
 
 
+def dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
+    """A query's rows, each a dict of its columns by name."""
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
 def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [name]).fetchall())
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from lectr.store.dashboard_common import FAILED_AUTH, frame, in_org, org_param, served, summarised
 from lectr.store.logs import STORED_DEGRADED
-from lectr.store.summaries import PERCENTILES
+from lectr.store.summaries import latency_select
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,14 +49,15 @@ class OverviewReads:
                        coalesce(sum(requests) FILTER (WHERE {FAILED_AUTH}), 0)::BIGINT AS failed_auth
                 FROM summaries GROUP BY bucket_start
             ),
-            latency AS (
+            latency AS (  -- stored, then computed as the aggregator would for what it has not stored yet
                 SELECT bucket_start, latency_p50_ms, latency_p95_ms, ttfb_p50_ms, ttfb_p95_ms
-                FROM dashboard_latency
-                WHERE period = $period AND bucket_start >= $since AND bucket_start < $cut
-                  AND {"org_id = $org AND NOT coalesce(all_orgs, false)" if org else "all_orgs"}
-                UNION ALL BY NAME
-                SELECT date_trunc('{period}', ts) AS bucket_start, {PERCENTILES}
-                FROM request_logs WHERE ts >= $cut AND {served(org)} GROUP BY ALL
+                FROM (
+                    SELECT * FROM dashboard_latency
+                    WHERE period = $period AND bucket_start >= $since AND bucket_start < $cut
+                    UNION ALL BY NAME
+                    SELECT * FROM ({latency_select(period, since="$cut")})
+                )
+                WHERE {"org_id = $org AND NOT coalesce(all_orgs, false)" if org else "all_orgs"}
             )
             SELECT * FROM totals LEFT JOIN latency USING (bucket_start) ORDER BY bucket_start
         """

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from lectr.store.connection import connect
+from lectr.store.connection import connect, dicts
 from lectr.store.dashboard_common import frame, in_org, org_param, summarised
 
 if TYPE_CHECKING:
@@ -73,9 +73,8 @@ class RequestLogReads:
     def request_detail(self, request_id: str) -> dict | None:
         """Every stored column of one request, by name; None when there is no such request."""
         with connect(self.path, read_only=True) as con:
-            cursor = con.execute("SELECT * FROM request_logs WHERE request_id = ? LIMIT 1", [request_id])
-            row = cursor.fetchone()
-            return dict(zip([d[0] for d in cursor.description], row)) if row else None
+            found = dicts(con.execute("SELECT * FROM request_logs WHERE request_id = ? LIMIT 1", [request_id]))
+        return found[0] if found else None
 
 
 def _log_where(org: str | None, since: datetime, until: datetime | None, filters: dict[str, str]) -> tuple[str, list]:

@@ -7,7 +7,7 @@ writes.
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
 from lectr.store.dashboard_findings import FindingsReads
 from lectr.store.dashboard_overview import OverviewReads
@@ -19,15 +19,13 @@ from lectr.store.migrations import Schema
 from lectr.store.summaries import Summaries
 
 
+@dataclass(frozen=True)
 class DuckStore(Schema, Keys, RequestLog, Summaries, JobTables, OverviewReads, RequestLogReads, FindingsReads):
-    """Lectr's data in the DuckDB file at `path`."""
+    """Lectr's data in the DuckDB file at `path`. A value: two stores of one file are equal (and the
+    dashboard's cache keys its reads by it)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
+    path: str
 
     @property
     def location(self) -> str:
         return self.path
-
-    def __repr__(self) -> str:
-        return f"DuckStore({self.path!r})"

@@ -11,10 +11,8 @@ from datetime import datetime, timedelta
 
 import duckdb
 
-from lectr.store.connection import connect, has_table
+from lectr.store.connection import connect, dicts, has_table
 from lectr.store.migrations import migrate
-
-ANOMALY_METRICS = ("cost_usd", "requests", "error_rate", "latency_p95_ms", "tokens")
 
 
 def last_run(con: duckdb.DuckDBPyConnection, worker: str) -> datetime | None:
@@ -24,11 +22,6 @@ def last_run(con: duckdb.DuckDBPyConnection, worker: str) -> datetime | None:
 
 def note_run(con: duckdb.DuckDBPyConnection, worker: str, now: datetime) -> None:
     con.execute("INSERT OR REPLACE INTO worker_runs VALUES (?, ?)", [worker, now])
-
-
-def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
 class JobTables:
@@ -64,13 +57,13 @@ class JobTables:
                 """,
                 [now, start, now],
             )
-            return _dicts(cursor)
+            return dicts(cursor)
 
     def open_anomalies(self) -> list[dict]:
         with connect(self.path, read_only=True) as con:
             if not has_table(con, "anomalies"):
                 return []
-            return _dicts(con.execute("SELECT * FROM anomalies WHERE status = 'open'"))
+            return dicts(con.execute("SELECT * FROM anomalies WHERE status = 'open'"))
 
     def save_anomalies(self, upserts: list[dict], resolved: list[str], now: datetime) -> None:
         """Insert or update anomalies (dicts keyed by column) and mark others resolved."""
@@ -116,7 +109,7 @@ class JobTables:
                 """,
                 [since],
             )
-            return _dicts(cursor)
+            return dicts(cursor)
 
     def replace_recommendations(self, rows: list[dict], now: datetime) -> None:
         """Today's recommendations replace the previous ones."""

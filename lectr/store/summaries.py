@@ -79,17 +79,17 @@ def summary_select(period: str, since: str = "$since") -> str:
     """
 
 
-def latency_select(period: str) -> str:
-    """Exact latency percentiles per org, and over all orgs together (all_orgs, org_id NULL), from `$since`
-    on: percentiles of finer rows cannot be combined. All orgs are the requests Lectr let in: a refused
-    one takes no time, and a flood of them must not pull the percentiles down."""
+def latency_select(period: str, since: str = "$since") -> str:
+    """Exact latency percentiles per org, and over all orgs together (all_orgs, org_id NULL), from `since`
+    (a named parameter) on: percentiles of finer rows cannot be combined. All orgs are the requests
+    Lectr let in: a refused one takes no time, and a flood of them must not pull the percentiles down."""
     return f"""
         SELECT '{period}' AS period, date_trunc('{period}', ts) AS bucket_start, org_id, false AS all_orgs,
                count(*) AS requests, {PERCENTILES}
-        FROM request_logs WHERE ts >= $since GROUP BY ALL
+        FROM request_logs WHERE ts >= {since} GROUP BY ALL
         UNION ALL
         SELECT '{period}', date_trunc('{period}', ts), NULL, true, count(*), {PERCENTILES}
-        FROM request_logs WHERE ts >= $since AND org_id IS NOT NULL GROUP BY ALL
+        FROM request_logs WHERE ts >= {since} AND org_id IS NOT NULL GROUP BY ALL
     """
 
 

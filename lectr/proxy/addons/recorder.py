@@ -17,7 +17,7 @@ from mitmproxy import ctx, http
 from lectr.common.events import BODY_KEEP_LIMIT, Event, EventQueue, error_category
 from lectr.common.sse import finished, stream_error
 from lectr.prices.pricefile import PRICES_FILE
-from lectr.prices.sources import PRICES_URL, PriceSettings
+from lectr.prices.sources import PriceSettings
 from lectr.proxy.addons import at_least, option_error, record_of
 from lectr.proxy.addons.clientguard import REQUEST_TIMEOUT
 from lectr.proxy.flowrecord import FlowRecord
@@ -80,7 +80,7 @@ class Recorder:
         if "lectr_prices_refresh" in updated and ctx.options.lectr_prices_refresh < 0:
             raise option_error("lectr_prices_refresh", "0 (never) or a number of hours", "e.g. 24 for once a day")
         if "lectr_prices_url" in updated and not ctx.options.lectr_prices_url.startswith(("http://", "https://")):
-            raise option_error("lectr_prices_url", "an http:// or https:// address", f"e.g. {PRICES_URL}")
+            raise option_error("lectr_prices_url", "an http:// or https:// address", f"e.g. {PRICES.url}")
         restart = {"lectr_db", "lectr_queue_size", "lectr_batch_size", "lectr_flush_ms"}
         restart |= {"lectr_prices_file", "lectr_prices_refresh", "lectr_prices_url"}
         if updated & restart and self.writer:

@@ -11,11 +11,9 @@ command line: `lectr aggregate|anomalies|recommend`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import multiprocessing
-import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
@@ -24,7 +22,8 @@ from mitmproxy import ctx, exceptions
 
 from lectr.common import faults
 from lectr.common.jobsettings import EVERY, SmtpSettings, env_settings, split_recipients
-from lectr.common.process import JOBS, pool_child
+from lectr.common.process import JOBS, sigint_blocked, start_child
+from lectr.prices import families
 from lectr.proxy import jobcalls
 from lectr.proxy.addons import at_least, option_error
 
@@ -64,8 +63,6 @@ class Schedule:
             if f"lectr_{job}_every" in updated:
                 at_least(f"lectr_{job}_every", 0, "seconds", f"set it to 0 to turn the {job} job off")
         if "lectr_tiers" in updated and ctx.options.lectr_tiers:
-            from lectr.prices import families  # here only: it loads the price data, which the proxy does not need
-
             try:
                 families.load_tiers(ctx.options.lectr_tiers)
             except families.TiersError as e:
@@ -99,11 +96,11 @@ class Schedule:
             self._pool = ProcessPoolExecutor(
                 1,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=pool_child,
+                initializer=start_child,
                 initargs=(JOBS,),
             )
         try:
-            with _sigint_blocked():  # submit() starts the process: not even its imports see a Ctrl-C
+            with sigint_blocked():  # submit() starts the process: not even its imports see a Ctrl-C
                 pending = asyncio.get_running_loop().run_in_executor(self._pool, job)
             await pending
         except BrokenProcessPool:  # its process was killed: the next turn starts a new one
@@ -141,18 +138,6 @@ def smtp_settings(o) -> SmtpSettings:
         user=o.lectr_smtp_user,
         password=env_settings().password,
     )
-
-
-@contextlib.contextmanager
-def _sigint_blocked():
-    """SIGINT held back in this thread while it starts a process, as CPython's resource tracker
-    is started: the child inherits the block (and keeps it), so a Ctrl-C cannot interrupt it
-    before its initializer ignores SIGINT; here the signal waits, delivered once unblocked."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 async def _every(seconds: int, job: Callable[[], Callable[[], object]], run) -> None:

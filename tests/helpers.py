@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -58,7 +58,6 @@ class Lectr:
     dir: Path
     proc: subprocess.Popen
     log_path: Path
-    extra_keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:

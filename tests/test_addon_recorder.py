@@ -39,11 +39,6 @@ class TestRecorderOptions:
         with pytest.raises(exceptions.OptionsError, match=must):
             tctx.configure(addon, lectr_flush_ms=-1)
 
-    def test_the_defaults_are_the_queues(self, recorder):
-        tctx, addon = recorder
-        options, queue = tctx.options, addon.queue
-        assert (options.lectr_queue_size, options.lectr_batch_size) == (queue.maxsize, queue.batch_size)
-
 
 class TestRecorder:
     def test_a_finished_flow_is_one_event_in_the_queue(self, recorder):

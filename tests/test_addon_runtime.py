@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import resource
 
 import pytest
 from mitmproxy import exceptions
@@ -21,9 +22,18 @@ def runtime():
 
 
 class TestRuntime:
-    def test_the_open_files_limit_is_raised_at_load_and_reported(self, runtime):
-        _, addon = runtime
-        assert addon.open_files >= 1024 and addon.status()["open_files_limit"] == addon.open_files
+    def test_the_open_files_limit_is_raised_at_load_and_reported(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard <= 256:
+            pytest.skip(f"the hard open-files limit is {hard}: nothing to raise to here")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        try:
+            addon = Runtime()
+            with taddons.context(addon):
+                assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard == addon.open_files
+                assert addon.status()["open_files_limit"] == hard
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
     def test_running_freezes_the_heap_made_at_start(self, runtime):
         _, addon = runtime

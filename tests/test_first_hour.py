@@ -12,12 +12,12 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from harness import LECTR_CLI, clean_env
 from harness import start_lectr as start_lectr_process
 from harness.measure import with_descendants
 
@@ -29,7 +29,6 @@ from helpers import ROOT, free_port, rows, set_rules, simulator_env, start_lectr
 
 pytestmark = pytest.mark.slow  # runs scripts/run.sh and the lectr command
 
-LECTR_CLI = str(Path(sys.executable).with_name("lectr"))
 MESSAGES = [{"role": "user", "content": "Is this message about billing or shipping?"}]
 EXAMPLE_RULES = (ROOT / "rules.example.yaml").read_text()
 NOTHING_ENABLED = "6 rules, 0 enabled: every request passes through unchanged"
@@ -42,12 +41,6 @@ def sdk(lectr, **headers: str) -> openai.OpenAI:
         default_headers={"X-Lectr-Key": lectr.key, **headers},
         max_retries=0,
     )
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without any LECTR_* or proxy setting of the machine running the tests."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LECTR_") and k not in ("HTTPS_PROXY", "HTTP_PROXY")}
-    return {**env, **extra}
 
 
 def spawned_children(pid: int) -> list[int]:
@@ -117,7 +110,7 @@ def test_the_example_rules_route_nothing_and_the_log_says_how_many_are_enabled(s
 
 
 def run_sh_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return clean_env(LECTR_DB=str(tmp_path / "lectr.duckdb"), LECTR_RULES=str(tmp_path / "rules.yaml"), **extra)
+    return clean_env({"LECTR_DB": str(tmp_path / "lectr.duckdb"), "LECTR_RULES": str(tmp_path / "rules.yaml"), **extra})
 
 
 def listening_socket() -> socket.socket:

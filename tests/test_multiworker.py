@@ -19,13 +19,9 @@ import httpx
 import openai
 import pytest
 from harness import haproxy_binary, start_workers
-from mitmproxy.test import taddons, tflow
 
 from lectr.common import keys
 from lectr.jobs import runs
-from lectr.proxy.addons import PRESENTED_KEY, RECORD
-from lectr.proxy.addons.auth import Auth
-from lectr.proxy.flowrecord import FlowRecord
 from lectr.store import collect, open_store, utc_now
 
 from helpers import query, simulator_env, stop
@@ -140,32 +136,6 @@ def test_requests_for_lectr_itself_are_answered_not_forwarded_in_a_loop(farm):
         assert httpx.get(f"{farm.url}/index.html", timeout=5).status_code == 404
         # The same as a plain-HTTP proxy request to HAProxy's own address: answered, not relayed back into HAProxy.
         assert httpx.get(f"{farm.url}/elsewhere", proxy=farm.url, timeout=5).status_code == 404
-
-
-def test_auth_reads_keys_from_lectr_keys_db(tmp_path):
-    main_db, worker_db = tmp_path / "lectr.duckdb", tmp_path / "worker-1.duckdb"
-    new_key = keys.generate_key()
-    open_store(main_db).insert_key("acme", new_key)
-    open_store(worker_db).append_request_logs([])  # a worker's own file: no keys in it
-    auth = Auth()
-
-    def org_for(key: str) -> str | None:
-        flow = tflow_with_key(key)
-        auth.request(flow)
-        return flow.metadata[RECORD].org_id
-
-    with taddons.context(auth) as tctx:
-        tctx.configure(auth, lectr_db=str(worker_db), lectr_keys_db=str(main_db))
-        assert org_for(new_key.key) == "acme"
-        tctx.configure(auth, lectr_keys_db="")  # back to lectr_db, which holds no keys
-        assert org_for(new_key.key) is None
-
-
-def tflow_with_key(key: str):
-    flow = tflow.tflow()
-    flow.metadata[RECORD] = FlowRecord("base_url")
-    flow.metadata[PRESENTED_KEY] = key
-    return flow
 
 
 def test_haproxy_config_from_the_cli_is_valid(tmp_path):

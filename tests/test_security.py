@@ -22,6 +22,7 @@ import httpx
 import openai
 import pytest
 import yaml
+from harness import LECTR_CLI
 from harness import start_lectr as start_lectr_process
 from test_proxy_base_url import SWITCH_RULES
 
@@ -36,7 +37,6 @@ from helpers import ROOT, free_port, simulator_env, start_lectr, stop, wait_unti
 
 pytestmark = pytest.mark.slow  # starts mitmdump, Streamlit and servers in network namespaces
 
-LECTR_CLI = str(Path(sys.executable).with_name("lectr"))
 STREAMLIT = str(Path(sys.executable).with_name("streamlit"))
 MESSAGES = [{"role": "user", "content": "Is this message about billing or shipping?"}]
 MODES = ("base_url", "https_proxy")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lectr.store import DuckStore, StorageError, Store, migrations, open_store
+import lectr
+from lectr.store import DuckStore, StorageError, Store, collect, open_store, utc_now
 from lectr.store.connection import connect
-from lectr.store.migrations import MIGRATIONS
 
 
 def test_the_duckdb_store_has_every_operation_of_the_interface_as_declared(tmp_path):
@@ -28,13 +28,19 @@ def test_a_url_is_refused_until_a_store_of_its_kind_exists():
 
 
 def test_every_table_comes_from_a_migration(tmp_path):
-    # collect.py's bookkeeping included: no module creates a table of its own.
-    store = open_store(tmp_path / "lectr.duckdb")
-    store.append_request_logs([])
-    assert MIGRATIONS[-1].__name__ == "m009_collected_from"
-    with connect(store.location, read_only=True) as con:
-        tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    assert "collected_from" in tables
-    # and no module but the migrations has a CREATE TABLE in it
-    creating = [p.name for p in Path(migrations.__file__).parent.glob("*.py") if "CREATE TABLE" in p.read_text()]
-    assert creating == ["migrations.py"]
+    # collect.py's bookkeeping included: a collection run adds no table the migrations did not make.
+    main, worker = tmp_path / "lectr.duckdb", tmp_path / "worker-1.duckdb"
+    open_store(main).append_request_logs([])
+    open_store(worker).append_request_logs([{"request_id": "r1", "ts": utc_now(), "mode": "base_url"}])
+
+    def tables() -> set[str]:
+        with connect(main, read_only=True) as con:
+            return {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+
+    migrated = tables()
+    assert collect.collect(main, [worker]) == 1
+    assert tables() == migrated and "collected_from" in migrated
+    # and nothing in lectr/ but the migrations has a CREATE TABLE in it
+    package = Path(lectr.__file__).parent
+    creating = [str(p.relative_to(package)) for p in package.rglob("*.py") if "CREATE TABLE" in p.read_text()]
+    assert creating == ["store/migrations.py"]

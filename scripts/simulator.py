@@ -1,7 +1,8 @@
 """A local simulator of the LLM providers' wire formats, for tests, demos and benchmarks.
 
     python scripts/simulator.py --port 9000 [--first-token-ms 200] [--chunk-gap-ms 20] [--chunks 20]
-                                [--unserved-model NAME ...]
+                                [--unserved-model NAME ...] [--task-answers]
+                                [--disagree MODEL:TASK=SHARE[,TASK=SHARE...] ...]
 
 Serves, on loopback:
 - OpenAI chat completions at /v1/chat/completions, and at Groq's (/openai/v1/...),
@@ -37,6 +38,41 @@ Per request, headers override the command-line defaults:
                              deployment) is NAME; other models get the command-line defaults
   X-Sim-Stamp: 1             stamp each OpenAI stream chunk with its send time (`"sim_sent":
                              Unix seconds), so that a client can time every chunk's trip
+
+Task answers (opt-in: --task-answers, or --disagree, which implies it; in code
+`Simulator(defaults, task_answers=True, disagree={"gpt-4o-mini": {"extraction": 0.3}})`):
+chat completions, Responses and Anthropic messages answer what the request's task calls for,
+deterministically per (model, prompt), so that a test of shadow experiments knows the truth.
+- The task: "tool_call" when the request has named tools (chat: tools[i].function.name, else
+  tools[i].name); else the system prompt's first word, case-insensitively and without its
+  punctuation: classify -> classification, extract -> extraction, summarise or summarize ->
+  summarisation, reason -> reasoning, anything else (or no system prompt) -> generation. The
+  system prompt is the Responses API's `instructions`, Anthropic's `system` (a string or text
+  blocks), else the first message (or Responses input item) with role system or developer.
+- The prompt: json.dumps({messages, input, system, instructions}, sort_keys=True), absent ones
+  as null; not the model. The true answer depends on the prompt alone.
+- --disagree MODEL:TASK=SHARE[,TASK=SHARE...] (repeatable, e.g. gpt-4o-mini:classification=0.03,
+  extraction=0.3; TASK one of classification, extraction, summarisation, generation, reasoning,
+  tool_call): MODEL answers a TASK prompt otherwise iff
+  int(sha256(f"{MODEL}\\0{prompt}").hexdigest()[:8], 16) / 2**32 < SHARE. Any other model and
+  task answers the truth. The other answer depends on the prompt alone (a salted hash), so
+  every disagreeing model gives the same one.
+- The answers. classification: one label, from the list after "labels:" in the system prompt
+  (comma-separated, to the end of the line; two at least), else billing, technical, account,
+  other; disagreeing: the next label of the list, cyclically. extraction: the text of a JSON
+  object {"name": "Ada Lovelace", "city": "Lyon", "amount": 1234, "date": "2024-05-17"};
+  disagreeing: 2 to 4 of its fields differ. summarisation, generation, reasoning: a sentence of
+  20 to 40 words of a 200-word vocabulary; disagreeing: another draw (ROUGE-L far below 0.6).
+  tool_call: a call of one of the request's tools with arguments {"query": "<three words>"};
+  disagreeing: the next tool, or, with one tool, other arguments.
+- The shapes: chat answers a call with message.tool_calls (finish_reason "tool_calls") and
+  streams it as delta.tool_calls (index, id and function name first, then argument pieces);
+  Anthropic with a tool_use block (stop_reason "tool_use"), streamed as input_json_delta;
+  the Responses API with a function_call item, streamed as response.function_call_arguments
+  deltas. Texts stream in word chunks (X-Sim-Chunks does not apply); reasoning chunks come
+  first as above. Usage: output tokens are the answer's words (a call: its arguments at four
+  characters a token) plus any reasoning; prompt tokens as always.
+
 Every request received is recorded: GET /_sim/requests lists them (method, path, query,
 headers, body), DELETE /_sim/requests forgets them. Point Lectr at it with
 LECTR_OPENAI_BASE_URL=http://127.0.0.1:9000/v1 and LECTR_ANTHROPIC_BASE_URL=http://127.0.0.1:9000, etc.
@@ -53,6 +89,8 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+# Run as `python scripts/simulator.py`: its own directory is on sys.path.
+from sim_answers import TASKS, Answer, Disagreement, check_shares, parse_disagree, task_answer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -87,11 +125,20 @@ class Behaviour:
 
 
 class Simulator:
-    def __init__(self, defaults: Behaviour, record: bool = True, unserved: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        defaults: Behaviour,
+        record: bool = True,
+        unserved: Iterable[str] = (),
+        task_answers: bool = False,
+        disagree: dict[str, dict[str, float]] | None = None,
+    ) -> None:
         self.defaults = defaults
         self.record = record  # off for long benchmarks: the list would grow without bound
         self.unserved = frozenset(unserved)
         self.received: list[dict] = []
+        self.task_answers = task_answers or disagree is not None
+        self.disagree = {model: check_shares(model, shares) for model, shares in (disagree or {}).items()}
 
     def app(self) -> Starlette:
         openai_chat, responses, embeddings = self.openai_chat, self.openai_responses, self.embeddings
@@ -166,6 +213,10 @@ class Simulator:
                 return name
         return None
 
+    def _task_answer(self, body: dict, model: str) -> Answer | None:
+        """The answer in task-answers mode; None in the default mode, which answers WORDS."""
+        return task_answer(body, model, self.disagree) if self.task_answers else None
+
     async def requests(self, request: Request) -> Response:
         if request.method == "DELETE":
             self.received.clear()
@@ -190,12 +241,16 @@ class Simulator:
         requested = str(body.get("model") or deployment or "unknown")
         model = _azure_model(deployment, AZURE_CHAT_MODEL) if deployment else requested
         prompt_tokens = _count_prompt(body["messages"])
-        words = _answer(b.chunks)
+        answer = self._task_answer(body, requested)
+        words = answer.chunks() if answer else _answer(b.chunks)
+        call = answer if answer and answer.tool else None
+        call_id = f"call_{uuid.uuid4().hex[:24]}"
+        finish = "tool_calls" if call else "stop"
         reasoning = _reasoning_chunks(b, requested, _CHAT_REASONING)
         thoughts = _answer(reasoning, THOUGHTS) if reasoning else []
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
-        completion_tokens = len(words) + len(thoughts)
+        completion_tokens = (answer.tokens if answer else len(words)) + len(thoughts)
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -207,6 +262,9 @@ class Simulator:
         if not body.get("stream"):
             await asyncio.sleep(b.first_token_ms / 1000)
             message = {"role": "assistant", "content": "".join(words)}
+            if call:
+                function = {"name": call.tool, "arguments": call.arguments}
+                message = {"role": "assistant", "content": None, "tool_calls": [_chat_call(call_id, function)]}
             if thoughts:
                 message["reasoning_content"] = "".join(thoughts)
             return JSONResponse(
@@ -215,7 +273,7 @@ class Simulator:
                     "object": "chat.completion",
                     "created": created,
                     "model": model,
-                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                    "choices": [{"index": 0, "message": message, "finish_reason": finish}],
                     "usage": usage,
                 }
             )
@@ -238,9 +296,13 @@ class Simulator:
                 data["sim_sent"] = time.time()
             return f"data: {json.dumps(data)}\n\n".encode()
 
+        def piece(text: str) -> dict:
+            """A delta of the answer: its text, or its call's arguments."""
+            return {"tool_calls": [{"index": 0, "function": {"arguments": text}}]} if call else {"content": text}
+
         async def events():
             await asyncio.sleep(b.first_token_ms / 1000)
-            yield chunk({"role": "assistant", "content": ""})
+            yield chunk({"role": "assistant", "content": None if call else ""})
             if thoughts:
                 for i, thought in enumerate(thoughts):
                     if i and b.chunk_gap_ms:
@@ -248,14 +310,16 @@ class Simulator:
                     yield chunk({"content": None, "reasoning_content": thought})
                 if b.chunk_gap_ms:
                     await asyncio.sleep(b.chunk_gap_ms / 1000)
+            if call:  # as OpenAI streams a call: its id and name first, then its arguments in pieces
+                yield chunk({"tool_calls": [{"index": 0, **_chat_call(call_id, {"name": call.tool, "arguments": ""})}]})
             for i, word in enumerate(words):
                 if i and b.chunk_gap_ms:
                     await asyncio.sleep(b.chunk_gap_ms / 1000)
-                yield chunk({"content": word})
+                yield chunk(piece(word))
             if stream_error:
                 yield stream_error  # and close: no finish_reason, no [DONE]
                 return
-            yield chunk({}, "stop")
+            yield chunk({}, finish)
             if include_usage:
                 yield chunk({}, with_usage=True)
             yield b"data: [DONE]\n\n"
@@ -277,21 +341,28 @@ class Simulator:
             items.append({"role": "system", "content": body["instructions"]})
         model = str(body["model"])
         input_tokens = _count_prompt(items)
-        words = _answer(b.chunks)
+        answer = self._task_answer(body, model)
+        words = answer.chunks() if answer else _answer(b.chunks)
+        call = answer if answer and answer.tool else None
         reasoning = _reasoning_chunks(b, model, _RESPONSES_REASONING)
         thoughts = _answer(reasoning, THOUGHTS) if reasoning else []
         asked = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
         summary = "".join(thoughts) if thoughts and asked.get("summary") else None
-        rid, msg_id, rs_id = (f"{p}_{uuid.uuid4().hex}" for p in ("resp", "msg", "rs"))
+        rid, msg_id, rs_id, fc_id = (f"{p}_{uuid.uuid4().hex}" for p in ("resp", "msg", "rs", "fc"))
         created = int(time.time())
         text = "".join(words)
         part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
         message = {"id": msg_id, "type": "message", "status": "completed", "role": "assistant", "content": [part]}
+        item = message  # the answer's item: the message, or a function call
+        if call:
+            call_id = f"call_{uuid.uuid4().hex[:24]}"
+            item = {"id": fc_id, "type": "function_call", "status": "completed", "call_id": call_id}
+            item |= {"name": call.tool, "arguments": call.arguments}
         reasoning_item = {"id": rs_id, "type": "reasoning", "summary": []}
         if summary is not None:
             reasoning_item["summary"] = [{"type": "summary_text", "text": summary}]
-        output = [reasoning_item, message] if thoughts else [message]
-        output_tokens = len(words) + len(thoughts)
+        output = [reasoning_item, item] if thoughts else [item]
+        output_tokens = (answer.tokens if answer else len(words)) + len(thoughts)
         usage = {
             "input_tokens": input_tokens,
             "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
@@ -343,8 +414,9 @@ class Simulator:
             data = {"type": kind, "sequence_number": next(sequence), **fields}
             return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
 
-        index = 1 if thoughts else 0  # the message's place in `output`
+        index = 1 if thoughts else 0  # the answer's place in `output`
         at_text = {"item_id": msg_id, "output_index": index, "content_index": 0}
+        at_call = {"item_id": fc_id, "output_index": index}
         at_summary = {"item_id": rs_id, "output_index": 0, "summary_index": 0}
 
         async def events():
@@ -365,20 +437,30 @@ class Simulator:
                 yield event("response.output_item.done", output_index=0, item=reasoning_item)
                 if b.chunk_gap_ms:
                     await asyncio.sleep(b.chunk_gap_ms / 1000)
-            added = {**message, "status": "in_progress", "content": []}
-            yield event("response.output_item.added", output_index=index, item=added)
-            yield event("response.content_part.added", **at_text, part={**part, "text": ""})
+            if call:
+                added = {**item, "status": "in_progress", "arguments": ""}
+                yield event("response.output_item.added", output_index=index, item=added)
+            else:
+                added = {**message, "status": "in_progress", "content": []}
+                yield event("response.output_item.added", output_index=index, item=added)
+                yield event("response.content_part.added", **at_text, part={**part, "text": ""})
             for i, word in enumerate(words[:2] if b.stream_error else words):
                 if i and b.chunk_gap_ms:
                     await asyncio.sleep(b.chunk_gap_ms / 1000)
-                yield event("response.output_text.delta", **at_text, delta=word, logprobs=[])
+                if call:
+                    yield event("response.function_call_arguments.delta", **at_call, delta=word)
+                else:
+                    yield event("response.output_text.delta", **at_text, delta=word, logprobs=[])
             if b.stream_error:  # and close: no response.completed
                 message_text = "The server had an error processing your request. Sorry about that!"
                 yield event("error", code="server_error", message=message_text, param=None)
                 return
-            yield event("response.output_text.done", **at_text, text=text, logprobs=[])
-            yield event("response.content_part.done", **at_text, part=part)
-            yield event("response.output_item.done", output_index=index, item=message)
+            if call:
+                yield event("response.function_call_arguments.done", **at_call, arguments=call.arguments)
+            else:
+                yield event("response.output_text.done", **at_text, text=text, logprobs=[])
+                yield event("response.content_part.done", **at_text, part=part)
+            yield event("response.output_item.done", output_index=index, item=item)
             yield event("response.completed", response=response("completed", output, usage))
 
         return _sse(events())
@@ -425,7 +507,12 @@ class Simulator:
             return _anthropic_error(400, "messages and max_tokens are required")
         model = str(body.get("model"))
         input_tokens = _anthropic_input_tokens(body)
-        words = _answer(b.chunks)
+        answer = self._task_answer(body, model)
+        words = answer.chunks() if answer else _answer(b.chunks)
+        output_tokens = answer.tokens if answer else len(words)
+        call = answer if answer and answer.tool else None
+        tool_use = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": call.tool} if call else {}
+        stop_reason = "tool_use" if call else "end_turn"
         mid = f"msg_{uuid.uuid4().hex[:24]}"
         usage_in = {
             "input_tokens": input_tokens,
@@ -435,16 +522,17 @@ class Simulator:
         }
         if not body.get("stream"):
             await asyncio.sleep(b.first_token_ms / 1000)
+            text_block = {"type": "text", "text": "".join(words)}
             return JSONResponse(
                 {
                     "id": mid,
                     "type": "message",
                     "role": "assistant",
                     "model": model,
-                    "content": [{"type": "text", "text": "".join(words)}],
-                    "stop_reason": "end_turn",
+                    "content": [{**tool_use, "input": json.loads(call.arguments)} if call else text_block],
+                    "stop_reason": stop_reason,
                     "stop_sequence": None,
-                    "usage": {**usage_in, "output_tokens": len(words)},
+                    "usage": {**usage_in, "output_tokens": output_tokens},
                 }
             )
         if b.stream_error:
@@ -452,6 +540,10 @@ class Simulator:
 
         def event(name: str, data: dict) -> bytes:
             return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+        def piece(text: str) -> dict:
+            """A delta of the answer: its text, or its call's input as JSON text."""
+            return {"type": "input_json_delta", "partial_json": text} if call else {"type": "text_delta", "text": text}
 
         async def events():
             await asyncio.sleep(b.first_token_ms / 1000)
@@ -471,17 +563,12 @@ class Simulator:
                     },
                 },
             )
-            yield event(
-                "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            )
+            block = {**tool_use, "input": {}} if call else {"type": "text", "text": ""}
+            yield event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
             for i, word in enumerate(words):
                 if i and b.chunk_gap_ms:
                     await asyncio.sleep(b.chunk_gap_ms / 1000)
-                yield event(
-                    "content_block_delta",
-                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}},
-                )
+                yield event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": piece(word)})
             if b.stream_error:  # and close: no message_stop
                 yield event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
                 return
@@ -490,8 +577,8 @@ class Simulator:
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                    "usage": {"output_tokens": len(words)},
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": output_tokens},
                 },
             )
             yield event("message_stop", {"type": "message_stop"})
@@ -516,6 +603,10 @@ def _sse(events) -> StreamingResponse:
 
 def _answer(n: int, words: list[str] = WORDS) -> list[str]:
     return [("" if i == 0 else " ") + words[i % len(words)] for i in range(max(n, 1))]
+
+
+def _chat_call(call_id: str, function: dict) -> dict:
+    return {"id": call_id, "type": "function", "function": function}
 
 
 def _reasoning_chunks(b: Behaviour, model: str, reasoning_models: tuple[str, ...]) -> int:
@@ -610,6 +701,13 @@ def _anthropic_model_not_found(model: str) -> Response:
     return JSONResponse({"type": "error", "error": {"type": "not_found_error", "message": f"model: {model}"}}, 404)
 
 
+def _disagreement(spec: str) -> Disagreement:
+    try:
+        return parse_disagree(spec)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
 def main() -> None:
     import uvicorn
 
@@ -627,9 +725,32 @@ def main() -> None:
         metavar="NAME",
         help="refuse this model with the provider's 404, as for a retired model (repeatable)",
     )
+    parser.add_argument(
+        "--task-answers",
+        action="store_true",
+        help="answer what each request's task calls for, deterministically per model and prompt (see above)",
+    )
+    parser.add_argument(
+        "--disagree",
+        action="append",
+        default=[],
+        type=_disagreement,
+        metavar="MODEL:TASK=SHARE,...",
+        help=f"MODEL answers otherwise on SHARE (0 to 1) of TASK's prompts; TASK one of {', '.join(TASKS)}; "
+        "e.g. gpt-4o-mini:classification=0.03,extraction=0.3 (repeatable; implies --task-answers)",
+    )
     args = parser.parse_args()
     defaults = Behaviour(first_token_ms=args.first_token_ms, chunk_gap_ms=args.chunk_gap_ms, chunks=args.chunks)
-    sim = Simulator(defaults, record=not args.no_record, unserved=args.unserved_model)
+    disagree: dict[str, dict[str, float]] = {}
+    for model, shares in args.disagree:
+        disagree.setdefault(model, {}).update(shares)
+    sim = Simulator(
+        defaults,
+        record=not args.no_record,
+        unserved=args.unserved_model,
+        task_answers=args.task_answers,
+        disagree=disagree or None,
+    )
     uvicorn.run(sim.app(), host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

@@ -202,6 +202,18 @@ def writer_processes(pid: int) -> list[int]:
     return found
 
 
+def traffic_profile(**overrides) -> dict:
+    """A traffic profile as Store.traffic_profiles gives one (the recommendation engine's input)."""
+    profile = {
+        "org_id": "acme", "feature": "support-bot", "provider": "openai", "model_actual": "gpt-4o",
+        "requests": 400, "errors": 3, "avg_prompt_tokens": 500.0, "p95_prompt_tokens": 900.0,
+        "avg_completion_tokens": 100.0, "p95_completion_tokens": 150.0, "avg_cached_tokens": 0.0,
+        "cost_usd": 12.0, "days_observed": 4.0, "task_mix": {"summarisation": 400},
+    }  # fmt: skip
+    profile.update(overrides)
+    return profile
+
+
 # --- flows for the addons' in-process tests (tests/test_addon*.py), as mitmproxy's own tests make them
 
 

@@ -18,21 +18,12 @@ from lectr.prices import families, pricing
 from lectr.prices.families import TiersError, load_tiers, parse_tiers
 from lectr.prices.pricefile import PriceList
 
+from helpers import traffic_profile as _profile
+
 CATALOG = families.catalog()
 
 # $ per million tokens (input, output), to check the savings independently of genai-prices.
 PRICES = {"gpt-4o": (2.5, 10.0), "gpt-4o-mini": (0.15, 0.6)}
-
-
-def _profile(**overrides) -> dict:
-    profile = {
-        "org_id": "acme", "feature": "support-bot", "provider": "openai", "model_actual": "gpt-4o",
-        "requests": 400, "errors": 3, "avg_prompt_tokens": 500.0, "p95_prompt_tokens": 900.0,
-        "avg_completion_tokens": 100.0, "p95_completion_tokens": 150.0, "avg_cached_tokens": 0.0,
-        "cost_usd": 12.0, "days_observed": 4.0, "task_mix": {"summarisation": 400},
-    }  # fmt: skip
-    profile.update(overrides)
-    return profile
 
 
 def _place(provider: str, model: str) -> tuple[tuple[str, str], int] | None:

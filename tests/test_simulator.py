@@ -6,28 +6,53 @@ to that with the `openai` and `anthropic` SDKs (and raw SSE where the SDKs hide 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import re
+import subprocess
+import sys
 
 import anthropic
 import httpx
 import openai
 import pytest
+from sim_answers import VOCABULARY, task_of
 
-from helpers import Simulator, free_port, start_simulator, stop
+from helpers import ROOT, Simulator, free_port, start_simulator, stop
 
 MESSAGES = [{"role": "user", "content": "Say something about routing requests to models."}]
 
 
-@pytest.fixture(scope="module")
-def sim_unserving(tmp_path_factory):
-    """A simulator of its own, started with `--unserved-model` twice."""
+@contextlib.contextmanager
+def own_simulator(tmp_path_factory, *args: str):
+    """A simulator of its own, started with these command-line arguments."""
     port = free_port()
     with open(tmp_path_factory.mktemp("sim") / "simulator.log", "w") as log:
-        proc = start_simulator(port, log, "--unserved-model", "gpt-4o-retired", "--unserved-model", "claude-2.0")
+        proc = start_simulator(port, log, *args)
     try:
         yield Simulator(f"http://127.0.0.1:{port}", proc)
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="module")
+def sim_unserving(tmp_path_factory):
+    """Started with `--unserved-model` twice."""
+    with own_simulator(tmp_path_factory, "--unserved-model", "gpt-4o-retired", "--unserved-model", "claude-2.0") as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def sim_tasks(tmp_path_factory):
+    """In task-answers mode: gpt-4o-mini and claude-haiku-4-5 disagree on set shares of some tasks."""
+    disagree = [
+        *("--disagree", "gpt-4o-mini:classification=0.3,extraction=0.5"),
+        *("--disagree", "gpt-4o-mini:summarisation=1,tool_call=1"),
+        *("--disagree", "claude-haiku-4-5:tool_call=1"),
+    ]
+    with own_simulator(tmp_path_factory, *disagree) as sim:
+        yield sim
 
 
 def oai(sim: Simulator, root: str = "/v1", **headers: str) -> openai.OpenAI:
@@ -379,3 +404,208 @@ def test_reasoning_header_for_any_model_and_not_without_it(sim):
     assert plain.usage.completion_tokens == 8 and plain.usage.completion_tokens_details is None
     reply = oai(sim).chat.completions.create(model="deepseek-r1", messages=MESSAGES)
     assert reply.choices[0].message.reasoning_content and reply.usage.completion_tokens_details.reasoning_tokens == 8
+
+
+# --- Task answers: the known truth for shadow experiments --------------------------------
+
+
+LABELS = ("billing", "refund", "bug", "praise")
+CLASSIFY = f"Classify the support ticket. Labels: {', '.join(LABELS)}\nAnswer with the label only."
+OPENAI_TOOLS = [
+    {"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {}}}}
+    for name in ("search_docs", "open_ticket")
+]
+ANTHROPIC_TOOLS = [{"name": "search_docs", "input_schema": {"type": "object", "properties": {}}}]
+
+
+def chat_body(model: str, system: str, user: str) -> dict:
+    return {"model": model, "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
+
+
+def chat_text(client: httpx.Client, body: dict) -> str:
+    return client.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+
+
+def rouge_l(a: str, b: str) -> float:
+    """ROUGE-L F1 over casefolded words, as Lectr compares texts."""
+    x, y = re.findall(r"\w+", a.casefold()), re.findall(r"\w+", b.casefold())
+    previous = [0] * (len(y) + 1)
+    for word in x:
+        row = [0]
+        for j, other in enumerate(y):
+            row.append(previous[j] + 1 if word == other else max(previous[j + 1], row[j]))
+        previous = row
+    return 2 * previous[-1] / (len(x) + len(y))
+
+
+@pytest.mark.parametrize(
+    "body, task",
+    [
+        ({"messages": MESSAGES}, "generation"),
+        ({"messages": [{"role": "system", "content": "CLASSIFY: spam or not"}]}, "classification"),
+        (
+            {"messages": [{"role": "developer", "content": [{"type": "text", "text": "extract the date"}]}]},
+            "extraction",
+        ),
+        ({"messages": [{"role": "user", "content": "Summarise this"}]}, "generation"),  # not a system prompt
+        ({"system": [{"type": "text", "text": "Summarize the thread."}], "messages": MESSAGES}, "summarisation"),
+        ({"instructions": "Reason step by step.", "input": "2+2?"}, "reasoning"),
+        ({"instructions": "You are terse.", "input": "hi"}, "generation"),
+        ({"system": "Classify it", "messages": MESSAGES, "tools": [{"name": "lookup"}]}, "tool_call"),
+        ({"messages": MESSAGES, "tools": OPENAI_TOOLS}, "tool_call"),
+        ({"input": "hi", "tools": [{"type": "web_search"}]}, "generation"),  # no named function
+    ],
+)
+def test_task_of_a_request(body, task):
+    assert task_of(body) == task
+
+
+def test_task_answers_are_deterministic_per_model_and_prompt(sim_tasks):
+    body = chat_body("gpt-4o", "You write release notes.", "Announce the new router.")
+    with httpx.Client(base_url=sim_tasks.url) as client:
+        first = client.post("/v1/chat/completions", json=body).json()
+        text = first["choices"][0]["message"]["content"]
+        assert chat_text(client, body) == text
+        # Other models, gpt-4o-mini included: it disagrees on other tasks only.
+        assert {chat_text(client, {**body, "model": m}) for m in ("gpt-4.1", "gpt-4o-mini", "llama-3.1-8b")} == {text}
+        assert chat_text(client, chat_body("gpt-4o", "You write release notes.", "Announce the dashboard.")) != text
+    words = text.split()
+    assert 20 <= len(words) <= 40 and {w.strip(".").lower() for w in words} <= set(VOCABULARY)
+    assert first["usage"]["completion_tokens"] == len(words) and first["choices"][0]["finish_reason"] == "stop"
+    # Streamed in word chunks, the same text; X-Sim-Chunks does not apply.
+    chunks = list(oai(sim_tasks, **{"X-Sim-Chunks": "3"}).chat.completions.create(**body, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) == len(words)
+
+
+def test_summaries_that_disagree_share_few_words(sim_tasks):
+    with httpx.Client(base_url=sim_tasks.url) as client:
+        for i in range(20):
+            body = chat_body("gpt-4o", "Summarise the customer's email in two sentences.", f"Email number {i}.")
+            truth, other = chat_text(client, body), chat_text(client, {**body, "model": "gpt-4o-mini"})
+            assert truth != other and rouge_l(truth, other) < 0.4
+
+
+def test_classification_disagrees_on_its_share_of_prompts(sim_tasks):
+    differ = 0
+    with httpx.Client(base_url=sim_tasks.url) as client:
+        for i in range(400):
+            body = chat_body("gpt-4o", CLASSIFY, f"Ticket {i}: I was charged twice for order {i * 7}.")
+            truth, other = chat_text(client, body), chat_text(client, {**body, "model": "gpt-4o-mini"})
+            assert truth in LABELS and other in LABELS
+            # The documented rule: the hash of the model and the prompt against the share.
+            key = json.dumps({k: body.get(k) for k in ("messages", "input", "system", "instructions")}, sort_keys=True)
+            disagrees = int(hashlib.sha256(f"gpt-4o-mini\0{key}".encode()).hexdigest()[:8], 16) / 2**32 < 0.3
+            assert other == (LABELS[(LABELS.index(truth) + 1) % len(LABELS)] if disagrees else truth)
+            differ += truth != other
+    assert 0.3 - 0.07 <= differ / 400 <= 0.3 + 0.07
+
+
+def test_extractions_that_disagree_differ_in_two_fields_or_more(sim_tasks):
+    outcomes = set()
+    with httpx.Client(base_url=sim_tasks.url) as client:
+        for i in range(40):
+            body = chat_body("gpt-4o", "Extract name, city, amount and date as JSON.", f"Invoice {i} from a client.")
+            truth, other = chat_text(client, body), chat_text(client, {**body, "model": "gpt-4o-mini"})
+            mine, theirs = json.loads(truth), json.loads(other)
+            assert list(mine) == ["name", "city", "amount", "date"] and isinstance(mine["amount"], int)
+            assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", mine["date"])
+            if truth == other:
+                outcomes.add("agree")
+            else:
+                outcomes.add("disagree")
+                assert sum(mine[k] != theirs[k] for k in mine) >= 2
+    assert outcomes == {"agree", "disagree"}
+
+
+def test_tool_calls_in_openai_shapes(sim_tasks):
+    client = oai(sim_tasks)
+    kwargs = {"messages": MESSAGES, "tools": OPENAI_TOOLS}
+    reply = client.chat.completions.create(model="gpt-4o", **kwargs)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    (call,) = choice.message.tool_calls
+    assert call.type == "function" and call.id.startswith("call_")
+    assert call.function.name in ("search_docs", "open_ticket")
+    query = json.loads(call.function.arguments)["query"].split()
+    assert len(query) == 3 and set(query) <= set(VOCABULARY)
+    assert reply.usage.completion_tokens == (len(call.function.arguments) + 3) // 4
+    # Streamed: the id and name first, then the arguments in pieces.
+    chunks = list(client.chat.completions.create(model="gpt-4o", stream=True, **kwargs))
+    deltas = [c.choices[0].delta.tool_calls[0] for c in chunks if c.choices[0].delta.tool_calls]
+    assert deltas[0].function.name == call.function.name and deltas[0].id and deltas[0].index == 0
+    assert "".join(d.function.arguments for d in deltas) == call.function.arguments and len(deltas) > 2
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    # gpt-4o-mini disagrees on every tool call: the other tool.
+    other = client.chat.completions.create(model="gpt-4o-mini", **kwargs).choices[0].message.tool_calls[0]
+    assert {other.function.name, call.function.name} == {"search_docs", "open_ticket"}
+    # The Responses API: a function_call item, streamed as argument deltas.
+    tools = [
+        {"type": "function", "name": t["function"]["name"], "parameters": t["function"]["parameters"]}
+        for t in OPENAI_TOOLS
+    ]
+    created = client.responses.create(model="gpt-4.1", input="Find the refund policy.", tools=tools)
+    (item,) = created.output
+    assert item.type == "function_call" and item.name in ("search_docs", "open_ticket") and item.call_id
+    with client.responses.stream(model="gpt-4.1", input="Find the refund policy.", tools=tools) as stream:
+        kinds = [e.type for e in stream]
+        final = stream.get_final_response()
+    assert (final.output[0].name, final.output[0].arguments) == (item.name, item.arguments)
+    assert "response.function_call_arguments.delta" in kinds and "response.output_text.delta" not in kinds
+
+
+def test_tool_calls_in_anthropic_shapes(sim_tasks):
+    client = claude(sim_tasks)
+    kwargs = {"max_tokens": 100, "messages": MESSAGES, "tools": ANTHROPIC_TOOLS}
+    message = client.messages.create(model="claude-sonnet-4-5", **kwargs)
+    (block,) = message.content
+    assert message.stop_reason == "tool_use" and block.type == "tool_use" and block.id.startswith("toolu_")
+    assert block.name == "search_docs" and len(block.input["query"].split()) == 3
+    with client.messages.stream(model="claude-sonnet-4-5", **kwargs) as stream:
+        streamed = stream.get_final_message()
+    assert (streamed.content[0].name, streamed.content[0].input) == (block.name, block.input)
+    assert streamed.stop_reason == "tool_use" and streamed.usage.output_tokens == message.usage.output_tokens
+    # claude-haiku-4-5 disagrees on every tool call: with one tool, other arguments.
+    other = client.messages.create(model="claude-haiku-4-5", **kwargs).content[0]
+    assert other.name == "search_docs" and other.input != block.input
+
+
+def test_task_texts_in_anthropic_and_responses_shapes(sim_tasks):
+    system = "Summarize the thread for the on-call engineer."
+    message = claude(sim_tasks).messages.create(
+        model="claude-sonnet-4-5", max_tokens=100, system=system, messages=MESSAGES
+    )
+    assert message.stop_reason == "end_turn" and message.usage.output_tokens == len(message.content[0].text.split())
+    with claude(sim_tasks).messages.stream(
+        model="claude-sonnet-4-5", max_tokens=100, system=system, messages=MESSAGES
+    ) as stream:
+        assert stream.get_final_message().content[0].text == message.content[0].text
+    created = oai(sim_tasks).responses.create(model="o4-mini", input="hi", instructions="Reason it out.")
+    assert [item.type for item in created.output] == ["reasoning", "message"]  # reasoning chunks stay
+    assert created.usage.output_tokens == len(created.output_text.split()) + 8
+    with oai(sim_tasks).responses.stream(model="o4-mini", input="hi", instructions="Reason it out.") as stream:
+        assert stream.get_final_response().output_text == created.output_text
+
+
+def test_default_mode_answers_as_before_whatever_the_task(sim):
+    body = {"system": CLASSIFY, "messages": MESSAGES, "tools": ANTHROPIC_TOOLS, "max_tokens": 10}
+    message = claude(sim).messages.create(model="claude-sonnet-4-5", **body)
+    assert message.content[0].text == "Lectr routes each request to the model that"  # the default 8 chunks
+    reply = oai(sim).chat.completions.create(model="gpt-4o", messages=MESSAGES, tools=OPENAI_TOOLS)
+    assert reply.choices[0].finish_reason == "stop" and reply.usage.completion_tokens == 8
+
+
+@pytest.mark.parametrize(
+    "spec, says",
+    [
+        ("gpt-4o-mini", "write MODEL:TASK=SHARE"),
+        ("gpt-4o-mini:classfication=0.3", "unknown task 'classfication' for 'gpt-4o-mini': use one of classification"),
+        ("gpt-4o-mini:extraction=30%", "write a number from 0 to 1"),
+        ("gpt-4o-mini:extraction=1.5", "write a number from 0 to 1"),
+    ],
+)
+def test_disagree_option_errors_say_how_to_fix(spec, says):
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "simulator.py"), "--disagree", spec], capture_output=True, text=True
+    )
+    assert run.returncode == 2 and "argument --disagree: " in run.stderr and says in run.stderr

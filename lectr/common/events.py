@@ -6,8 +6,11 @@ tokens, pricing, writing) happens later, in the writer process. A `Drainer` thre
 empties the queue: in the proxy the one that ships batches to the writer process
 (lectr.proxy.writerprocess), in that process the one that writes them (lectr.record.writer).
 
-An event never carries a provider key or the Lectr key. It carries the request and
-response bodies in memory only, for token counting; they are never stored.
+An event never carries the Lectr key, nor a client's provider key. It carries the request
+and response bodies in memory only, for token counting and shadow experiments; they are
+never stored. A sampled event carries a `ShadowOrder`: where the writer process sends the
+request again, with Lectr's own key for the candidate's provider (in memory only, as the
+proxy holds it).
 """
 
 from __future__ import annotations
@@ -39,6 +42,24 @@ ERROR_CATEGORIES = (
 # Every route_skip_reason of a suspended rule (lectr.proxy.rulehealth) starts with this: the Rules
 # page finds them by it.
 SUSPENDED = "suspended: "
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowOrder:
+    """A live request picked for a shadow experiment (lectr.common.experiments): what the writer
+    process sends, once the request is metered, to the candidate (lectr.shadow.runner)."""
+
+    experiment_id: str
+    provider: str  # the candidate's
+    model: str
+    url: str  # the candidate's endpoint for this API
+    headers: tuple[tuple[str, str], ...]  # its auth (Lectr's own key) and API headers: never stored or logged
+    max_requests_per_day: int
+    max_usd_per_day: float
+    blocked: str | None = None  # why it cannot be sent (no key): recorded as the outcome instead
+
+    def __repr__(self) -> str:  # a log line or a traceback that shows an order must not show the key
+        return f"ShadowOrder({self.experiment_id!r}, {self.provider}/{self.model}, blocked={self.blocked!r})"
 
 
 @dataclass(slots=True)
@@ -79,6 +100,7 @@ class Event:
     fallback_ms: float | None = None
     rule_changed: bool = False  # the rule applied changed the model or the provider
     lectr_overhead_us: float | None = None  # time in Lectr's own hooks (lectr.proxy.addons.timed)
+    shadow: ShadowOrder | None = None  # sampled for a shadow experiment
 
 
 def task_valid(task: str | None) -> bool | None:

@@ -77,10 +77,12 @@ class Poller:
 
     `files` is asked afresh each round, because an addon replaces its WatchedFile when
     an option changes. An addon lists its Poller in its `addons` attribute, and mitmproxy
-    calls `running` and `done` here like any addon's.
+    calls `running` and `done` here like any addon's. `owner` names it: mitmproxy refuses two
+    addons of one name in one context.
     """
 
-    def __init__(self, interval: float, files: Callable[[], Sequence[WatchedFile]]) -> None:
+    def __init__(self, interval: float, files: Callable[[], Sequence[WatchedFile]], owner: str = "") -> None:
+        self.name = f"{owner} poller".strip()
         self.interval = interval
         self._files = files
         self._task: asyncio.Task | None = None

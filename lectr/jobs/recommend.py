@@ -13,6 +13,12 @@ The task type (X-Lectr-Task) is the strongest signal and overrides the heuristic
 - reasoning: never recommended for downgrade, whatever else the numbers say.
 Without a task header, length heuristics alone give at most medium confidence.
 Untagged traffic (no X-Lectr-Feature) gets no recommendation: no rule could route it alone.
+
+Measured evidence beats all of that. When a shadow experiment (lectr.common.experiments) has
+compared enough of this traffic's answers with a candidate's (lectr.shadow.evidence.MIN_PAIRS),
+the candidate is the suggestion, its agreement interval decides the confidence (high, medium,
+low, or withdrawn: measurably worse), and the costs are the measured ones. Reasoning stays
+out whatever the agreement: `judge` refuses it before any evidence is read.
 """
 
 from __future__ import annotations
@@ -25,12 +31,13 @@ import yaml
 from lectr.common.usage import Usage
 from lectr.prices import families, pricing
 from lectr.prices.families import Catalog, Model
+from lectr.shadow import evidence as shadow
 
 MIN_REQUESTS = 20  # less traffic than this is no evidence
 HIGH_CONFIDENCE_REQUESTS = 100
 DOMINANT_SHARE = 0.8  # a task is the feature's task when it is this share of tagged requests
 DAYS_PER_MONTH = 30
-RANK = {"low": 0, "medium": 1, "high": 2}
+RANK = {"withdrawn": -1, "low": 0, "medium": 1, "high": 2}
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,7 @@ class Recommendation:
     provider: str
     current_model: str
     suggested_model: str
-    confidence: str
+    confidence: str  # high, medium, low; withdrawn: a shadow test measured the candidate worse
     reason: str
     requests: int
     current_monthly_usd: float
@@ -110,7 +117,8 @@ def cheaper_sibling(
     return m.name, c
 
 
-def recommend(profile: dict, catalog: Catalog | None = None) -> Recommendation | None:
+def recommend(profile: dict, catalog: Catalog | None = None, results: list[dict] = ()) -> Recommendation | None:
+    """`results`: the shadow experiments' (Store.experiment_results); those on this traffic are evidence."""
     provider, model = profile["provider"], profile["model_actual"]
     requests = profile["requests"]
     if requests < MIN_REQUESTS or not provider or not model:
@@ -122,6 +130,10 @@ def recommend(profile: dict, catalog: Catalog | None = None) -> Recommendation |
     verdict = judge(profile)
     if verdict is None:
         return None
+    tested = tested_on(profile, results)
+    measured = None if tested is None else shadow.verdict(tested)
+    if measured is not None and measured[0] is not None:
+        return _from_shadow_test(profile, tested, *measured)
     catalog = catalog or families.catalog()
     here = catalog.find(provider, model)
     if here is None:
@@ -140,11 +152,79 @@ def recommend(profile: dict, catalog: Catalog | None = None) -> Recommendation |
     if choice is None:
         return None
     suggested, then_each = choice
-    monthly_requests = requests / max(profile.get("days_observed") or 0, 1.0) * DAYS_PER_MONTH
     current = profile["cost_usd"] or now_each * requests
-    current_monthly = current / requests * monthly_requests
+    current_monthly = current / requests * requests_per_month(profile)
     suggested_monthly = current_monthly * then_each / now_each
-    evidence = {
+    evidence = _evidence(profile, current)
+    if tested is not None:  # an experiment still collecting: its figures so far
+        evidence["shadow_test"] = shadow.summary(tested) | {"status": measured[1]}
+    return _recommendation(profile, suggested, None, confidence, reason, current_monthly, suggested_monthly, evidence)
+
+
+def tested_on(profile: dict, results: list[dict]) -> dict | None:
+    """The experiment with the most pairs on this traffic (org, feature, provider, model), if any."""
+    mine = [
+        r
+        for r in results
+        if (r.get("org_id"), r.get("feature"), r.get("live_provider"), r.get("live_model"))
+        == (profile["org_id"], profile["feature"], profile["provider"], profile["model_actual"])
+    ]
+    return max(mine, key=lambda r: (r.get("pairs") or 0, r.get("last_at") or 0), default=None)
+
+
+def _from_shadow_test(profile: dict, result: dict, confidence: str, reason: str) -> Recommendation | None:
+    """The candidate an experiment measured, at the confidence its agreement earns, with the measured costs."""
+    requests = profile["requests"]
+    now_each, then_each = result.get("live_cost_per_request"), result.get("candidate_cost_per_request")
+    if not now_each or then_each is None or then_each != then_each:
+        return None  # no measured price for one side: no saving to state
+    if then_each >= now_each and confidence != "withdrawn":
+        return None  # as good, but not cheaper on this traffic
+    current = profile["cost_usd"] or now_each * requests
+    current_monthly = current / requests * requests_per_month(profile)
+    suggested_monthly = current_monthly * then_each / now_each
+    evidence = _evidence(profile, current) | {"shadow_test": shadow.summary(result)}
+    target_provider = result.get("provider") if result.get("provider") != profile["provider"] else None
+    return _recommendation(
+        profile, result["model"], target_provider, confidence, reason, current_monthly, suggested_monthly, evidence
+    )
+
+
+def _recommendation(
+    profile: dict,
+    suggested: str,
+    target_provider: str | None,
+    confidence: str,
+    reason: str,
+    current_monthly: float,
+    suggested_monthly: float,
+    evidence: dict,
+) -> Recommendation:
+    org, feature, provider, model = profile["org_id"], profile["feature"], profile["provider"], profile["model_actual"]
+    return Recommendation(
+        org_id=org,
+        feature=feature,
+        provider=provider,
+        current_model=model,
+        suggested_model=suggested,
+        confidence=confidence,
+        reason=reason,
+        requests=profile["requests"],
+        current_monthly_usd=round(current_monthly, 4),
+        suggested_monthly_usd=round(suggested_monthly, 4),
+        monthly_saving_usd=round(current_monthly - suggested_monthly, 4),
+        evidence=json.dumps(evidence, sort_keys=True),
+        rule_yaml=rule_yaml(org, feature, provider, model, suggested, target_provider),
+    )
+
+
+def requests_per_month(profile: dict) -> float:
+    return profile["requests"] / max(profile.get("days_observed") or 0, 1.0) * DAYS_PER_MONTH
+
+
+def _evidence(profile: dict, current: float) -> dict:
+    requests = profile["requests"]
+    return {
         "requests": requests,
         "errors": profile.get("errors", 0),
         "days_observed": round(profile.get("days_observed") or 0, 2),
@@ -155,36 +235,25 @@ def recommend(profile: dict, catalog: Catalog | None = None) -> Recommendation |
         "cost_usd": round(current, 6),
         "task_mix": dict(profile.get("task_mix") or {}),
     }
-    return Recommendation(
-        org_id=profile["org_id"],
-        feature=profile["feature"],
-        provider=provider,
-        current_model=model,
-        suggested_model=suggested,
-        confidence=confidence,
-        reason=reason,
-        requests=requests,
-        current_monthly_usd=round(current_monthly, 4),
-        suggested_monthly_usd=round(suggested_monthly, 4),
-        monthly_saving_usd=round(current_monthly - suggested_monthly, 4),
-        evidence=json.dumps(evidence, sort_keys=True),
-        rule_yaml=rule_yaml(profile["org_id"], profile["feature"], provider, model, suggested),
-    )
 
 
-def rule_yaml(org: str, feature: str, provider: str, model: str, suggested: str) -> str:
+def rule_yaml(
+    org: str, feature: str, provider: str, model: str, suggested: str, target_provider: str | None = None
+) -> str:
     """The rules-file entry that would apply the recommendation (pick a free priority)."""
     rule = {
         "name": f"{org} {feature}: {model} -> {suggested}",  # the org too: the same advice may come to two orgs
         "priority": 100,
         "org": org,
         "match": {"feature": feature, "provider": provider, "model": model},
-        "target": {"model": suggested},
+        "target": {"model": suggested, **({"provider": target_provider} if target_provider else {})},
     }
     return yaml.safe_dump([rule], sort_keys=False)
 
 
-def recommend_all(profiles: list[dict], catalog: Catalog | None = None) -> list[Recommendation]:
+def recommend_all(
+    profiles: list[dict], catalog: Catalog | None = None, results: list[dict] = ()
+) -> list[Recommendation]:
     catalog = catalog or families.catalog()
-    found = [r for r in (recommend(p, catalog) for p in profiles) if r is not None]
+    found = [r for r in (recommend(p, catalog, results) for p in profiles) if r is not None]
     return sorted(found, key=lambda r: (-RANK[r.confidence], -r.monthly_saving_usd))

@@ -104,6 +104,8 @@ def run_recommend(
     priceupdate.use_saved(str(db), prices_file)
     catalog = families.catalog(tiers or None)
     store = open_store(db)
-    found = recommend_all(store.traffic_profiles(now - timedelta(days=RECOMMEND_DAYS)), catalog)
+    since = now - timedelta(days=RECOMMEND_DAYS)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    found = recommend_all(store.traffic_profiles(since), catalog, store.experiment_results(since, today))
     store.replace_recommendations([r.row() for r in found], now)
     return found

@@ -1,8 +1,8 @@
 """What Lectr learns about one request while it is in flight.
 
 The hot-path addons fill a `FlowRecord` (kept in `flow.metadata`) step by step; the cold
-path turns it into the stored event once the response is delivered. It never holds a
-provider key or the Lectr key.
+path turns it into the stored event once the response is delivered. It never holds the
+Lectr key or a client's provider key (a shadow order holds Lectr's own, for its candidate).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from lectr.common.events import ShadowOrder
 from lectr.proxy.routing import Original
 
 # A streamed response is copied for the cold path up to this size; past it the copy
@@ -71,6 +72,7 @@ class FlowRecord:
     client_aborted: bool = False  # written by: internals. The first error mitmproxy reported was the request's
     client_timed_out: bool = False  # written by: ClientGuard. The body did not arrive within lectr_client_timeout
     error_status: int | None = None  # written by: internals. The status mitmproxy answered the failed flow with
+    shadow: ShadowOrder | None = None  # written by: Shadow. Sampled for a shadow experiment
     emitted: bool = False  # written by: Recorder. The cold path has its event
     overhead_s: float = 0.0  # written by: lectr.proxy.addons.timed. Time in Lectr's own hooks on this request
     tap_overhead_s: float = 0.0  # written by: StreamTap. Its time on the stream's chunks

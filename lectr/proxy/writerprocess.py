@@ -13,6 +13,7 @@ import multiprocessing
 import signal
 
 from lectr.common.events import Drainer, EventQueue
+from lectr.common.experiments import ShadowSettings
 from lectr.common.process import WRITER, sigint_blocked, start_child
 from lectr.prices.sources import PriceSettings
 
@@ -29,11 +30,17 @@ class WriterProcess(Drainer):
     """
 
     def __init__(
-        self, path: str, queue: EventQueue, interval: float = 1.0, prices: PriceSettings = PriceSettings()
+        self,
+        path: str,
+        queue: EventQueue,
+        interval: float = 1.0,
+        prices: PriceSettings = PriceSettings(),
+        shadow: ShadowSettings = ShadowSettings(),
     ) -> None:
         super().__init__(queue, interval, "lectr-shipper")
         self.path = path
         self.prices = prices
+        self.shadow = shadow
         self.lost = 0  # events that could not be handed to a child process
         self._shipped_drops: dict[str, int] = {}
         self._mp = multiprocessing.get_context("spawn")  # never fork a process running an event loop
@@ -57,7 +64,7 @@ class WriterProcess(Drainer):
         if self._process is not None:
             self._process.join(1)  # reap the one that died
         receive, send = self._mp.Pipe(duplex=False)
-        args = (self.path, receive, self.interval, self.queue.maxsize, self.queue.batch_size, self.prices)
+        args = (self.path, receive, self.interval, self.queue.maxsize, self.queue.batch_size, self.prices, self.shadow)
         self._process = self._mp.Process(target=_child, args=args, name=WRITER, daemon=True)
         with sigint_blocked():  # until the child ignores it: a Ctrl-C meanwhile printed a traceback there
             self._process.start()

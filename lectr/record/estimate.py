@@ -211,5 +211,3 @@ def _forces_a_call(choice: object) -> bool:
     if isinstance(choice, dict):
         return choice.get("type") in ("any", "tool", "function")
     return choice == "required"
-
-

@@ -20,6 +20,10 @@ the next batch that succeeds, and so are the rows stored with less than they cou
 had (`pricing_error`, `counting_error`: see lectr/record/metering.py). `stop()` flushes what is
 queued before returning.
 
+Shadow experiments: an event the proxy sampled goes, once metered, to the `ShadowRunner`
+(lectr/shadow/runner.py), which sends it to the candidate from threads of its own; the rows it
+finishes are written with the next batch, and kept with it while the database is unavailable.
+
 Prices: between batches (never per request) the writer rereads the fetched price data
 (`<db>.prices.json`, from `lectr prices update` or its own schedule) and the user's
 price file when they change; see lectr/prices/pricing.py.
@@ -32,7 +36,9 @@ import time
 from typing import TYPE_CHECKING
 
 from lectr.common.events import Drainer, Event, EventQueue
+from lectr.common.experiments import ShadowSettings
 from lectr.prices.sources import PriceSettings
+from lectr.shadow.runner import ShadowRunner
 from lectr.store import open_store
 
 if TYPE_CHECKING:
@@ -53,6 +59,7 @@ class Writer(Drainer):
         interval: float = 1.0,
         meter: Meter | None = None,
         prices: PriceSettings = PriceSettings(),
+        shadow: ShadowRunner | None = None,
     ) -> None:
         # Imported here: metering loads tiktoken and pricing the price data, which only a writer
         # that runs needs, after its process has set itself up (child_main).
@@ -68,17 +75,23 @@ class Writer(Drainer):
         self.dropped_unmetered = 0  # events dropped because metering failed outside its own guards
         self.dropped_upstream: dict[str, int] = {}  # totals by reason, counted before this queue (the proxy's)
         self._persisted: dict[str, int] = {}
+        self.shadow = shadow
         self._pending: list[dict] = []  # metered rows waiting for a successful write
+        self._pending_shadow: list[dict] = []  # shadow_calls rows, likewise
         self._backoff = 0.0
         self._retry_at = 0.0
         self._last_write = time.monotonic()
 
     def start(self) -> None:
         self.prices.start()
+        if self.shadow:
+            self.shadow.start()
         super().start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self.prices.stop()
+        if self.shadow:  # first: the shadow rows it finishes go with the last batches
+            self.shadow.stop(timeout / 2)
         super().stop(timeout)
 
     def _finish(self) -> None:
@@ -90,6 +103,8 @@ class Writer(Drainer):
             time.sleep(0.2)
         if self._pending or len(self.queue):
             log.error("exiting with %d events not written to %s", len(self._pending) + len(self.queue), self.path)
+        if self._pending_shadow:
+            log.error("exiting with %d shadow calls not written to %s", len(self._pending_shadow), self.path)
 
     def flush(self) -> bool:
         """Meter and write one batch. False if the database was unavailable."""
@@ -97,19 +112,25 @@ class Writer(Drainer):
             self.prices.poll()
             for event in self.next_batch():
                 try:
-                    self._pending.append(self.meter.row(event))
+                    row = self.meter.row(event)
                 except Exception:  # one odd event must not stop the writer
                     log.exception("could not meter event %s; dropped", event.request_id)
                     self.dropped_unmetered += 1
+                    continue
+                self._pending.append(row)
+                if event.shadow is not None and self.shadow is not None:
+                    self._offer_shadow(event, row)
+        if self.shadow is not None:
+            self._pending_shadow.extend(self.shadow.take())
         drops = self._drop_deltas()
-        idle = not self._pending and not any(drops.values())
+        idle = not self._pending and not self._pending_shadow and not any(drops.values())
         if idle and time.monotonic() - self._last_write < HEARTBEAT_SECONDS:
             return True
         if time.monotonic() < self._retry_at:
             self._drop_if_no_room()
             return False
         try:
-            open_store(self.path).append_request_logs(self._pending, drops)
+            open_store(self.path).append_request_logs(self._pending, drops, self._pending_shadow)
         except Exception as e:  # locked, unwritable, disk full: the proxy carries on regardless
             self._backoff = min(MAX_BACKOFF, self._backoff * 2 or 0.5)
             self._retry_at = time.monotonic() + self._backoff
@@ -120,10 +141,16 @@ class Writer(Drainer):
             log.info("writing to %s again", self.path)
         self.written += len(self._pending)
         self._last_write = time.monotonic()
-        self._pending = []
+        self._pending, self._pending_shadow = [], []
         self._backoff = 0.0
         self._persisted.update({reason: self._persisted.get(reason, 0) + n for reason, n in drops.items()})
         return True
+
+    def _offer_shadow(self, event: Event, row: dict) -> None:
+        try:
+            self.shadow.offer(event, row)
+        except Exception:  # an experiment's trouble must not cost the request log its row
+            log.exception("could not hand event %s to its shadow experiment", event.request_id)
 
     def _drop_deltas(self) -> dict[str, int]:
         totals = dict(self.dropped_upstream)
@@ -138,10 +165,12 @@ class Writer(Drainer):
         if self._pending and len(self.queue) + len(self._pending) >= self.queue.maxsize:
             log.error("database unavailable and the queue is full: dropping %d events", len(self._pending))
             self.dropped_unwritable += len(self._pending)
-            self._pending = []
+            self._pending, self._pending_shadow = [], []
 
 
-def child_main(path: str, pipe, interval: float, maxsize: int, batch_size: int, prices: PriceSettings) -> None:
+def child_main(
+    path: str, pipe, interval: float, maxsize: int, batch_size: int, prices: PriceSettings, shadow: ShadowSettings
+) -> None:
     """The writer process: receive batches until the proxy says stop (None) or goes away.
 
     Started by the proxy's WriterProcess (lectr.proxy.writerprocess), which holds the other end of
@@ -149,7 +178,8 @@ def child_main(path: str, pipe, interval: float, maxsize: int, batch_size: int, 
     """
     logging.basicConfig(level=logging.INFO, format="[lectr-writer] %(levelname)s %(message)s")
     queue = EventQueue(maxsize, batch_size)
-    writer = Writer(path, queue, interval, prices=prices)
+    runner = ShadowRunner(shadow, seed=open_store(path).shadow_usage)
+    writer = Writer(path, queue, interval, prices=prices, shadow=runner)
     writer.start()
     while True:
         try:

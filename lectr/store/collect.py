@@ -5,7 +5,7 @@ events to a file of its own, because DuckDB lets one process at a time write a f
 collector copies what is new in each worker file into the main one, where the
 aggregator, the anomaly detector, the recommendation engine and the dashboard find it.
 
-`request_logs` and `dropped_events` are append-only, so a row's rowid never changes:
+`request_logs`, `dropped_events` and `shadow_calls` are append-only, so a row's rowid never changes:
 `collected_from` (migration m009) keeps, per source file and table, the highest rowid copied, and the
 copy and the new mark are committed together. A second run copies nothing; a crash
 copies nothing twice. A worker file is attached read-only for the moment of the copy;
@@ -31,13 +31,13 @@ from lectr.store.migrations import migrate
 
 log = logging.getLogger(__name__)
 
-TABLES = ("request_logs", "dropped_events")
+TABLES = ("request_logs", "dropped_events", "shadow_calls")
 SOURCE = "lectr_source"  # the attached worker file's name inside the main connection
 ATTACH_ATTEMPTS = 10  # about half a second: a writer holds its file for tens of milliseconds per batch
 
 
 def collect(main_db: str | Path, sources: list[str | Path]) -> int:
-    """Copy the rows not yet copied from each source file into main_db; returns rows copied (both tables)."""
+    """Copy the rows not yet copied from each source file into main_db; returns rows copied (all tables)."""
     main = Path(main_db).resolve()
     copied = 0
     for source in sources:
@@ -83,13 +83,13 @@ def _attach(con: duckdb.DuckDBPyConnection, source: Path) -> None:
 def _copy(con: duckdb.DuckDBPyConnection, source: str) -> int:
     found = con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [SOURCE]).fetchall()
     tables = {row[0] for row in found}
-    if not {"_migrations", "worker_runs", *TABLES} <= tables:
+    if not {"_migrations", "worker_runs", "request_logs", "dropped_events"} <= tables:
         return 0  # a worker that has not written yet
     created = con.execute(f"SELECT min(applied_at) FROM {SOURCE}._migrations").fetchone()[0]
     now = utc_now()
     copied = 0
     con.execute("BEGIN TRANSACTION")
-    for table in TABLES:
+    for table in (t for t in TABLES if t in tables):  # a worker on an older Lectr may lack the newer tables
         last = _last_rowid(con, source, table, created)
         top = con.execute(f"SELECT max(rowid) FROM {SOURCE}.{table}").fetchone()[0]
         if top is None or top <= last:

@@ -16,11 +16,14 @@ from lectr.store.jobs import JobTables
 from lectr.store.keys import Keys
 from lectr.store.logs import RequestLog
 from lectr.store.migrations import Schema
+from lectr.store.shadow import ShadowCalls
 from lectr.store.summaries import Summaries
 
 
 @dataclass(frozen=True)
-class DuckStore(Schema, Keys, RequestLog, Summaries, JobTables, OverviewReads, RequestLogReads, FindingsReads):
+class DuckStore(
+    Schema, Keys, RequestLog, ShadowCalls, Summaries, JobTables, OverviewReads, RequestLogReads, FindingsReads
+):
     """Lectr's data in the DuckDB file at `path`. A value: two stores of one file are equal (and the
     dashboard's cache keys its reads by it)."""
 

@@ -47,7 +47,15 @@ class Store(Protocol):
 
     # --- the writer ---
 
-    def append_request_logs(self, rows: list[dict], dropped: dict[str, int] | None = None) -> None: ...
+    def append_request_logs(
+        self, rows: list[dict], dropped: dict[str, int] | None = None, shadow: list[dict] | None = None
+    ) -> None: ...
+    def shadow_usage(self, since: datetime) -> dict[str, tuple[int, float]]:
+        """Per experiment: shadow requests sent since then, and their cost (the writer's caps start there)."""
+
+    # --- shadow experiments' results: the recommendation engine and the dashboard ---
+
+    def experiment_results(self, since: datetime, today: datetime, org: str | None = None) -> list[dict]: ...
 
     # --- the background jobs ---
 

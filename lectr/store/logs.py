@@ -1,7 +1,7 @@
-"""The request log: the writer's batches of rows, and the events it had to drop.
+"""The request log: the writer's batches of rows, the events it had to drop, and the shadow calls.
 
-`request_logs` and `dropped_events` are append-only (lectr/store/collect.py relies on it).
-A batch goes in as one Arrow table, in one short open of the file.
+`request_logs`, `dropped_events` and `shadow_calls` are append-only (lectr/store/collect.py
+relies on it). A batch goes in as one Arrow table per table, in one short open of the file.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ def _log_types() -> dict:
         **{c: pa.int64() for c in ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")},
         **{c: pa.int64() for c in ("request_bytes", "response_bytes")},
         **{c: pa.bool_() for c in ("provider_unknown", "task_valid", "streaming", "price_known", "routed")},
+        # shadow_calls'
+        **{c: pa.float64() for c in ("score", "length_ratio", "live_latency_ms", "live_cost_usd")},
+        **{c: pa.int64() for c in ("live_prompt_tokens", "live_completion_tokens")},
+        "agreed": pa.bool_(),
     }
 
 
@@ -47,8 +51,11 @@ class RequestLog:
 
     path: str
 
-    def append_request_logs(self, rows: list[dict], dropped: dict[str, int] | None = None) -> None:
-        """Write a batch of rows (dicts keyed by column name) and any drop counts, in one short open.
+    def append_request_logs(
+        self, rows: list[dict], dropped: dict[str, int] | None = None, shadow: list[dict] | None = None
+    ) -> None:
+        """Write a batch of rows (dicts keyed by column name), any drop counts and shadow calls
+        (lectr/shadow/runner.py), in one short open.
 
         Also notes the write in `worker_runs` ('writer'): an empty batch is the proxy's heartbeat.
         Columnar: the batch goes in as one Arrow table, ~100x faster than row-by-row inserts.
@@ -56,7 +63,7 @@ class RequestLog:
         committed = False
         try:
             with connect(self.path) as con:
-                _append(con, rows, dropped)
+                _append(con, rows, dropped, shadow or [])
                 committed = True
         except Exception:
             if not committed:
@@ -66,21 +73,29 @@ class RequestLog:
             log.warning("wrote %d rows to %s, but closing it failed", len(rows), self.path, exc_info=True)
 
 
-def _append(con: duckdb.DuckDBPyConnection, rows: list[dict], dropped: dict[str, int] | None) -> None:
+def _append(
+    con: duckdb.DuckDBPyConnection, rows: list[dict], dropped: dict[str, int] | None, shadow: list[dict]
+) -> None:
     migrate(con)
     con.execute("BEGIN TRANSACTION")
-    if rows:
-        columns = {name: [row[name] for row in rows] for name in rows[0]}
-        import pyarrow as pa  # only the writer process needs it: the proxy stays smaller
-
-        types = _log_types()
-        batch = pa.table({n: pa.array(v, type=types.get(n, pa.string())) for n, v in columns.items()})
-        con.register("batch", batch)
-        con.execute("INSERT INTO request_logs BY NAME SELECT * FROM batch")
-        con.unregister("batch")
+    _insert(con, "request_logs", rows)
+    _insert(con, "shadow_calls", shadow)
     now = utc_now()
     for reason, count in (dropped or {}).items():
         if count:
             con.execute("INSERT INTO dropped_events VALUES (?, ?, ?)", [now, reason, count])
     note_run(con, "writer", now)
     con.execute("COMMIT")
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict]) -> None:
+    if not rows:
+        return
+    import pyarrow as pa  # only the writer process needs it: the proxy stays smaller
+
+    types = _log_types()
+    columns = {name: [row[name] for row in rows] for name in rows[0]}
+    batch = pa.table({n: pa.array(v, type=types.get(n, pa.string())) for n, v in columns.items()})
+    con.register("batch", batch)
+    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM batch")
+    con.unregister("batch")

@@ -193,6 +193,33 @@ def m009_collected_from(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m010_shadow_calls(con: duckdb.DuckDBPyConnection) -> None:
+    # One row per request sampled for a shadow experiment (lectr/shadow/runner.py): what became of
+    # it, and for a sent one the comparison's score and the candidate's tokens, cost and time, beside
+    # the live request's. Never a prompt or an answer. Apart from request_logs, so that shadow spend
+    # is visible on its own and no traffic statistic counts it.
+    con.execute(
+        """
+        CREATE TABLE shadow_calls (
+            ts TIMESTAMP NOT NULL,          -- UTC, when the outcome was known
+            experiment_id VARCHAR NOT NULL,
+            request_id VARCHAR NOT NULL,    -- the live request (request_logs.request_id)
+            org_id VARCHAR, feature VARCHAR,
+            task VARCHAR,                   -- X-Lectr-Task of the live request, as sent
+            live_provider VARCHAR, live_model VARCHAR,
+            provider VARCHAR, model VARCHAR,  -- the candidate
+            outcome VARCHAR NOT NULL,       -- compared, candidate_error, capped, dropped, blocked, unsupported
+            detail VARCHAR,                 -- why, for all but compared: a status and error code, never a message
+            comparison VARCHAR,             -- label, fields, text or tool_calls (lectr/shadow/compare.py)
+            score DOUBLE, agreed BOOLEAN, length_ratio DOUBLE,
+            status_code INTEGER, latency_ms DOUBLE, live_latency_ms DOUBLE,
+            prompt_tokens BIGINT, completion_tokens BIGINT, cost_usd DOUBLE,
+            live_prompt_tokens BIGINT, live_completion_tokens BIGINT, live_cost_usd DOUBLE
+        )
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m001_org_keys,
     m002_request_logs,
@@ -203,6 +230,7 @@ MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m007_fallbacks,
     m008_coverage_and_status,
     m009_collected_from,
+    m010_shadow_calls,
 ]
 
 

@@ -30,7 +30,7 @@ FAIL_LIMIT = 30  # the lectr_auth_fail_limit default
 class Auth:
     def __init__(self) -> None:
         self.keys: WatchedFile[KeyRing] = WatchedFile("", self._load_keys, KeyRing())
-        self.addons = [Poller(REFRESH_SECONDS, lambda: [self.keys])]  # mitmproxy runs nested addons' hooks too
+        self.addons = [Poller(REFRESH_SECONDS, lambda: [self.keys], "auth")]  # mitmproxy runs nested addons' hooks too
         self.failures = FailureLimiter(FAIL_LIMIT, FAILURE_WINDOW_SECONDS)
 
     def load(self, loader) -> None:

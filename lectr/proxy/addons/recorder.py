@@ -15,6 +15,7 @@ import time
 from mitmproxy import ctx, http
 
 from lectr.common.events import BODY_KEEP_LIMIT, Event, EventQueue, error_category
+from lectr.common.experiments import ShadowSettings
 from lectr.common.sse import finished, stream_error
 from lectr.prices.pricefile import PRICES_FILE
 from lectr.prices.sources import PriceSettings
@@ -83,6 +84,7 @@ class Recorder:
             raise option_error("lectr_prices_url", "an http:// or https:// address", f"e.g. {PRICES.url}")
         restart = {"lectr_db", "lectr_queue_size", "lectr_batch_size", "lectr_flush_ms"}
         restart |= {"lectr_prices_file", "lectr_prices_refresh", "lectr_prices_url"}
+        restart |= {"lectr_shadow_queue", "lectr_shadow_concurrency"}
         if updated & restart and self.writer:
             self._stop_writer()
             self._start_writer()
@@ -135,7 +137,15 @@ class Recorder:
             url=options.lectr_prices_url,
             refresh_hours=options.lectr_prices_refresh,
         )
-        self.writer = WriterProcess(options.lectr_db, self.queue, max(1, options.lectr_flush_ms) / 1000, prices)
+        # lectr_shadow_* are the Shadow addon's options (its samples are sent from the writer process);
+        # without that addon, the defaults.
+        default = ShadowSettings()
+        shadow = ShadowSettings(
+            getattr(options, "lectr_shadow_queue", default.queue_size),
+            getattr(options, "lectr_shadow_concurrency", default.concurrency),
+        )
+        interval = max(1, options.lectr_flush_ms) / 1000
+        self.writer = WriterProcess(options.lectr_db, self.queue, interval, prices, shadow)
         self.writer.start()
 
     def _stop_writer(self) -> None:
@@ -215,4 +225,5 @@ def build_event(flow: http.HTTPFlow, record: FlowRecord, request_cut: bool = Fal
         fallback_status=record.fallback_status,
         fallback_error=record.fallback_error,
         fallback_ms=record.fallback_ms,
+        shadow=record.shadow,
     )

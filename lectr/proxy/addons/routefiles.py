@@ -41,7 +41,7 @@ class RouteFiles:
         self.rules: WatchedFile[RuleSet] = WatchedFile("", self._load_rules, RuleSet())
         self.credentials: WatchedFile[Credentials] = WatchedFile("", load_credentials, Credentials())
         self.base_urls = providers.base_urls()  # $LECTR_<PROVIDER>_BASE_URL, else the provider's: the options' defaults
-        self.addons = [Poller(RELOAD_SECONDS, lambda: [self.rules, self.credentials])]
+        self.addons = [Poller(RELOAD_SECONDS, lambda: [self.rules, self.credentials], "routefiles")]
 
     def load(self, loader) -> None:
         loader.add_option(

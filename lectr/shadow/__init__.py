@@ -1,0 +1,1 @@
+"""Shadow experiments: a sample of live requests sent again to a cheaper candidate, the answers compared."""

@@ -15,6 +15,7 @@ from typing import Callable, ParamSpec, TypeVar
 
 import streamlit as st
 
+from lectr.common.experiments import experiments_path
 from lectr.prices import priceupdate
 from lectr.store import StorageError, Store, default_db_path, open_store, utc_now
 
@@ -43,6 +44,7 @@ PERIODS = {
 class Context:
     db: str
     rules: str
+    experiments: str  # the shadow experiments file
     db_state: str  # Store.schema_state as the app found it this run: ok, missing, empty, old, newer, busy
     org: str | None  # None: all orgs, unauthenticated traffic included
     period: str  # a PERIODS label
@@ -98,16 +100,23 @@ def default_rules() -> str:
     return os.environ.get("LECTR_RULES") or "rules.yaml"
 
 
+def default_experiments(rules: str) -> str:
+    """LECTR_EXPERIMENTS, else experiments.yaml beside the rules file: where the proxy looks too."""
+    return experiments_path(rules, os.environ.get("LECTR_EXPERIMENTS", ""))
+
+
 def context() -> Context:
     state = st.session_state
     now = utc_now().replace(second=0, microsecond=0)
+    rules = state.get("rules", default_rules())
     return Context(
-        state.get("db", default_db()),
-        state.get("rules", default_rules()),
-        state.get("db_state", "missing"),
-        None if state.get("org", ALL_ORGS) == ALL_ORGS else state["org"],
-        state.get("period", next(iter(PERIODS))),
-        now,
+        db=state.get("db", default_db()),
+        rules=rules,
+        experiments=state.get("experiments") or default_experiments(rules),
+        db_state=state.get("db_state", "missing"),
+        org=None if state.get("org", ALL_ORGS) == ALL_ORGS else state["org"],
+        period=state.get("period", next(iter(PERIODS))),
+        now=now,
     )
 
 

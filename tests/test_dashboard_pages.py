@@ -1,6 +1,7 @@
 """The Anomalies and Recommendations pages read as a new user needs: values in their units,
-why no alert went out, evidence as a table, savings per confidence level, and rules for the
-recommendation's own org.
+why no alert went out, evidence as a table, savings per confidence level, rules for the
+recommendation's own org, and shadow experiments: started in one step, followed (agreement and
+its interval, costs, latency, errors, why one is blocked), stopped; a withdrawn recommendation apart.
 
 They run with Streamlit's AppTest on a copy of the demo database (tests/test_dashboard.py's
 fixtures: demo traffic through the real proxy); each figure is checked against SQL on it.
@@ -16,10 +17,13 @@ import duckdb
 import pytest
 import test_dashboard
 import yaml
+from streamlit.testing.v1.element_tree import Markdown, Subheader
 from test_dashboard import metric, no_errors
 
+from lectr.common.experiments import SAMPLE_RATE, load_experiments_file
 from lectr.common.rules import load_rules_file
 from lectr.jobs import alerts, runs
+from lectr.shadow import evidence
 from lectr.store import open_store, utc_now
 
 from helpers import ROOT, query
@@ -227,3 +231,236 @@ def test_all_orgs_names_each_recommendations_org_and_adds_its_rule_for_that_org(
     assert rule.org == org and rule.enabled
     assert rule.matches(org, feature, None, expected["match"]["provider"], current)
     assert not rule.matches("acme", feature, None, expected["match"]["provider"], current)
+
+
+# --- shadow experiments on the Recommendations page -----------------------------------------------
+
+RECS = (
+    "SELECT org_id, feature, provider, current_model, suggested_model, confidence, monthly_saving_usd, evidence "
+    "FROM recommendations ORDER BY CASE confidence WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END, "
+    "monthly_saving_usd DESC"
+)
+NO_KEY = (
+    "Lectr has no openai key of its own for org 'acme': add providers.openai.api_key to secrets.yaml (read within "
+    "a second) or set LECTR_OPENAI_API_KEY and restart Lectr"
+)
+
+
+@pytest.fixture
+def experiments_file(app, monkeypatch):
+    """Where the page keeps experiments: beside the rules file, as the proxy looks for it."""
+    monkeypatch.delenv("LECTR_EXPERIMENTS", raising=False)
+    return app.rules.parent / "experiments.yaml"
+
+
+def first_rec(at) -> dict:
+    names = ("org_id", "feature", "provider", "current_model", "suggested_model", "confidence", "saving", "evidence")
+    return dict(zip(names, query(at.db, RECS)[0]))
+
+
+def shadow_call(experiment: str, rec: dict, n: int, outcome: str, **fields) -> dict:
+    """A shadow_calls row as lectr/shadow/runner.py writes it: every column of migration m010."""
+    task = next(iter(json.loads(rec["evidence"])["task_mix"]), None) if rec.get("evidence") else None
+    row = {
+        "ts": utc_now() - timedelta(minutes=n),
+        "experiment_id": experiment,
+        "request_id": f"{experiment}-{n}",
+        "org_id": rec["org_id"],
+        "feature": rec["feature"],
+        "task": task,
+        "live_provider": rec["provider"],
+        "live_model": rec["current_model"],
+        "provider": rec["provider"],
+        "model": rec["suggested_model"],
+        "outcome": outcome,
+        "detail": None,
+        "comparison": None,
+        "score": None,
+        "agreed": None,
+        "length_ratio": None,
+        "status_code": None,
+        "latency_ms": None,
+        "live_latency_ms": 900.0 + n,
+        "prompt_tokens": None,
+        "completion_tokens": None,
+        "cost_usd": None,
+        "live_prompt_tokens": 420,
+        "live_completion_tokens": 6,
+        "live_cost_usd": 0.0011,
+    }
+    if outcome in ("compared", "candidate_error"):
+        row.update(status_code=200, latency_ms=300.0 + n, prompt_tokens=420, cost_usd=0.00007)
+    if outcome == "compared":
+        agreed = fields.pop("agreed")
+        row.update(comparison="label", score=float(agreed), agreed=agreed, length_ratio=1.0, completion_tokens=6)
+    return row | fields
+
+
+def write_shadow_calls(db, rows: list[dict]) -> None:
+    columns = {
+        c
+        for (c,) in query(
+            db, "SELECT column_name FROM information_schema.columns WHERE table_name = ?", ["shadow_calls"]
+        )
+    }
+    assert all(set(r) == columns for r in rows)
+    open_store(db).append_request_logs([], None, shadow=rows)
+    common.clear_cache()
+
+
+def test_shadow_test_it_adds_the_experiment_to_the_experiments_file(app, experiments_file):
+    at = show(app, "recommendations")
+    rec = first_rec(at)
+    assert not experiments_file.exists()
+    at.button(key="rec_shadow_0").click().run()
+    no_errors(at)
+
+    [added] = load_experiments_file(experiments_file).experiments
+    assert added.name == f"{rec['org_id']} {rec['feature']}: {rec['current_model']} vs {rec['suggested_model']}"
+    assert (added.org, added.feature, added.provider, added.model) == (
+        rec["org_id"],
+        rec["feature"],
+        rec["provider"],
+        rec["current_model"],
+    )
+    assert (added.candidate_model, added.enabled, added.sample_rate) == (rec["suggested_model"], True, SAMPLE_RATE)
+    [message] = [s.value for s in at.success]
+    assert f"Added shadow experiment '{added.name}' to `{experiments_file}`" in message
+    assert "picks it up within a second" in message and "~10% of the matching requests" in message
+    assert f"with Lectr's own {rec['provider']} key, at most 500 requests and $2.00 a day" in message
+    # The card now follows the experiment, and a second one cannot be started on the same traffic.
+    assert not [b for b in at.button if b.key == "rec_shadow_0"]
+    assert at.button(key="rec_shadow_toggle_0").label == "Stop"
+    assert any(
+        f"**Shadow test** of `{rec['suggested_model']}`" in m.value and "waiting for matching traffic" in m.value
+        for m in at.markdown
+    )
+    assert any(s.value == "Shadow experiments" for s in at.subheader)
+
+
+def test_a_running_experiment_shows_agreement_and_a_blocked_one_why(app, experiments_file):
+    rec = first_rec(app)
+    research = {
+        "org_id": "acme",
+        "feature": "research",
+        "provider": "openai",
+        "current_model": "o3",
+        "suggested_model": "o3-mini",
+        "evidence": json.dumps({"task_mix": {"reasoning": 1}}),
+    }
+    experiments_file.write_text(
+        yaml.safe_dump(
+            {
+                "experiments": [
+                    {
+                        "name": "on the first recommendation",
+                        "id": "first",
+                        "org": rec["org_id"],
+                        "match": {
+                            "feature": rec["feature"],
+                            "provider": rec["provider"],
+                            "model": rec["current_model"],
+                        },
+                        "candidate": {"model": rec["suggested_model"]},
+                    },
+                    {
+                        "name": "research on o3-mini",
+                        "id": "research",
+                        "org": "acme",
+                        "match": {"feature": "research", "provider": "openai", "model": "o3"},
+                        "candidate": {"model": "o3-mini"},
+                    },
+                ]
+            },
+            sort_keys=False,
+        )
+    )
+    calls = [shadow_call("first", rec, n, "compared", agreed=n >= 2) for n in range(40)]  # 38 of 40 agreed
+    calls.append(shadow_call("first", rec, 41, "candidate_error", detail="500 server_error"))
+    calls += [shadow_call("research", research, 50 + n, "compared", agreed=True) for n in range(2)]
+    calls += [shadow_call("research", research, n, "blocked", detail=NO_KEY) for n in range(3)]  # the latest
+    write_shadow_calls(app.db, calls)
+
+    at = show(app, "recommendations")
+    low, high = evidence.wilson(38, 40)
+    interval = f"95.0% (38 of 40 pairs; 95% CI {100 * low:.1f}%–{100 * high:.1f}%)"
+    card = next(m.value for m in at.markdown if m.value.startswith("- **agreement** 95.0%"))  # the recommendation's
+    assert f"- **agreement** {interval}" in card
+    assert f"- **cost per request** {common.usd(0.0011)} now, {common.usd(0.00007)} the candidate" in card
+    # The medians of 900 + n and 300 + n ms over the 40 pairs; the candidate's one error.
+    assert " · **p50 latency** 920 ms now, 320 ms the candidate · **candidate errors** 1\n" in card
+    assert "- **today** 41 of 500 shadow requests" in card and "**not sent**" not in card
+    assert any(
+        "Confidence it would earn now: **medium** · shadow test: 38 of 40 answers agreed" in c.value for c in at.caption
+    )
+    # Without a key the experiment does not run, and the page says why, with the fix.
+    assert any(w.value == f"The experiment is not running: {NO_KEY}" for w in at.warning)
+    assert any(
+        "reasoning traffic is never recommended for a downgrade, whatever the agreement" in c.value for c in at.caption
+    )
+    [(spend,)] = query(at.db, "SELECT sum(cost_usd) FROM shadow_calls WHERE experiment_id IN ('first', 'research')")
+    assert any(f"Shadow tests spent **{common.usd(spend)}** in the last 30 days" in m.value for m in at.markdown)
+
+    # Stop: enabled false in the file, the evidence kept.
+    at.button(key="exp_toggle_first").click().run()
+    no_errors(at)
+    assert any("Stopped 'on the first recommendation'" in s.value for s in at.success)
+    assert [(e.id, e.enabled) for e in load_experiments_file(experiments_file).experiments] == [
+        ("first", False),
+        ("research", True),
+    ]
+    assert at.button(key="rec_shadow_toggle_0").label == "Resume"
+    assert any(m.value.startswith(f"- **agreement** {interval}") for m in at.markdown)
+    at.button(key="exp_delete_research").click().run()
+    no_errors(at)
+    assert [e.id for e in load_experiments_file(experiments_file).experiments] == ["first"]
+
+    overview = show(app, "overview")
+    assert any(
+        c.value.startswith(f"Shadow tests spent {common.usd(spend)} in this window, not counted")
+        for c in overview.caption
+    )
+
+
+def test_a_withdrawn_recommendation_is_shown_apart_and_not_counted(app, experiments_file):
+    ranked = query(app.db, RECS)
+    org, feature, provider, current, suggested, confidence, saving, stored = ranked[0]
+    result = {
+        "experiment_id": "x",
+        "provider": provider,
+        "model": suggested,
+        "pairs": 40,
+        "agreed": 20,
+        "spend_usd": 0.05,
+    }
+    shadow_test = evidence.summary(result)
+    with duckdb.connect(str(app.db)) as con:
+        con.execute(
+            "UPDATE recommendations SET confidence = 'withdrawn', reason = ?, evidence = ? "
+            "WHERE org_id = ? AND feature = ? AND current_model = ?",
+            [
+                evidence.verdict(result)[1],
+                json.dumps(json.loads(stored) | {"shadow_test": shadow_test}),
+                org,
+                feature,
+                current,
+            ],
+        )
+    common.clear_cache()
+    at = show(app, "recommendations")
+    for level in ("high", "medium", "low"):
+        same = [r[6] for r in ranked[1:] if r[5] == level]
+        label = f"{level.capitalize()} confidence · {len(same)} recommendation{'' if len(same) == 1 else 's'}"
+        assert metric(at, label) == f"{common.usd(sum(same))} / month"
+    order = [n.value for n in at.main if isinstance(n, (Markdown, Subheader))]  # as on the page, top down
+    head = f"**{feature}** · `{current}` → `{suggested}` ({provider}) · confidence **withdrawn**"
+    at_head = next(i for i, v in enumerate(order) if head in str(v))
+    assert order.index("Withdrawn after a shadow test") < at_head < order.index("Shadow experiments")
+    assert metric(at, "would have saved / month") == common.usd(saving)
+    table = next(
+        dict(t.value.itertuples(index=False)) for t in at.table if "shadow test: agreement" in set(t.value["evidence"])
+    )
+    low, high = shadow_test["agreement_95ci"]
+    assert table["shadow test: agreement"] == f"50.0% (20 of 40 pairs; 95% CI {100 * low:.1f}%–{100 * high:.1f}%)"
+    assert table["shadow test: shadow spend"] == "$0.05"
+    assert len([b for b in at.button if b.key.startswith("rec_add_")]) == len(ranked) - 1  # no rule for it

@@ -151,8 +151,10 @@ def test_three_features_get_the_recommendations_their_measured_agreement_earns(s
             openai_client = client(lectr, feature, task)
             answers += [call(openai_client, i) for i in range(N)]
         wait_until(lambda: len(shadow_rows(lectr.db_path)) == 3 * N, timeout=60, what="every sample's outcome")
+        while_running = leaked_texts(work, answers)  # a DuckDB .wal, if one is there right now
     finally:
         stop(lectr.proc)
+    assert while_running == {}
 
     # Each experiment's measured agreement holds the configured truth within its 95% interval.
     measured = {}
@@ -208,20 +210,67 @@ def test_three_features_get_the_recommendations_their_measured_agreement_earns(s
     assert recs["invoices"][0] in ("withdrawn", "low"), recs["invoices"]
 
     # No prompt and no answer anywhere Lectr writes: the database, its WAL, the logs, while and after.
-    prompts = [f"parcel {i * 7919} is late" for i in range(N)] + [f"supplier {i * 104729}" for i in range(N)]
-    texts = [a for a in answers if len(a) > 30]  # extractions and the reasoning texts; labels are single words
-    assert len(texts) >= 2 * N
-    leaked = {}
-    for path in sorted(work.rglob("*")):
-        if path.is_file():
-            data = path.read_bytes()
-            found = [t for t in prompts + texts if t.encode() in data]
-            if found:
-                leaked[path.name] = found[:2]
-    assert leaked == {}
+    assert leaked_texts(work, answers) == {}
     stored = json.dumps(query(lectr.db_path, "SELECT * FROM shadow_calls"), default=str)
     stored += json.dumps(query(lectr.db_path, "SELECT * FROM recommendations"), default=str)
-    assert not [t for t in prompts + texts if t in stored]
+    assert not [t for t in secret_texts(answers) if t in stored]
+
+
+def secret_texts(answers: list[str]) -> list[str]:
+    """The prompts' distinctive parts and the answers long enough to be told apart (labels are single words)."""
+    prompts = [f"parcel {i * 7919} is late" for i in range(N)] + [f"supplier {i * 104729}" for i in range(N)]
+    texts = [a for a in answers if len(a) > 30]  # the extractions and the reasoning texts
+    assert len(texts) >= 2 * N
+    return prompts + texts
+
+
+def leaked_texts(work: Path, answers: list[str]) -> dict[str, list[str]]:
+    """Each file under `work` that holds a prompt or an answer, with the first two found."""
+    secrets, leaked = secret_texts(answers), {}
+    for path in sorted(work.rglob("*")):
+        try:
+            data = path.read_bytes() if path.is_file() else b""
+        except FileNotFoundError:  # a .wal removed meanwhile
+            continue
+        if found := [t for t in secrets if t.encode() in data]:
+            leaked[path.name] = found[:2]
+    return leaked
+
+
+def test_native_anthropic_traffic_is_shadowed_within_anthropic_and_compared_from_the_stream(sim, tmp_path):
+    import anthropic
+
+    sim.clear()
+    work = tmp_path / "lectr"
+    work.mkdir()
+    write_experiments(
+        work,
+        [{**experiment("haiku", "notes"), "match": {"feature": "notes"}, "candidate": {"model": "claude-haiku-4-5"}}],
+    )
+    own = "sk-ant-lectr-own"
+    lectr = start_lectr(work, sim.url, env={"LECTR_ANTHROPIC_API_KEY": own}, options={"lectr_flush_ms": 100})
+    try:
+        wait_until(lambda: "experiments loaded" in lectr.log(), timeout=10, what="the experiments to load")
+        headers = {"X-Lectr-Key": lectr.key, "X-Lectr-Feature": "notes", "X-Lectr-Task": "summarisation"}
+        claude = anthropic.Anthropic(base_url=lectr.url, api_key="sk-ant-client", default_headers=headers)
+        for i in range(10):
+            with claude.messages.stream(
+                model="claude-sonnet-4-5",
+                max_tokens=200,
+                system="Summarise the meeting notes.",
+                messages=[{"role": "user", "content": f"Notes of meeting {i}: budget agreed"}],
+            ) as stream:
+                assert stream.get_final_text()
+        wait_until(lambda: len(shadow_rows(lectr.db_path)) == 10, timeout=20, what="every sample's outcome")
+    finally:
+        stop(lectr.proc)
+    rows = query(lectr.db_path, "SELECT outcome, comparison, agreed, provider, model, cost_usd FROM shadow_calls")
+    assert len(rows) == 10
+    assert {row[:5] for row in rows} == {("compared", "text", True, "anthropic", "claude-haiku-4-5")}
+    assert all(row[5] > 0 for row in rows)
+    shadow = [r for r in sim.received() if r["headers"].get("x-api-key") == own]
+    assert len(shadow) == len(rows) and all(r["path"] == "/v1/messages" for r in shadow)
+    assert all(r["headers"].get("anthropic-version") for r in shadow) and not any("stream" in r["body"] for r in shadow)
 
 
 def test_caps_and_the_sample_rate_hold_and_a_missing_key_says_why(sim, tmp_path):

@@ -32,6 +32,7 @@ def overview() -> None:
     st.caption(
         f"The {ctx.window} · {ctx.bucket}ly buckets · changes: its whole {ctx.bucket}s against the {ctx.short} before"
     )
+    shadow_spend(ctx)
 
     left, right = st.columns(2)
     lines = {"requests": "requests", "errors": "errors"}
@@ -117,6 +118,17 @@ def headline(ctx: common.Context, series: pd.DataFrame, before: pd.DataFrame) ->
         "from any org: without a valid key they belong to none"
         + ("" if ctx.org is None else ". Choose All orgs to see them"),
     )
+
+
+def shadow_spend(ctx: common.Context) -> None:
+    """What shadow experiments cost in the window: paid with Lectr's own keys, kept out of every figure here."""
+    today = ctx.now.replace(hour=0, minute=0)
+    spend = sum(r["spend_usd"] for r in common.read(ctx.store.experiment_results, ctx.since, today, ctx.org))
+    if spend:
+        st.caption(
+            f"Shadow tests spent {common.usd(spend)} in this window, not counted in the figures above "
+            "(see Recommendations)"
+        )
 
 
 def totals(frame: pd.DataFrame) -> dict:

@@ -1,4 +1,5 @@
-"""Recommendations: cheaper models per feature, with confidence, evidence and the saving; one click makes a rule."""
+"""Recommendations: cheaper models per feature, with confidence, evidence and the saving; one click makes a rule,
+another starts a shadow test of it (dashboard/experiments.py), whose measured agreement then decides the confidence."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import json
 
 import charts
 import common
+import experiments
 import pandas as pd
 import streamlit as st
 
 from lectr.admin import rulesfile
 from lectr.common.rules import RuleError
+from lectr.shadow.evidence import MIN_PAIRS
 
 CONFIDENCE = ("high", "medium", "low")
+WITHDRAWN = "withdrawn"  # a shadow test measured the candidate worse: shown apart, never counted
 # One recommendation per org, feature, provider and current model (recommend.py judges each
 # traffic profile once); should it ever offer alternatives, only the first listed (the most
 # confident, then the largest saving) counts in the sums, so one feature is not saved on twice.
@@ -75,6 +79,9 @@ def evidence_table(evidence: dict) -> pd.DataFrame:
         ("cost per request", common.usd(cost / requests) if cost is not None and requests else "–"),
         ("task mix (X-Lectr-Task)", task_mix(ev.pop("task_mix", None) or {}, requests)),
     ]
+    shadow_test = ev.pop("shadow_test", None)
+    if shadow_test:
+        rows += experiments.evidence_rows(shadow_test)
     rows += [(key.replace("_", " "), str(value)) for key, value in ev.items()]  # fields added later
     return pd.DataFrame(rows, columns=["evidence", "value"])
 
@@ -94,33 +101,7 @@ def cost_chart(rec: pd.Series):
     )
 
 
-recs = common.read(ctx.store.org_recommendations, ctx.org)
-runs = common.read(ctx.store.worker_runs)
-st.caption(
-    f"Generated {common.ago(runs.get('recommend'))} from the last 30 days (daily in the proxy, or "
-    "`.venv/bin/lectr recommend`). Reasoning traffic is never recommended for a downgrade."
-)
-if recs.empty:
-    st.info(
-        f"No recommendations for {ctx.scope}. They need at least a few dozen requests per feature and model, tagged "
-        "with `X-Lectr-Feature` (and ideally `X-Lectr-Task`)."
-    )
-    st.stop()
-
-counted = recs.drop_duplicates(SAME_TRAFFIC)  # recs come most confident, then largest saving, first
-for column, level in zip(st.columns(len(CONFIDENCE)), CONFIDENCE):
-    same = counted[counted["confidence"] == level]
-    column.metric(
-        f"{level.capitalize()} confidence · {count(len(same), 'recommendation')}",
-        f"{common.usd(same['monthly_saving_usd'].sum())} / month",
-    )
-st.caption(
-    "Estimated savings per month at the observed volume, per confidence level and not added across them: "
-    "high, the task type (`X-Lectr-Task`) says a smaller model does as well; medium, check a sample first; "
-    "low, quality may well differ. Each recommendation covers different traffic (one per org, feature and "
-    "current model), so a level's sum counts no request twice."
-)
-for i, rec in recs.iterrows():
+def card(i, rec: pd.Series, withdrawn: bool) -> None:
     with st.container(border=True):
         head, saving = st.columns([3, 1])
         whose = "" if ctx.org else f"org **{rec['org_id']}** · "
@@ -130,16 +111,20 @@ for i, rec in recs.iterrows():
         )
         head.caption(rec["reason"])
         saving.metric(
-            "saving / month",
+            "would have saved / month" if withdrawn else "saving / month",
             common.usd(rec["monthly_saving_usd"]),
             help=f"now {common.usd(rec['current_monthly_usd'])}, then "
             f"{common.usd(rec['suggested_monthly_usd'])} a month at the observed volume",
         )
-        with st.expander("Evidence and the rule"):
+        with st.expander("Evidence" if withdrawn else "Evidence and the rule"):
             table, chart = st.columns([1, 1])
             table.table(evidence_table(json.loads(rec["evidence"])), hide_index=True)
             chart.altair_chart(cost_chart(rec), width="stretch")
-            st.code(rec["rule_yaml"], language="yaml")
+            if not withdrawn:
+                st.code(rec["rule_yaml"], language="yaml")
+        experiments.card(shadow, rec.to_dict(), str(i), offer=not withdrawn)  # measured worse: no new test
+        if withdrawn:
+            return
         enable, button = st.columns([3, 1])
         enabled = enable.checkbox(
             "Enable the rule right away (default: added disabled, for review)", key=f"rec_enable_{i}"
@@ -147,3 +132,45 @@ for i, rec in recs.iterrows():
         label = "Add as rule" if ctx.org else f"Add as rule for {rec['org_id']}"
         if button.button(label, key=f"rec_add_{i}", width="stretch"):
             add_rule(rec["rule_yaml"], rec["org_id"], enabled)
+
+
+recs = common.read(ctx.store.org_recommendations, ctx.org)
+runs = common.read(ctx.store.worker_runs)
+shadow = experiments.load(ctx)
+st.caption(
+    f"Generated {common.ago(runs.get('recommend'))} from the last 30 days (daily in the proxy, or "
+    "`.venv/bin/lectr recommend`). Reasoning traffic is never recommended for a downgrade. Once a shadow test "
+    f"has compared {MIN_PAIRS} answers, its measured agreement decides the confidence."
+)
+experiments.warn(shadow)
+active, withdrawn = recs[recs["confidence"] != WITHDRAWN], recs[recs["confidence"] == WITHDRAWN]
+if recs.empty:
+    st.info(
+        f"No recommendations for {ctx.scope}. They need at least a few dozen requests per feature and model, tagged "
+        "with `X-Lectr-Feature` (and ideally `X-Lectr-Task`)."
+    )
+else:
+    counted = active.drop_duplicates(SAME_TRAFFIC)  # recs come most confident, then largest saving, first
+    for column, level in zip(st.columns(len(CONFIDENCE)), CONFIDENCE):
+        same = counted[counted["confidence"] == level]
+        column.metric(
+            f"{level.capitalize()} confidence · {count(len(same), 'recommendation')}",
+            f"{common.usd(same['monthly_saving_usd'].sum())} / month",
+        )
+    st.caption(
+        "Estimated savings per month at the observed volume, per confidence level and not added across them: "
+        "high, the task type (`X-Lectr-Task`) or a shadow test says a smaller model does as well; medium, check a "
+        "sample first; low, quality may well differ. Each recommendation covers different traffic (one per org, "
+        "feature and current model), so a level's sum counts no request twice."
+    )
+for i, rec in active.iterrows():
+    card(i, rec, withdrawn=False)
+if not withdrawn.empty:
+    st.subheader("Withdrawn after a shadow test")
+    st.caption(
+        "A shadow test measured these candidates' answers as worse than the current model's (even the top of the "
+        "agreement's 95% interval is below 80%): no rule is offered, and their savings are not counted above."
+    )
+    for i, rec in withdrawn.iterrows():
+        card(i, rec, withdrawn=True)
+experiments.section(ctx, shadow)

@@ -4,6 +4,9 @@ Edits work on the rules as plain mappings (what the YAML holds), so a saved file
 like one written by hand; `rules.parse_rules` validates the result before anything is
 written. A save replaces the file in one rename, so the proxy's watcher reads the old
 file or the new one, never half of each, and picks it up within a second.
+
+The file handling (`read_document`, `dump`, `replace`) is shared with the experiments file
+(lectr.admin.experimentsfile), which the proxy reloads the same way.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
-from lectr.common.rules import RuleError, RuleSet, parse_rules, slug
+from lectr.common.rules import RuleError, RuleSet, parse_rules, read_rules_text, slug
 
 # Where a recommendation's rule goes when it does not say: after hand-written rules.
 FIRST_GENERATED_PRIORITY = 100
@@ -36,18 +40,11 @@ def rule_id(rule: dict) -> str:
 
 def read(path: str | Path) -> RulesDoc:
     """The rules file's contents. A missing file is an empty document. Raises RuleError if unreadable."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return RulesDoc()
-    parse_rules(text, str(path))  # refuse to edit a file the proxy would reject: fix it first
-    doc = yaml.safe_load(text) or {}
-    return RulesDoc(list(doc.get("rules") or []), _header(text), _signature(text))
+    return RulesDoc(*read_document(path, "rules", parse_rules))  # refusing a file the proxy would reject
 
 
 def render(doc: RulesDoc, rules: list[dict]) -> str:
-    body = yaml.safe_dump({"rules": rules}, sort_keys=False, default_flow_style=None, allow_unicode=True, width=120)
-    return doc.header + body
+    return doc.header + dump("rules", rules)
 
 
 def validate(rules: list[dict], source: str = "rules file") -> RuleSet:
@@ -57,15 +54,46 @@ def validate(rules: list[dict], source: str = "rules file") -> RuleSet:
 
 def save(path: str | Path, doc: RulesDoc, rules: list[dict]) -> RuleSet:
     """Validate and write `rules` in place of the document `doc` was read from, atomically."""
-    path = Path(path)
     ruleset = validate(rules, str(path))
+    replace(path, render(doc, rules), doc.signature)
+    return ruleset
+
+
+# --- the file, for this document and the experiments file ---------------------------------
+
+
+def read_document(
+    path: str | Path, key: str, check: Callable[[str, str], object], error: type[RuleError] = RuleError
+) -> tuple[list[dict], str, str]:
+    """The list under `key`, the header above it and the text's signature; a missing file is
+    ([], "", ""). `check(text, source)` raises (a RuleError) for a file the proxy would reject:
+    it must be fixed by hand before it is edited here. A file that is not UTF-8 raises `error`."""
     try:
-        current = _signature(path.read_text(encoding="utf-8"))
+        text = read_rules_text(path)
+    except FileNotFoundError:
+        return [], "", ""
+    except RuleError as e:
+        raise error(str(e)) from e
+    check(text, str(path))
+    doc = yaml.safe_load(text) or {}
+    return list(doc.get(key) or []), header(text), signature(text)
+
+
+def dump(key: str, items: list[dict]) -> str:
+    """The document's body as one written by hand would look: fields in their order, short mappings inline."""
+    return yaml.safe_dump({key: items}, sort_keys=False, default_flow_style=None, allow_unicode=True, width=120)
+
+
+def replace(path: str | Path, text: str, read_signature: str, error: type[RuleError] = RuleError) -> None:
+    """Write `text` in place of the file whose text had `read_signature` ("": there was none), in one
+    rename after an fsync, keeping the file's mode. Raises `error` if the file changed since it was read."""
+    path = Path(path)
+    try:
+        current = signature(read_rules_text(path))
     except FileNotFoundError:
         current = ""
-    if current != doc.signature:
-        raise RuleError(f"{path} was changed by someone else since it was loaded; reload the page and edit again")
-    text = render(doc, rules)
+    if current != read_signature:
+        raise error(f"{path} was changed by someone else since it was loaded; reload the page and edit again")
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -78,7 +106,20 @@ def save(path: str | Path, doc: RulesDoc, rules: list[dict]) -> RuleSet:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return ruleset
+
+
+def header(text: str) -> str:
+    """The comment block above the document's key, kept verbatim on save."""
+    lines = []
+    for line in text.splitlines(keepends=True):
+        if line.strip() and not line.lstrip().startswith("#"):
+            break
+        lines.append(line)
+    return "".join(lines)
+
+
+def signature(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # --- edits: each returns a new list, leaving the argument unchanged -----------------------
@@ -156,16 +197,3 @@ def _index(rules: list[dict], rid: str) -> int:
         if rule_id(rule) == rid:
             return index
     raise RuleError(f"no rule with id {rid!r} in the rules file; it may have been removed: reload the page")
-
-
-def _header(text: str) -> str:
-    lines = []
-    for line in text.splitlines(keepends=True):
-        if line.strip() and not line.lstrip().startswith("#"):
-            break
-        lines.append(line)
-    return "".join(lines)
-
-
-def _signature(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()

@@ -148,10 +148,13 @@ def progress(shadow: Shadow, e: Experiment, result: dict | None) -> None:
     if result is None:
         return
     summary = evidence.summary(result)
+    pairs = summary["pairs"]
     st.progress(
-        min(summary["pairs"] / evidence.HIGH_PAIRS, 1.0),
-        text=f"{summary['pairs']:,} of {evidence.HIGH_PAIRS} pairs compared ({evidence.MIN_PAIRS} give a first "
-        f"verdict; high confidence needs {evidence.HIGH_PAIRS})",
+        min(pairs / evidence.HIGH_PAIRS, 1.0),
+        text=f"{pairs:,} pairs compared: enough for a high confidence"
+        if pairs >= evidence.HIGH_PAIRS
+        else f"{pairs:,} of {evidence.HIGH_PAIRS} pairs compared ({evidence.MIN_PAIRS} give a first verdict; "
+        f"high confidence needs {evidence.HIGH_PAIRS})",
     )
     said = dict(figures(summary))
     usage = [
@@ -238,7 +241,8 @@ def experiment(shadow: Shadow, e: Experiment) -> None:
     when = ", ".join(f"{k}={v}" for k, v in match.items() if v) or "any request"
     head.markdown(f"**{e.name}** · when {when} · candidate `{candidate(e)}`")
     rows = [r for r in shadow.results if r["experiment_id"] == e.id]
-    if e.task == "reasoning" or any(r["reasoning_pairs"] for r in rows):
+    reasoning = e.task == "reasoning" or any(r["reasoning_pairs"] for r in rows)
+    if reasoning:
         head.caption(f"Its evidence is shown, but {REASONING}.")
     with buttons:
         toggle(shadow, e, f"exp_toggle_{e.id}")
@@ -255,7 +259,8 @@ def experiment(shadow: Shadow, e: Experiment) -> None:
             progress(shadow, e, result)
             if result is not None:  # what the next recommendation run would make of it
                 level, reason = evidence.verdict(result)
-                st.caption(f"Confidence it would earn now: {f'**{level}**' if level else 'no verdict yet'} · {reason}")
+                earned = "**none**: reasoning" if reasoning else f"**{level}**" if level else "no verdict yet"
+                st.caption(f"Confidence it would earn now: {earned} · {reason}")
 
 
 # --- changes to the file --------------------------------------------------------------------

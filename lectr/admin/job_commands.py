@@ -40,9 +40,11 @@ def recommend(args: argparse.Namespace) -> int:
     db = args.db
     found = runs.run_recommend(db, prices_file=args.prices_file, tiers=args.tiers)
     for r in found:
+        saving = f"~${r.monthly_saving_usd:,.2f}/month"
+        saving = f"would save {saving}, but no" if r.confidence == "withdrawn" else f"saves {saving}"
         print(
-            f"{r.confidence:6} {r.org_id}/{r.feature or '(untagged)'}: {r.current_model} -> {r.suggested_model}, "
-            f"saves ~${r.monthly_saving_usd:,.2f}/month ({r.reason})"
+            f"{r.confidence:9} {r.org_id}/{r.feature or '(untagged)'}: {r.current_model} -> {r.suggested_model}, "
+            f"{saving} ({r.reason})"
         )
     print(f"{len(found)} recommendations written to {db}.")
     return 0

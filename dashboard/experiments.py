@@ -151,7 +151,7 @@ def progress(shadow: Shadow, e: Experiment, result: dict | None) -> None:
     pairs = summary["pairs"]
     st.progress(
         min(pairs / evidence.HIGH_PAIRS, 1.0),
-        text=f"{pairs:,} pairs compared: enough for a high confidence"
+        text=f"{pairs:,} pairs compared: enough for any verdict"
         if pairs >= evidence.HIGH_PAIRS
         else f"{pairs:,} of {evidence.HIGH_PAIRS} pairs compared ({evidence.MIN_PAIRS} give a first verdict; "
         f"high confidence needs {evidence.HIGH_PAIRS})",

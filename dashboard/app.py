@@ -1,11 +1,12 @@
 """Lectr's dashboard: `streamlit run dashboard/app.py` (database from LECTR_DB or the sidebar).
 
 It reads the DuckDB file the proxy writes, as a separate process, and writes only the
-rules file (atomically; the proxy reloads it within a second).
+rules file and the shadow experiments file (atomically; the proxy reloads them within a second).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -47,6 +48,14 @@ with st.sidebar:  # where the files are: set once, so out of the way (collapsed)
     st.title("Lectr")
     st.text_input("Database", value=common.default_db(), key="db", help="The DuckDB file the proxy writes (lectr_db)")
     st.text_input("Rules file", value=common.default_rules(), key="rules", help="The proxy's rules file (lectr_rules)")
+    st.text_input(
+        "Experiments file",
+        value=os.environ.get("LECTR_EXPERIMENTS", ""),
+        key="experiments",
+        placeholder="experiments.yaml beside the rules file",
+        help="The proxy's shadow experiments file (lectr_experiments); empty: experiments.yaml beside the rules file, "
+        "where the proxy looks too",
+    )
 try:
     store = open_store(st.session_state.db)
 except StorageError as e:  # not something Lectr can open (a URL): say why, rather than wait for it
@@ -80,9 +89,10 @@ org.selectbox(
 )
 period.selectbox("Period", list(common.PERIODS), key="period", help="every page counts this same window")
 # Markdown, not a caption: a page's first caption is its own (the request count, ...).
+experiments = st.session_state.experiments or common.default_experiments(st.session_state.rules)
 files.markdown(
-    f":small[:gray[Database `{st.session_state.db}` · rules `{st.session_state.rules}` · change them in the "
-    "sidebar (›)]]"
+    f":small[:gray[Database `{st.session_state.db}` · rules `{st.session_state.rules}` · experiments "
+    f"`{experiments}` · change them in the sidebar (›)]]"
 )
 if state != "ok" and page.title != "Rules":  # the rules page works on the rules file alone
     st.title(page.title)

@@ -1,11 +1,12 @@
-"""Shadow experiments on the Recommendations page: start one from a recommendation, follow it, stop it.
+"""Shadow experiments on the Recommendations page: what the file and the store say, in words, and the
+changes the page makes to the file (experiment_cards.py draws them).
 
 The file is the proxy's experiments file, edited as the Rules page edits the rules file
 (lectr.admin.experimentsfile: validated, replaced atomically, picked up within a second). The
 figures are the store's (Store.experiment_results, over the recommendation engine's 30 days),
-put through lectr.shadow.evidence's `summary` and `verdict`, the functions the engine judges by:
-a card shows the evidence the next recommendation run will use, in the same numbers as the
-evidence a recommendation carries.
+put through the functions the engine judges by (lectr.shadow.evidence's `summary` and `verdict`,
+recommend.py's `tested_on` and `no_saving`): a card shows the evidence the next recommendation run
+will use, in the same numbers as the evidence a recommendation carries.
 """
 
 from __future__ import annotations
@@ -17,13 +18,23 @@ import common
 import streamlit as st
 
 from lectr.admin import experimentsfile
-from lectr.common.experiments import SAMPLE_RATE, Experiment, Experiments
+from lectr.common.experiments import Experiment, Experiments
 from lectr.common.rules import RuleError
+from lectr.jobs import recommend
 from lectr.jobs.runs import RECOMMEND_DAYS
 from lectr.shadow import evidence
 
 REASONING = "reasoning traffic is never recommended for a downgrade, whatever the agreement"
 STATUS = {"running": "green", "waiting": "blue", "capped": "orange", "blocked": "red", "stopped": "gray"}
+# What tells one result row of an experiment from another (one matching on task alone sees several features).
+ROW_LABELS = (
+    ("org_id", "org"),
+    ("feature", "feature"),
+    ("live_provider", "provider"),
+    ("live_model", "model"),
+    ("provider", "candidate provider"),
+    ("model", "candidate"),
+)
 
 
 @dataclass(frozen=True)
@@ -34,28 +45,43 @@ class Shadow:
     doc: experimentsfile.ExperimentsDoc | None  # None: the file cannot be edited (`error` says why)
     parsed: Experiments
     error: str | None
-    results: list[dict]  # Store.experiment_results: one row per experiment and org
+    results: list[dict]  # Store.experiment_results in the page's scope: per experiment, traffic and candidate
+    every: list[dict]  # the same of every org: an experiment's caps count all its rows
     today: datetime  # where the caps' day starts (UTC)
 
-    def tested(self, rec: dict) -> Experiment | None:
-        """The experiment on a recommendation's traffic: the running one, else the last stopped one."""
-        found = experimentsfile.on_traffic(
-            self.parsed, rec["org_id"], rec["feature"], rec["provider"], rec["current_model"]
-        )
-        return next((e for e in found if e.enabled), found[-1] if found else None)
+    def experiment(self, eid: str) -> Experiment | None:
+        return next((e for e in self.parsed.experiments if e.id == eid), None)
 
-    def result(self, eid: str, org: str | None) -> dict | None:
-        return next((r for r in self.results if r["experiment_id"] == eid and r["org_id"] == org), None)
+    def running_on(self, rec: dict) -> Experiment | None:
+        """The enabled experiment that takes a recommendation's traffic's samples, as the proxy picks it."""
+        return self.parsed.first_match(rec["org_id"], rec["feature"], None, rec["provider"], rec["current_model"])
+
+    def measured(self, rec: dict, eid: str | None = None) -> dict | None:
+        """The result the recommendation engine judges a recommendation's traffic by (the most pairs on it);
+        with `eid`, the one of that experiment's results."""
+        rows = [r for r in self.results if eid is None or r["experiment_id"] == eid]
+        traffic = {"org_id": rec["org_id"], "feature": rec["feature"], "provider": rec["provider"]}
+        return recommend.tested_on(traffic | {"model_actual": rec["current_model"]}, rows)
+
+    def rows(self, eid: str) -> list[dict]:
+        return [r for r in self.results if r["experiment_id"] == eid]
+
+    def used_today(self, eid: str) -> tuple[int, float, int]:
+        """(shadow requests sent, spend in USD, result rows) today over all of an experiment's traffic,
+        every org's: its caps are the experiment's, enforced across them."""
+        rows = [r for r in self.every if r["experiment_id"] == eid]
+        return sum(r["sent_today"] for r in rows), sum(r["spend_today_usd"] for r in rows), len(rows)
 
 
 def load(ctx: common.Context) -> Shadow:
-    today = ctx.now.replace(hour=0, minute=0)
-    results = common.read(ctx.store.experiment_results, ctx.now - timedelta(days=RECOMMEND_DAYS), today, ctx.org)
+    today = ctx.now.replace(hour=0, minute=0, second=0, microsecond=0)
+    every = common.read(ctx.store.experiment_results, ctx.now - timedelta(days=RECOMMEND_DAYS), today)
+    results = [r for r in every if ctx.org is None or r["org_id"] == ctx.org]
     try:
         doc = experimentsfile.read(ctx.experiments)
-        return Shadow(ctx.experiments, doc, experimentsfile.validate(doc.experiments), None, results, today)
+        return Shadow(ctx.experiments, doc, experimentsfile.validate(doc.experiments), None, results, every, today)
     except (RuleError, OSError) as e:
-        return Shadow(ctx.experiments, None, Experiments(), str(e), results, today)
+        return Shadow(ctx.experiments, None, Experiments(), str(e), results, every, today)
 
 
 def warn(shadow: Shadow) -> None:
@@ -110,18 +136,42 @@ def evidence_rows(shadow_test: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def status(e: Experiment, result: dict | None, today: datetime) -> tuple[str, str]:
+def status(shadow: Shadow, e: Experiment, result: dict | None) -> tuple[str, str]:
     """(kind, words): running, stopped, blocked (words: why), capped today, or waiting for matching traffic."""
     if not e.enabled:
-        return "stopped", "stopped: no more shadow requests; its evidence stays"
-    if result is None:
-        return "waiting", "waiting for matching traffic"
-    if result["last_outcome"] == "blocked":
+        return "stopped", f"stopped: no more shadow requests; its evidence stays (the last {RECOMMEND_DAYS} days count)"
+    if result is not None and result["last_outcome"] == "blocked":
         return "blocked", result["last_detail"] or "no reason recorded"
-    capped_today = result["last_outcome"] == "capped" and result["last_at"] >= today
-    if capped_today or result["sent_today"] >= e.max_requests_per_day or result["spend_today_usd"] >= e.max_usd_per_day:
+    sent, spent, _ = shadow.used_today(e.id)
+    capped_today = result is not None and result["last_outcome"] == "capped" and result["last_at"] >= shadow.today
+    if capped_today or sent >= e.max_requests_per_day or spent >= e.max_usd_per_day:
         return "capped", "capped for today: sends again after 00:00 UTC"
-    return "running", "running"
+    return ("waiting", "waiting for matching traffic") if result is None else ("running", "running")
+
+
+def earned(e: Experiment | None, result: dict) -> tuple[str, str]:
+    """(confidence, why): what the next recommendation run would make of these results (recommend.py)."""
+    level, reason = evidence.verdict(result)
+    if (e is not None and e.task == "reasoning") or result.get("reasoning_pairs"):
+        return "none: reasoning", reason
+    if level and (why := recommend.no_saving(result, level)):
+        return f"none: {why}", reason
+    return level or "no verdict yet", reason
+
+
+def today(shadow: Shadow, e: Experiment) -> str:
+    sent, spent, rows = shadow.used_today(e.id)
+    return (
+        f"**today** {sent:,} of {e.max_requests_per_day:,} shadow requests, {common.usd(spent)} of "
+        f"{common.usd(e.max_usd_per_day)}" + (" over all its traffic" if rows > 1 else "")
+    )
+
+
+def row_label(rows: list[dict], row: dict) -> str:
+    """What tells this result row from the experiment's others (org, feature, model, ...)."""
+    differ = [(key, word) for key, word in ROW_LABELS if len({r[key] for r in rows}) > 1]
+    unnamed = {"org_id": common.NO_ORG}
+    return " · ".join(f"{word} **{row[key] or unnamed.get(key, common.UNTAGGED)}**" for key, word in differ)
 
 
 def caps(e: Experiment) -> str:
@@ -135,141 +185,14 @@ def candidate(e: Experiment) -> str:
     return f"{e.candidate_provider}/{e.candidate_model}" if e.candidate_provider else e.candidate_model
 
 
-# --- rendering ------------------------------------------------------------------------------
-
-
-def progress(shadow: Shadow, e: Experiment, result: dict | None) -> None:
-    """An experiment's state and evidence so far on one org's traffic."""
-    kind, why = status(e, result, shadow.today)
-    words = "blocked" if kind == "blocked" else why
-    st.markdown(f"**Shadow test** of `{candidate(e)}` · :{STATUS[kind]}[{words}] · {caps(e)}")
-    if kind == "blocked":  # no key of Lectr's own, most often: the reason says how to add one
-        st.warning(f"The experiment is not running: {why}", icon=":material/key_off:")
-    if result is None:
-        return
-    summary = evidence.summary(result)
-    pairs = summary["pairs"]
-    st.progress(
-        min(pairs / evidence.HIGH_PAIRS, 1.0),
-        text=f"{pairs:,} pairs compared: enough for any verdict"
-        if pairs >= evidence.HIGH_PAIRS
-        else f"{pairs:,} of {evidence.HIGH_PAIRS} pairs compared ({evidence.MIN_PAIRS} give a first verdict; "
-        f"high confidence needs {evidence.HIGH_PAIRS})",
-    )
-    said = dict(figures(summary))
-    usage = [
-        f"**today** {result['sent_today']:,} of {e.max_requests_per_day:,} shadow requests, "
-        f"{common.usd(result['spend_today_usd'])} of {common.usd(e.max_usd_per_day)}",
-        f"**shadow spend** {said['shadow spend']} in {RECOMMEND_DAYS} days",
-    ]
-    unsent = [(result[k], what) for k, what in (("capped", "capped"), ("dropped", "dropped (queue full)"))]
-    unsent += [(result["unsupported"], "unsupported"), (result["blocked"], "blocked")]
-    if any(n for n, _ in unsent):
-        usage.append("**not sent** " + ", ".join(f"{n:,} {what}" for n, what in unsent if n))
-    lines = [
-        f"**agreement** {said['agreement']}",
-        " · ".join(f"**{label}** {said[label]}" for label in ("cost per request", "p50 latency", "candidate errors")),
-        " · ".join(usage),
-    ]
-    st.markdown("\n".join(f"- {line}" for line in lines))
-
-
-def card(shadow: Shadow, rec: dict, key: str, offer: bool = True) -> None:
-    """On a recommendation: its experiment's progress with Stop or Resume, else (`offer`) a button that starts one."""
-    if shadow.doc is None:  # the page says why once, at its top (`warn`)
-        return
-    tested = shadow.tested(rec)
-    if tested is not None:
-        progress(shadow, tested, shadow.result(tested.id, rec["org_id"]))
-        words, button = st.columns([3, 1], vertical_alignment="center")
-        words.caption(
-            "Stop: no more shadow requests, and its evidence stays. The next recommendation run judges by it."
-            if tested.enabled
-            else "Resume: its traffic is sampled again, within its caps."
-        )
-        with button:
-            toggle(shadow, tested, f"rec_shadow_toggle_{key}")
-        return
-    if not offer:
-        return
-    words, button = st.columns([3, 1], vertical_alignment="center")
-    words.caption(
-        f"Not sure? Shadow-test it: ~{100 * SAMPLE_RATE:g}% of this traffic is sent to "
-        f"`{rec['suggested_model']}` as well, with Lectr's own {rec['provider']} key, and the answers compared. "
-        "Your users only ever get the current model's answers."
-    )
-    if button.button("Shadow-test it", key=f"rec_shadow_{key}", width="stretch"):
-        start(shadow, rec)
-
-
-def section(ctx: common.Context, shadow: Shadow) -> None:
-    """Every experiment in the file, with its evidence and spend: also those no recommendation names."""
-    st.subheader("Shadow experiments")
-    st.caption(
-        f"`{shadow.path}` · changes apply within a second · figures from the last {RECOMMEND_DAYS} days · "
-        "shadow requests are paid with Lectr's own keys and counted apart from your traffic"
-    )
-    spend = sum(r["spend_usd"] for r in shadow.results)
-    if spend:
-        today = sum(r["spend_today_usd"] for r in shadow.results)
-        st.markdown(
-            f"Shadow tests spent **{common.usd(spend)}** in the last {RECOMMEND_DAYS} days "
-            f"({common.usd(today)} today) for {ctx.scope}."
-        )
-    if shadow.doc is None:
-        st.caption("Its experiments show here once the file is fixed (see the top of the page).")
-        return
-    mine = [e for e in shadow.parsed.experiments if ctx.org is None or e.org in (None, ctx.org)]
-    others = len(shadow.parsed.experiments) - len(mine)
-    if others:
-        st.caption(f"{others} more of other orgs' experiments: choose All orgs to see them.")
-    if not mine:
-        st.info("No shadow experiments yet: start one from a recommendation with **Shadow-test it**.")
-    for e in mine:
-        with st.container(border=True):
-            experiment(shadow, e)
-    known = {e.id for e in shadow.parsed.experiments}
-    gone = [r for r in shadow.results if r["experiment_id"] not in known and r["spend_usd"]]
-    if gone:
-        spent = ", ".join(f"{r['experiment_id']} ({r['org_id']}) {common.usd(r['spend_usd'])}" for r in gone)
-        st.caption(f"Spent by experiments no longer in the file: {spent}.")
-
-
-def experiment(shadow: Shadow, e: Experiment) -> None:
-    head, buttons = st.columns([5, 1])
-    match = {"org": e.org, "feature": e.feature, "task": e.task, "provider": e.provider, "model": e.model}
-    when = ", ".join(f"{k}={v}" for k, v in match.items() if v) or "any request"
-    head.markdown(f"**{e.name}** · when {when} · candidate `{candidate(e)}`")
-    rows = [r for r in shadow.results if r["experiment_id"] == e.id]
-    reasoning = e.task == "reasoning" or any(r["reasoning_pairs"] for r in rows)
-    if reasoning:
-        head.caption(f"Its evidence is shown, but {REASONING}.")
-    with buttons:
-        toggle(shadow, e, f"exp_toggle_{e.id}")
-        if st.button("Delete", key=f"exp_delete_{e.id}", width="stretch"):
-            save(
-                shadow,
-                experimentsfile.delete(shadow.doc.experiments, e.id),
-                f"Deleted experiment '{e.name}' from `{shadow.path}`; its results stay in the database.",
-            )
-    with head:
-        for result in rows or [None]:
-            if len(rows) > 1:
-                st.markdown(f"org **{result['org_id']}**")
-            progress(shadow, e, result)
-            if result is not None:  # what the next recommendation run would make of it
-                level, reason = evidence.verdict(result)
-                earned = "**none**: reasoning" if reasoning else f"**{level}**" if level else "no verdict yet"
-                st.caption(f"Confidence it would earn now: {earned} · {reason}")
-
-
 # --- changes to the file --------------------------------------------------------------------
 
 
 def toggle(shadow: Shadow, e: Experiment, key: str) -> None:
     if st.button("Stop" if e.enabled else "Resume", key=key, width="stretch"):
         message = (
-            f"Stopped '{e.name}': the proxy sends no more shadow requests for it within a second. Its evidence stays."
+            f"Stopped '{e.name}': the proxy sends no more shadow requests for it within a second. Its evidence "
+            f"stays (the last {RECOMMEND_DAYS} days count)."
             if e.enabled
             else f"Resumed '{e.name}': the proxy samples its traffic again within a second, within its caps."
         )
@@ -287,9 +210,10 @@ def start(shadow: Shadow, rec: dict) -> None:
         shadow,
         experimentsfile.put(shadow.doc.experiments, new),
         f"Added shadow experiment '{parsed.name}' to `{shadow.path}`. The proxy picks it up within a second, then "
-        f"sends ~{100 * parsed.sample_rate:g}% of the matching requests to `{parsed.candidate_model}` as well, "
-        f"with Lectr's own {rec['provider']} key, at most {parsed.max_requests_per_day:,} requests and "
-        f"{common.usd(parsed.max_usd_per_day)} a day. Its progress shows on the recommendation.",
+        f"sends ~{100 * parsed.sample_rate:g}% of the matching requests to `{candidate(parsed)}` as well, "
+        f"with Lectr's own {parsed.candidate_provider or rec['provider']} key, at most "
+        f"{parsed.max_requests_per_day:,} requests and {common.usd(parsed.max_usd_per_day)} a day. Its progress "
+        "shows on the recommendation.",
     )
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set everything up and start Lectr on its embedded defaults:
 #   database ${LECTR_DB:-./lectr.duckdb}, rules ${LECTR_RULES:-./rules.yaml} (copied from rules.example.yaml,
-#   whose rules are all disabled, if absent), the proxy on 127.0.0.1:${LECTR_PORT:-8080} and the dashboard
+#   whose rules are all disabled, if absent), shadow experiments ${LECTR_EXPERIMENTS:-experiments.yaml beside
+#   the rules file}, the proxy on 127.0.0.1:${LECTR_PORT:-8080} and the dashboard
 #   on 127.0.0.1:${LECTR_DASHBOARD_PORT:-8501} (LECTR_DASHBOARD=0: no dashboard), logging beside the
 #   database (lectr.duckdb: lectr-dashboard.log). Extra arguments go to mitmdump.
 set -euo pipefail
@@ -9,6 +10,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 db="${LECTR_DB:-lectr.duckdb}"
 rules="${LECTR_RULES:-rules.yaml}"
+experiments="${LECTR_EXPERIMENTS:-}" # empty: experiments.yaml beside the rules file (proxy and dashboard alike)
 port="${LECTR_PORT:-8080}"
 dashboard_port="${LECTR_DASHBOARD_PORT:-8501}"
 dashboard=0
@@ -40,7 +42,7 @@ prepare_store "$db" "$rules"
 # may route requests its user never chose to.
 rules_summary="$(.venv/bin/lectr rules check --file "$rules" 2>&1 | tail -n 1)" || true
 if [ "$dashboard" = 1 ]; then
-    LECTR_DB="$db" LECTR_RULES="$rules" .venv/bin/streamlit run dashboard/app.py \
+    LECTR_DB="$db" LECTR_RULES="$rules" LECTR_EXPERIMENTS="$experiments" .venv/bin/streamlit run dashboard/app.py \
         --server.address 127.0.0.1 --server.port "$dashboard_port" >"$dashboard_log" 2>&1 &
     dashboard_pid=$!
     trap 'kill $dashboard_pid 2>/dev/null' EXIT
@@ -62,4 +64,4 @@ MSG
 fi
 echo
 .venv/bin/mitmdump -s addons/lectr.py --listen-host 127.0.0.1 -p "$port" \
-    --set lectr_db="$db" --set lectr_rules="$rules" "$@"
+    --set lectr_db="$db" --set lectr_rules="$rules" --set lectr_experiments="$experiments" "$@"

@@ -26,6 +26,7 @@ umask 077
 haproxy="$(command -v haproxy || echo /usr/sbin/haproxy)"
 db="${LECTR_DB:-lectr.duckdb}"
 rules="${LECTR_RULES:-rules.yaml}"
+experiments="${LECTR_EXPERIMENTS:-}" # empty: experiments.yaml beside the rules file (workers and dashboard alike)
 prepare_store "$db" "$rules"
 dashboard_log="$(dashboard_log "$db")"
 dir="${LECTR_WORKERS_DIR:-lectr-workers}"
@@ -75,6 +76,7 @@ for i in "${!hosts[@]}"; do
     w=$((i + 1))
     .venv/bin/mitmdump -s addons/lectr.py --listen-host "${hosts[$i]}" -p "$port" \
         --set lectr_db="$dir/worker-$w.duckdb" --set lectr_keys_db="$db" --set lectr_rules="$rules" \
+        --set lectr_experiments="$experiments" \
         --set lectr_aggregate_every=0 --set lectr_anomalies_every=0 --set lectr_recommend_every=0 \
         "$@" >"$dir/worker-$w.log" 2>&1 &
     worker_pids+=($!)
@@ -90,7 +92,7 @@ haproxy_pid=$!
 setsid .venv/bin/lectr jobs --db "$db" --collect "$dir/worker-*.duckdb" >"$dir/jobs.log" 2>&1 &
 jobs_pid=$!
 if [ "${LECTR_DASHBOARD:-1}" != 0 ]; then
-    LECTR_DB="$db" LECTR_RULES="$rules" .venv/bin/streamlit run dashboard/app.py \
+    LECTR_DB="$db" LECTR_RULES="$rules" LECTR_EXPERIMENTS="$experiments" .venv/bin/streamlit run dashboard/app.py \
         --server.address 127.0.0.1 --server.port "$dashboard_port" >"$dashboard_log" 2>&1 &
     dashboard_pid=$!
 fi

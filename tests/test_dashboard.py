@@ -12,6 +12,7 @@ import re
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import duckdb
 import pandas as pd
@@ -275,7 +276,7 @@ def test_recommendations_show_evidence_and_become_disabled_or_enabled_rules(app)
     no_errors(app)
     stored = query(
         app.db,
-        "SELECT feature, current_model, suggested_model, confidence, monthly_saving_usd, rule_yaml "
+        "SELECT feature, current_model, suggested_model, confidence, monthly_saving_usd, rule_yaml, provider "
         "FROM recommendations WHERE org_id = 'acme' ORDER BY CASE confidence WHEN 'high' THEN 0 "
         "WHEN 'medium' THEN 1 ELSE 2 END, monthly_saving_usd DESC",
     )
@@ -285,19 +286,21 @@ def test_recommendations_show_evidence_and_become_disabled_or_enabled_rules(app)
         same = [row[4] for row in stored if row[3] == level]
         label = f"{level.capitalize()} confidence · {len(same)} recommendation{'' if len(same) == 1 else 's'}"
         assert metric(app, label) == f"${sum(same):,.2f} / month"
-    feature, current, suggested, confidence, _, rule_yaml = stored[0]
+    feature, current, suggested, confidence, _, rule_yaml, _ = stored[0]
+    # A card's widgets are keyed on its traffic (org, feature, provider, model), never on its place.
+    first, second = ("|".join(quote(p, safe="") for p in ("acme", r[0], r[6], r[1])) for r in stored[:2])
     head = next(m.value for m in app.markdown if "· confidence **" in m.value)
     assert f"**{feature}** · `{current}` → `{suggested}`" in head
     assert f"confidence **{confidence}**" in head
 
-    app.button(key="rec_add_0").click().run()
+    app.button(key=f"rec_add_{first}").click().run()
     assert any("disabled: review it on the Rules page" in s.value for s in app.success)
     [expected] = yaml.safe_load(rule_yaml)
     added = next(r for r in load_rules_file(app.rules).rules if r.name == expected["name"])
     assert (added.enabled, added.org, added.model, added.target_model) == (False, "acme", current, suggested)
 
-    app.checkbox(key="rec_enable_1").check()
-    app.button(key="rec_add_1").click().run()
+    app.checkbox(key=f"rec_enable_{second}").check()
+    app.button(key=f"rec_add_{second}").click().run()
     assert any("enabled: the proxy applies it" in s.value for s in app.success)
     assert next(
         r for r in load_rules_file(app.rules).rules if r.name == yaml.safe_load(stored[1][5])[0]["name"]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
+from urllib.parse import quote
 
 import duckdb
 import pytest
@@ -221,12 +222,13 @@ def test_all_orgs_names_each_recommendations_org_and_adds_its_rule_for_that_org(
         con.execute("UPDATE recommendations SET rule_yaml = replace(rule_yaml, ?, '')", [with_org])
     common.clear_cache()
     at.run()
-    assert at.button(key=f"rec_add_{i}").label == f"Add as rule for {org}"
-    at.checkbox(key=f"rec_enable_{i}").check()
-    at.button(key=f"rec_add_{i}").click().run()
+    [expected] = yaml.safe_load(rule_yaml)
+    key = card_key(org, feature, expected["match"]["provider"], current)
+    assert at.button(key=f"rec_add_{key}").label == f"Add as rule for {org}"
+    at.checkbox(key=f"rec_enable_{key}").check()
+    at.button(key=f"rec_add_{key}").click().run()
     no_errors(at)
     assert any(f"for {org} at priority" in s.value for s in at.success)
-    [expected] = yaml.safe_load(rule_yaml)
     rule = next(r for r in load_rules_file(at.rules).rules if r.name == expected["name"])
     assert rule.org == org and rule.enabled
     assert rule.matches(org, feature, None, expected["match"]["provider"], current)
@@ -253,16 +255,31 @@ def experiments_file(app, monkeypatch):
     return app.rules.parent / "experiments.yaml"
 
 
+def card_key(org: str, feature: str, provider: str, model: str) -> str:
+    """A recommendation card's widget keys: its traffic, whatever its place on the page."""
+    return "|".join(quote(part, safe="") for part in (org, feature, provider, model))
+
+
 def first_rec(at) -> dict:
     names = ("org_id", "feature", "provider", "current_model", "suggested_model", "confidence", "saving", "evidence")
-    return dict(zip(names, query(at.db, RECS)[0]))
+    rec = dict(zip(names, query(at.db, RECS)[0]))
+    return rec | {"key": card_key(rec["org_id"], rec["feature"], rec["provider"], rec["current_model"])}
+
+
+def minutes_ago_today(n: int) -> datetime:
+    """n minutes ago, but never before today's 00:00 UTC, so the page's "today" counts every row at any hour
+    (just after midnight, n milliseconds before 00:00:00.1 instead); a larger n is always earlier."""
+    assert n < 100
+    now = utc_now()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(now - timedelta(minutes=n), midnight + timedelta(milliseconds=100 - n))
 
 
 def shadow_call(experiment: str, rec: dict, n: int, outcome: str, **fields) -> dict:
     """A shadow_calls row as lectr/shadow/runner.py writes it: every column of migration m010."""
     task = next(iter(json.loads(rec["evidence"])["task_mix"]), None) if rec.get("evidence") else None
     row = {
-        "ts": utc_now() - timedelta(minutes=n),
+        "ts": minutes_ago_today(n),
         "experiment_id": experiment,
         "request_id": f"{experiment}-{n}",
         "org_id": rec["org_id"],
@@ -312,7 +329,7 @@ def test_shadow_test_it_adds_the_experiment_to_the_experiments_file(app, experim
     at = show(app, "recommendations")
     rec = first_rec(at)
     assert not experiments_file.exists()
-    at.button(key="rec_shadow_0").click().run()
+    at.button(key=f"rec_shadow_{rec['key']}").click().run()
     no_errors(at)
 
     [added] = load_experiments_file(experiments_file).experiments
@@ -329,8 +346,8 @@ def test_shadow_test_it_adds_the_experiment_to_the_experiments_file(app, experim
     assert "picks it up within a second" in message and "~10% of the matching requests" in message
     assert f"with Lectr's own {rec['provider']} key, at most 500 requests and $2.00 a day" in message
     # The card now follows the experiment, and a second one cannot be started on the same traffic.
-    assert not [b for b in at.button if b.key == "rec_shadow_0"]
-    assert at.button(key="rec_shadow_toggle_0").label == "Stop"
+    assert not [b for b in at.button if b.key == f"rec_shadow_{rec['key']}"]
+    assert at.button(key=f"rec_shadow_toggle_{rec['key']}").label == "Stop"
     assert any(
         f"**Shadow test** of `{rec['suggested_model']}`" in m.value and "waiting for matching traffic" in m.value
         for m in at.markdown
@@ -409,7 +426,7 @@ def test_a_running_experiment_shows_agreement_and_a_blocked_one_why(app, experim
         ("first", False),
         ("research", True),
     ]
-    assert at.button(key="rec_shadow_toggle_0").label == "Resume"
+    assert at.button(key=f"rec_shadow_toggle_{rec['key']}").label == "Resume"
     assert any(m.value.startswith(f"- **agreement** {interval}") for m in at.markdown)
     at.button(key="exp_delete_research").click().run()
     no_errors(at)
@@ -417,7 +434,9 @@ def test_a_running_experiment_shows_agreement_and_a_blocked_one_why(app, experim
 
     overview = show(app, "overview")
     assert any(
-        c.value.startswith(f"Shadow tests spent {common.usd(spend)} in this window, not counted")
+        c.value
+        == f"Shadow tests spent {common.usd(spend)} in this window, counted in none of this page's figures (see "
+        "Recommendations)"
         for c in overview.caption
     )
 
@@ -464,3 +483,90 @@ def test_a_withdrawn_recommendation_is_shown_apart_and_not_counted(app, experime
     assert table["shadow test: agreement"] == f"50.0% (20 of 40 pairs; 95% CI {100 * low:.1f}%–{100 * high:.1f}%)"
     assert table["shadow test: shadow spend"] == "$0.05"
     assert len([b for b in at.button if b.key.startswith("rec_add_")]) == len(ranked) - 1  # no rule for it
+
+
+def experiment(eid: str, match: dict, model: str, **fields) -> dict:
+    return {"name": eid, "id": eid, "match": match, "candidate": {"model": model}, **fields}
+
+
+def test_an_experiment_on_task_alone_lists_each_traffic_and_its_caps_count_all_of_them(app, experiments_file):
+    """One experiment, two orgs' features: a row each, labelled by what differs; its caps are the experiment's."""
+    rec = first_rec(app)
+    task = next(iter(json.loads(rec["evidence"])["task_mix"]))
+    other = rec | {"org_id": "umbrella", "feature": "tickets"}
+    experiments_file.write_text(
+        yaml.safe_dump(
+            {"experiments": [experiment("labels", {"task": task}, rec["suggested_model"], max_requests_per_day=30)]}
+        )
+    )
+    calls = [shadow_call("labels", rec, n, "compared", agreed=True) for n in range(20)]
+    calls += [shadow_call("labels", other, n, "compared", agreed=True) for n in range(12)]
+    write_shadow_calls(app.db, calls)  # 20 and 12 sent today: each below the cap of 30, together above it
+
+    at = show(app, "recommendations")
+    labels = {m.value for m in at.markdown}
+    assert f"org **{rec['org_id']}** · feature **{rec['feature']}**" in labels
+    assert "org **umbrella** · feature **tickets**" in labels
+    spent = common.usd(32 * 0.00007)
+    today = f"**today** 32 of 30 shadow requests, {spent} of $2.00 over all its traffic"
+    listed = [m.value for m in at.markdown if m.value.startswith("- **agreement** 100.0%")]
+    assert len(listed) == 3 and all(today in m for m in listed)  # the card's, and a row each in the list
+    heads = [m.value for m in at.markdown if m.value.startswith("**Shadow test** of")]
+    assert len(heads) == 3 and all(":orange[capped for today: sends again after 00:00 UTC]" in h for h in heads)
+
+    # One org's page lists its row alone, and the caps still count the other org's requests.
+    at = show(app, "recommendations", org=rec["org_id"])
+    assert not any(m.value.startswith("org **") for m in at.markdown)
+    listed = [m.value for m in at.markdown if m.value.startswith("- **agreement** 100.0% (20 of 20")]
+    assert len(listed) == 2 and all(today in m for m in listed)
+    assert not any("umbrella" in m.value for m in at.markdown)
+
+
+def test_a_card_shows_the_experiment_sampling_its_traffic_and_judges_by_the_most_pairs(app, tmp_path):
+    """The card follows what the proxy and the recommendation engine do: the first enabled experiment that takes
+    the traffic's samples (however broad), and the result with the most pairs for the confidence it would earn."""
+    rec = first_rec(app)
+    path = tmp_path / "elsewhere" / "shadow.yaml"  # named in the sidebar, as LECTR_EXPERIMENTS or lectr_experiments
+    path.parent.mkdir()
+    exact = {"feature": rec["feature"], "provider": rec["provider"], "model": rec["current_model"]}
+    broad = {"provider": rec["provider"], "model": rec["current_model"]}
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "experiments": [
+                    experiment("old", exact, rec["suggested_model"], org=rec["org_id"], enabled=False),
+                    experiment("broad", broad, rec["suggested_model"]),
+                ]
+            }
+        )
+    )
+    # The old one measured a candidate no cheaper: it earns no recommendation, whatever its agreement.
+    calls = [shadow_call("old", rec, n, "compared", agreed=True, cost_usd=0.002) for n in range(40)]
+    calls += [shadow_call("broad", rec, n, "compared", agreed=True) for n in range(3)]
+    write_shadow_calls(app.db, calls)
+
+    app.text_input(key="experiments").set_value(str(path))
+    at = show(app, "recommendations")
+    assert any(c.value.startswith(f"`{path}` · changes apply within a second") for c in at.caption)
+    assert not [b for b in at.button if b.key == f"rec_shadow_{rec['key']}"]  # the broad one samples it already
+    assert at.button(key=f"rec_shadow_toggle_{rec['key']}").label == "Stop"
+    card = next(m.value for m in at.markdown if m.value.startswith("- **agreement** 100.0% (3 of 3"))
+    assert "**today** 43 of 500" not in card and "**today** 3 of 500" in card
+    not_cheaper = "none: the candidate is not cheaper on this traffic"
+    judged = next(c.value for c in at.caption if c.value.startswith("The next recommendation run judges"))
+    assert judged.startswith(
+        f"The next recommendation run judges this traffic by experiment 'old', with the most pairs on it (40): "
+        f"confidence it would earn now **{not_cheaper}** · shadow test: 40 of 40 answers agreed"
+    )
+
+    # Stopped, the broad one no longer samples it: the card shows the old one's evidence, which the engine uses.
+    at.button(key=f"rec_shadow_toggle_{rec['key']}").click().run()
+    no_errors(at)
+    assert [(e.id, e.enabled) for e in load_experiments_file(path).experiments] == [("old", False), ("broad", False)]
+    assert at.button(key=f"rec_shadow_toggle_{rec['key']}").label == "Resume"
+    assert not any(c.value.startswith("The next recommendation run judges") for c in at.caption)
+    assert any(
+        c.value.startswith(f"Confidence it would earn now: **{not_cheaper}** · shadow test: 40 of 40")
+        for c in at.caption
+    )
+    assert any("its evidence stays (the last 30 days count)" in m.value for m in at.markdown)

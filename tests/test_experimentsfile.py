@@ -80,7 +80,9 @@ def test_a_recommendation_becomes_an_experiment_in_a_new_file(tmp_path):
 def test_an_enabled_experiment_on_the_same_traffic_refuses_a_second(path):
     doc = experimentsfile.read(path)
     same = {**REC, "org_id": "globex", "feature": "Chat", "suggested_model": "gpt-4.1-nano"}
-    with pytest.raises(ExperimentError, match="'globex chat on mini' already shadow-tests globex's Chat traffic"):
+    with pytest.raises(
+        ExperimentError, match="'globex chat on mini' already samples globex's Chat traffic on openai/gpt-4o"
+    ):
         experimentsfile.from_recommendation(doc.experiments, same)
     # Stopped, it no longer samples: another candidate may be tried on that traffic.
     stopped = experimentsfile.set_enabled(doc.experiments, "chat-mini", False)
@@ -164,8 +166,38 @@ def test_a_file_the_proxy_rejects_cannot_be_edited(path):
         experimentsfile.read(path)
 
 
-def test_experiments_on_a_recommendations_traffic(path):
-    parsed = experimentsfile.validate(experimentsfile.read(path).experiments)
-    assert [e.id for e in experimentsfile.on_traffic(parsed, "globex", "CHAT", "OpenAI", "gpt-4o")] == ["chat-mini"]
-    assert experimentsfile.on_traffic(parsed, "acme", "chat", "openai", "gpt-4o") == []
-    assert experimentsfile.on_traffic(parsed, "globex", "chat", "openai", "gpt-4o-2024-08-06") == []
+def test_an_enabled_experiment_that_matches_more_than_the_traffic_refuses_too(path):
+    """Refused whenever the proxy would give this traffic's samples to another experiment: the first enabled one
+    that matches (as `Experiments.first_match` picks), whatever else it matches too."""
+    doc = experimentsfile.read(path)
+    broad = {"name": "every gpt-4o", "match": {"provider": "openai", "model": "gpt-4o"}, "candidate": {"model": "m"}}
+    rows = experimentsfile.put(doc.experiments, broad)
+    with pytest.raises(ExperimentError, match="experiment 'every gpt-4o' already samples acme's triage traffic"):
+        experimentsfile.from_recommendation(rows, REC)
+    # On task alone (the enabled reasoning one): a recommendation's traffic is not known to be of that task.
+    tasks = experimentsfile.set_enabled(doc.experiments, "reasoning-check", True)
+    assert experimentsfile.from_recommendation(tasks, REC)["match"] == {
+        "feature": "triage",
+        "provider": "openai",
+        "model": "gpt-4o",
+    }
+
+
+def test_a_provider_switch_is_tested_on_the_provider_it_switches_to(tmp_path):
+    switch = {
+        **REC,
+        "suggested_model": "claude-haiku-4-5",
+        "rule_yaml": "- name: acme triage\n  match: {feature: triage}\n"
+        "  target: {provider: anthropic, model: claude-haiku-4-5}\n",
+    }
+    experiment = experimentsfile.from_recommendation([], switch)
+    assert experiment["candidate"] == {"model": "claude-haiku-4-5", "provider": "anthropic"}
+    assert experiment["name"] == "acme triage: gpt-4o vs anthropic/claude-haiku-4-5"
+    path = tmp_path / "experiments.yaml"
+    experimentsfile.save(path, experimentsfile.read(path), [experiment])
+    (parsed,) = load_experiments_file(path).experiments
+    assert (parsed.candidate_provider, parsed.candidate_model) == ("anthropic", "claude-haiku-4-5")
+    # The same model family's rule (no target.provider), or no rule at all: the candidate's provider is the traffic's.
+    same = {**REC, "rule_yaml": "- name: x\n  target: {model: gpt-4o-mini}\n"}
+    assert experimentsfile.from_recommendation([], same)["candidate"] == {"model": "gpt-4o-mini"}
+    assert experimentsfile.target_provider({**REC, "rule_yaml": "[unclosed"}) is None

@@ -42,7 +42,7 @@ from lectr.record import estimate, metering, tokens, written
 from lectr.record.metering import Meter
 from lectr.store import open_store
 from lectr.store.connection import connect
-from lectr.store.logs import _log_types
+from lectr.store.logs import _column_types
 
 # No example database in the repository; a bounded number of examples keeps CI fast.
 FAST = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -695,7 +695,7 @@ def test_long_paths_are_parsed_but_not_cached():
 
 # --- metering: the writer process meters every event ---------------------------------------
 
-COLUMN_TYPES = _log_types()
+COLUMN_TYPES = _column_types("request_logs")
 
 
 def encoded(data: bytes, encoding: str) -> bytes:

@@ -19,12 +19,17 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
+import sim_answers  # noqa: E402  (scripts/, on the path through helpers)
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Markdown, Subheader
 
 from lectr.shadow.evidence import HIGH_PAIRS, wilson
+from lectr.store.connection import connect
 
-from helpers import ROOT, free_port, query, start_lectr, start_simulator, stop, wait_until
+from helpers import ROOT, Simulator, free_port, query, start_lectr, start_simulator, stop, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -38,21 +43,6 @@ INVOICE = "Extract the invoice's name, city, amount and date as JSON."
 PLAN = "Reason step by step about the delivery plan, then answer."
 
 
-class Sim:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def received(self) -> list[dict]:
-        import httpx
-
-        return httpx.get(f"{self.url}/_sim/requests", timeout=30).json()
-
-    def clear(self) -> None:
-        import httpx
-
-        httpx.delete(f"{self.url}/_sim/requests")
-
-
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     """A simulator whose gpt-4o-mini disagrees with gpt-4o as DISAGREE says (deterministic per prompt)."""
@@ -61,7 +51,7 @@ def sim(tmp_path_factory):
     with open(tmp_path_factory.mktemp("sim") / "simulator.log", "w") as log:
         proc = start_simulator(port, log, "--disagree", f"gpt-4o-mini:{spec}")
     try:
-        yield Sim(f"http://127.0.0.1:{port}")
+        yield Simulator(f"http://127.0.0.1:{port}", proc)
     finally:
         stop(proc)
 
@@ -93,29 +83,50 @@ def client(lectr, feature: str, task: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{lectr.url}/v1", api_key=CLIENT_KEY, max_retries=0, default_headers=headers)
 
 
-def triage(openai_client: openai.OpenAI, i: int) -> str:
-    messages = [
+def triage_messages(i: int) -> list[dict]:
+    return [
         {"role": "system", "content": TRIAGE},
         {"role": "user", "content": f"Ticket {i}: parcel {i * 7919} is late"},
     ]
-    return openai_client.chat.completions.create(model="gpt-4o", messages=messages).choices[0].message.content
 
 
-def invoice(openai_client: openai.OpenAI, i: int) -> str:
-    """Streamed: the live answer the runner compares is read from the stream Lectr copied."""
-    messages = [
+def invoice_messages(i: int) -> list[dict]:
+    return [
         {"role": "system", "content": INVOICE},
         {"role": "user", "content": f"Invoice {i} from supplier {i * 104729}"},
     ]
+
+
+def plan_messages(i: int) -> list[dict]:
+    return [{"role": "system", "content": PLAN}, {"role": "user", "content": f"Route {i} has {i % 9 + 2} stops"}]
+
+
+# feature -> (task, its messages, whether it streams)
+FEATURES = {
+    "triage": ("classification", triage_messages, False),
+    "invoices": ("extraction", invoice_messages, True),
+    "planner": ("reasoning", plan_messages, False),
+}
+
+
+def ask(openai_client: openai.OpenAI, feature: str, i: int) -> str:
+    """One request of the feature's; the invoices stream (the runner reads the live answer from Lectr's copy)."""
+    _, messages_of, streamed = FEATURES[feature]
+    if not streamed:
+        answer = openai_client.chat.completions.create(model="gpt-4o", messages=messages_of(i))
+        return answer.choices[0].message.content
     stream = openai_client.chat.completions.create(
-        model="gpt-4o", messages=messages, stream=True, response_format={"type": "json_object"}
+        model="gpt-4o", messages=messages_of(i), stream=True, response_format={"type": "json_object"}
     )
     return "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
 
 
-def plan(openai_client: openai.OpenAI, i: int) -> str:
-    messages = [{"role": "system", "content": PLAN}, {"role": "user", "content": f"Route {i} has {i % 9 + 2} stops"}]
-    return openai_client.chat.completions.create(model="gpt-4o", messages=messages).choices[0].message.content
+def truth(feature: str) -> int:
+    """How many of the feature's N prompts gpt-4o-mini answers as gpt-4o does: the simulator's own rule."""
+    task, messages_of, _ = FEATURES[feature]
+    share = DISAGREE.get(task, 0.0)
+    keys = (sim_answers.prompt_key({"messages": messages_of(i)}) for i in range(N))
+    return sum(not sim_answers.disagrees("gpt-4o-mini", key, share) for key in keys)
 
 
 def shadow_rows(db: Path, where: str = "TRUE") -> list[tuple]:
@@ -125,7 +136,7 @@ def shadow_rows(db: Path, where: str = "TRUE") -> list[tuple]:
         return []
 
 
-def test_three_features_get_the_recommendations_their_measured_agreement_earns(sim, tmp_path):
+def test_three_features_get_the_recommendations_their_measured_agreement_earns(sim, tmp_path, monkeypatch):
     sim.clear()
     work = tmp_path / "lectr"
     work.mkdir()
@@ -143,47 +154,41 @@ def test_three_features_get_the_recommendations_their_measured_agreement_earns(s
     answers: list[str] = []
     try:
         wait_until(lambda: "experiments loaded" in lectr.log(), timeout=10, what="the experiments to load")
-        for feature, task, call in (
-            ("triage", "classification", triage),
-            ("invoices", "extraction", invoice),
-            ("planner", "reasoning", plan),
-        ):
+        for feature, (task, _, _) in FEATURES.items():
             openai_client = client(lectr, feature, task)
-            answers += [call(openai_client, i) for i in range(N)]
+            answers += [ask(openai_client, feature, i) for i in range(N)]
         wait_until(lambda: len(shadow_rows(lectr.db_path)) == 3 * N, timeout=60, what="every sample's outcome")
-        while_running = leaked_texts(work, answers)  # a DuckDB .wal, if one is there right now
+        while_running = leaked_texts(work)  # a DuckDB .wal, if one is there right now
     finally:
         stop(lectr.proc)
     assert while_running == {}
 
-    # Each experiment's measured agreement holds the configured truth within its 95% interval.
+    # Each experiment measured exactly the simulator's truth, which is within the interval of the share
+    # it was configured with.
     measured = {}
-    for experiment_id, truth in (
-        ("triage-on-mini", 1 - DISAGREE["classification"]),
-        ("invoices-on-mini", 1 - DISAGREE["extraction"]),
-        ("planner-on-mini", 1.0),
-    ):
-        outcomes = shadow_rows(lectr.db_path, f"experiment_id = '{experiment_id}'")
-        assert {outcome for _, outcome, *_ in outcomes} == {"compared"}, outcomes[:3]
+    for feature in FEATURES:
+        outcomes = shadow_rows(lectr.db_path, f"experiment_id = '{feature}-on-mini'")
+        assert len(outcomes) == N and {outcome for _, outcome, *_ in outcomes} == {"compared"}, outcomes[:3]
         agreed = sum(1 for _, _, ok, *_ in outcomes if ok)
-        low, high = wilson(agreed, len(outcomes))
-        measured[experiment_id] = agreed / len(outcomes)
-        assert len(outcomes) == N
-        assert low <= truth <= high, (experiment_id, agreed, len(outcomes), truth)
-    assert measured["triage-on-mini"] > measured["invoices-on-mini"]
+        assert agreed == truth(feature), feature
+        measured[feature] = agreed / N
+        low, high = wilson(agreed, N)
+        assert low <= 1 - DISAGREE.get(FEATURES[feature][0], 0.0) <= high, (feature, agreed)
+    assert truth("triage") < N and truth("invoices") < truth("triage")  # the comparisons did find disagreements
 
-    # What the candidate got: Lectr's own key, never the client's; the same request, not streamed.
+    # What the candidate got: Lectr's own key, never the client's; each live request's body, with the
+    # candidate's model and no stream.
     received = sim.received()
-    shadow = [r for r in received if r["headers"].get("authorization") == f"Bearer {OWN_KEY}"]
-    live = [r for r in received if r["headers"].get("authorization") == f"Bearer {CLIENT_KEY}"]
+    shadow = [r["body"] for r in received if r["headers"].get("authorization") == f"Bearer {OWN_KEY}"]
+    live = {json.dumps(r["body"]["messages"]): r["body"] for r in received
+            if r["headers"].get("authorization") == f"Bearer {CLIENT_KEY}"}  # fmt: skip
     assert len(shadow) == 3 * N and len(live) == 3 * N
-    assert {r["body"]["model"] for r in shadow} == {"gpt-4o-mini"} and {r["body"]["model"] for r in live} == {"gpt-4o"}
-    assert not any("stream" in r["body"] or "stream_options" in r["body"] for r in shadow)
-    assert [r["body"]["messages"] for r in shadow if "invoice" in json.dumps(r["body"]).lower()][:1] == [
-        r["body"]["messages"] for r in live if "invoice" in json.dumps(r["body"]).lower()
-    ][:1]
-    shadowed_invoice = next(r for r in shadow if r["body"].get("response_format"))
-    assert shadowed_invoice["body"]["response_format"] == {"type": "json_object"}  # the same parameters
+    for body in shadow:
+        sent = live[json.dumps(body["messages"])]
+        assert body == {
+            **{k: v for k, v in sent.items() if k not in ("stream", "stream_options")},
+            "model": "gpt-4o-mini",
+        }
 
     # The recommendation job, as users run it.
     cli = subprocess.run(
@@ -203,30 +208,48 @@ def test_three_features_get_the_recommendations_their_measured_agreement_earns(s
     confidence, suggested, evidence = recs["triage"]
     assert (confidence, suggested) == ("high", "gpt-4o-mini")
     test = evidence["shadow_test"]
-    assert test["pairs"] == N and test["agreement"] == pytest.approx(measured["triage-on-mini"], abs=1e-4)
+    assert test["pairs"] == N and test["agreement"] == pytest.approx(measured["triage"], abs=1e-4)
     assert test["agreement_95ci"][0] >= 0.90
     costs, times = test["cost_per_request_usd"], test["latency_p50_ms"]
     assert 0 < costs["candidate"] < costs["current"] and times["current"] > 0 and times["candidate"] > 0
-    assert recs["invoices"][0] in ("withdrawn", "low"), recs["invoices"]
+    assert recs["invoices"][0] == "withdrawn", recs["invoices"]
 
-    # No prompt and no answer anywhere Lectr writes: the database, its WAL, the logs, while and after.
-    assert leaked_texts(work, answers) == {}
-    stored = json.dumps(query(lectr.db_path, "SELECT * FROM shadow_calls"), default=str)
-    stored += json.dumps(query(lectr.db_path, "SELECT * FROM recommendations"), default=str)
-    assert not [t for t in secret_texts(answers) if t in stored]
+    # No prompt and no answer anywhere Lectr writes: the database, its WAL, the logs, while and after;
+    # and in no value of any table, read back (DuckDB may compress strings on disk).
+    assert leaked_texts(work) == {}
+    assert {"lectr.duckdb", "mitmdump.log"} <= {p.name for p in work.iterdir()}
+    with connect(lectr.db_path, read_only=True) as con:
+        tables = [row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+        stored = {
+            table: json.dumps(con.execute(f'SELECT * FROM "{table}"').fetchall(), default=str) for table in tables
+        }
+    assert {"shadow_calls", "request_logs", "recommendations"} <= set(stored)
+    assert {table: [t for t in secret_texts() if t in text][:2] for table, text in stored.items()} == dict.fromkeys(
+        stored, []
+    )
+
+    assert_the_dashboard_shows_all_three(work, monkeypatch)
 
 
-def secret_texts(answers: list[str]) -> list[str]:
-    """The prompts' distinctive parts and the answers long enough to be told apart (labels are single words)."""
-    prompts = [f"parcel {i * 7919} is late" for i in range(N)] + [f"supplier {i * 104729}" for i in range(N)]
-    texts = [a for a in answers if len(a) > 30]  # the extractions and the reasoning texts
-    assert len(texts) >= 2 * N
-    return prompts + texts
+def secret_texts() -> list[str]:
+    """Every prompt's distinctive part, and both models' answers long enough to be told apart (labels are
+    single words): the simulator's rule says what gpt-4o-mini answered, which no client saw."""
+    secrets = []
+    for _, messages_of, _ in FEATURES.values():
+        for i in range(N):
+            messages = messages_of(i)
+            secrets.append(messages[-1]["content"])
+            for model in ("gpt-4o", "gpt-4o-mini"):
+                answer = sim_answers.task_answer({"messages": messages}, model, {"gpt-4o-mini": DISAGREE}).text
+                if len(answer) > 30:
+                    secrets.append(answer)
+    assert len(secrets) > 4 * N
+    return secrets
 
 
-def leaked_texts(work: Path, answers: list[str]) -> dict[str, list[str]]:
+def leaked_texts(work: Path) -> dict[str, list[str]]:
     """Each file under `work` that holds a prompt or an answer, with the first two found."""
-    secrets, leaked = secret_texts(answers), {}
+    secrets, leaked = secret_texts(), {}
     for path in sorted(work.rglob("*")):
         try:
             data = path.read_bytes() if path.is_file() else b""
@@ -235,6 +258,24 @@ def leaked_texts(work: Path, answers: list[str]) -> dict[str, list[str]]:
         if found := [t for t in secrets if t.encode() in data]:
             leaked[path.name] = found[:2]
     return leaked
+
+
+def assert_the_dashboard_shows_all_three(work: Path, monkeypatch) -> None:
+    """The Recommendations page on this database: triage high with its evidence, invoices withdrawn,
+    the planner's experiment listed with no confidence (reasoning)."""
+    monkeypatch.setenv("LECTR_DB", str(work / "lectr.duckdb"))
+    monkeypatch.setenv("LECTR_RULES", str(work / "rules.yaml"))
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60).run()
+    at.switch_page("views/recommendations.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    order = [str(e.value) for e in at.main if isinstance(e, (Markdown, Subheader))]  # as on the page, top down
+    text = "\n".join(str(e.value) for e in (*at.markdown, *at.caption))
+    withdrawn = "**invoices** · `gpt-4o` → `gpt-4o-mini` (openai) · confidence **withdrawn**"
+    assert "**triage** · `gpt-4o` → `gpt-4o-mini` (openai) · confidence **high**" in text
+    at_withdrawn = next(i for i, value in enumerate(order) if withdrawn in value)
+    assert order.index("Withdrawn after a shadow test") < at_withdrawn < order.index("Shadow experiments")
+    assert f"agreement** {100 * truth('triage') / N:.1f}%" in text
+    assert "**planner on mini**" in text and "Confidence it would earn now: **none: reasoning**" in text
 
 
 def test_native_anthropic_traffic_is_shadowed_within_anthropic_and_compared_from_the_stream(sim, tmp_path):
@@ -294,19 +335,15 @@ def test_caps_and_the_sample_rate_hold_and_a_missing_key_says_why(sim, tmp_path)
     try:
         wait_until(lambda: "experiments loaded" in lectr.log(), timeout=10, what="the experiments to load")
         assert "experiment 'planner-on-groq' cannot send anything: Lectr has no groq key" in lectr.log()
-        for feature, task, call in (("triage", "classification", triage), ("invoices", "extraction", invoice)):
-            openai_client = client(lectr, feature, task)
+        for feature in ("triage", "invoices"):
+            openai_client = client(lectr, feature, FEATURES[feature][0])
             for i in range(sent):
-                call(openai_client, i)
+                ask(openai_client, feature, i)
         planner = client(lectr, "planner", "reasoning")
-        answers = [plan(planner, i) for i in range(10)]
+        answers = [ask(planner, "planner", i) for i in range(10)]
         assert all(answers)  # the live requests are answered whatever becomes of their samples
-
-        def settled() -> bool:
-            return len(shadow_rows(lectr.db_path, "experiment_id = 'planner-on-groq'")) == 10
-
-        wait_until(settled, timeout=60, what="the blocked samples to be recorded")
-        time.sleep(1)  # the last shadow answers' rows
+        sampled = httpx.get(f"{lectr.url}/healthz", timeout=5).json()["shadow_sampled"]
+        wait_until(lambda: len(shadow_rows(lectr.db_path)) == sampled, timeout=60, what="every sample's outcome")
     finally:
         stop(lectr.proc)
 
@@ -342,30 +379,35 @@ def test_caps_and_the_sample_rate_hold_and_a_missing_key_says_why(sim, tmp_path)
 
 
 def test_the_live_requests_latency_does_not_move_while_shadowing(sim, tmp_path):
-    """p50 of live requests with every request shadowed, between two runs of the same proxy without."""
+    """p50 of live requests in blocks with every request shadowed, between blocks of the same proxy
+    without (each block after the last one's shadow requests are done)."""
     work = tmp_path / "lectr"
     work.mkdir()
     lectr = start_lectr(work, sim.url, env={"LECTR_OPENAI_API_KEY": OWN_KEY}, options={"lectr_flush_ms": 100})
-    p50 = {}
+    blocks: dict[str, list[float]] = {"without": [], "with": []}
+    medians: dict[str, list[float]] = {"without": [], "with": []}
     try:
         openai_client = client(lectr, "triage", "classification")
         for i in range(20):  # warm up: connections, caches
-            triage(openai_client, i)
-        for phase, experiments in (("without", []), ("with", [experiment("triage", "triage")]), ("again", [])):
+            ask(openai_client, "triage", i)
+        for block, phase in enumerate(["without", "with"] * 3 + ["without"]):
             before = lectr.log().count("experiments loaded")
-            write_experiments(work, experiments)
+            write_experiments(work, [experiment("triage", "triage")] if phase == "with" else [])
             wait_until(lambda: lectr.log().count("experiments loaded") > before, timeout=10, what="a reload")
             times = []
-            for i in range(150):
+            for i in range(60):
                 started = time.perf_counter()
-                triage(openai_client, 1000 * len(p50) + i)
+                ask(openai_client, "triage", 1000 * block + i)
                 times.append((time.perf_counter() - started) * 1000)
-            p50[phase] = statistics.median(times)
+            blocks[phase] += times
+            medians[phase].append(statistics.median(times))
+            sampled = httpx.get(f"{lectr.url}/healthz", timeout=5).json()["shadow_sampled"]
+            wait_until(lambda: len(shadow_rows(lectr.db_path)) == sampled, timeout=30, what="the shadow backlog")
         compared = len(shadow_rows(lectr.db_path, "outcome = 'compared'"))
     finally:
         stop(lectr.proc)
-    print(f"live p50 ms: {p50}, shadow pairs compared: {compared}")  # the figure the README reports (pytest -s)
-    assert compared > 100  # the shadow requests did run during the "with" phase
-    noise = abs(p50["without"] - p50["again"])
-    baseline = (p50["without"] + p50["again"]) / 2
-    assert p50["with"] <= baseline + max(3 * noise, 0.25 * baseline, 2.0), p50
+    p50 = {phase: round(statistics.median(times), 2) for phase, times in blocks.items()}
+    noise = max(medians["without"]) - min(medians["without"])  # the same proxy, block to block
+    print(f"live p50 ms: {p50}, block medians: {medians}, shadow pairs compared: {compared}")  # pytest -s
+    assert compared == 3 * 60  # the shadow requests did run, in the "with" blocks
+    assert p50["with"] <= p50["without"] + max(3 * noise, 0.1 * p50["without"], 1.0), (p50, medians)

@@ -1,21 +1,14 @@
-"""Shadow experiments' pure parts: the Wilson interval and the confidence it earns
-(lectr/shadow/evidence.py), the recommendation engine reading it (lectr/jobs/recommend.py), the
-daily caps (lectr/shadow/caps.py) and the candidate's request body (lectr/shadow/calls.py)."""
+"""Shadow experiments' evidence: the Wilson interval and the confidence it earns
+(lectr/shadow/evidence.py), and the recommendation engine reading it (lectr/jobs/recommend.py)."""
 
 from __future__ import annotations
 
-import gzip
 import json
-import threading
-import time
-from datetime import datetime, timezone
 
 import pytest
 
-from lectr.common.events import ShadowOrder
 from lectr.jobs.recommend import recommend
-from lectr.shadow import calls, evidence
-from lectr.shadow.caps import DailyCaps
+from lectr.shadow import evidence
 
 from helpers import traffic_profile as _profile
 
@@ -92,75 +85,3 @@ def test_a_switch_of_provider_measured_by_an_experiment_becomes_a_rule_that_swit
         results=[result(150, 150, provider="groq", model="llama-3.1-8b-instant")],
     )
     assert rec.suggested_model == "llama-3.1-8b-instant" and "provider: groq" in rec.rule_yaml
-
-
-def order(**kw) -> ShadowOrder:
-    return ShadowOrder("e", "openai", "gpt-4o-mini", "http://x", (), kw.get("count", 1000), kw.get("usd", 1.0))
-
-
-NOW = datetime(2026, 12, 4, 12, tzinfo=timezone.utc)
-
-
-def test_the_count_cap_starts_from_the_stored_days_usage_and_a_new_day_starts_over():
-    seeded = []
-    caps = DailyCaps(lambda day: seeded.append(day) or {"e": (9, 0.0)})
-    assert caps.reserve(order(count=10), NOW) == (None, 0.0)
-    caps.settle(order(), 0.0, 0.001, sent=True)
-    assert caps.reserve(order(count=10), NOW)[0] == "max_requests_per_day reached: 10 sent today (UTC)"
-    tomorrow = datetime(2026, 12, 5, 0, 1, tzinfo=timezone.utc)
-    assert caps.reserve(order(count=10), tomorrow)[0] is None
-    assert seeded == [datetime(2026, 12, 4), datetime(2026, 12, 5)]  # naive UTC, as stored
-
-
-def test_the_spend_cap_counts_the_dearest_answer_for_each_one_in_flight():
-    caps = DailyCaps(lambda day: {})
-    assert caps.reserve(order(usd=0.01), NOW) == (None, 0.0)
-    caps.settle(order(), 0.0, 0.004, sent=True)  # spent 0.004; dearest 0.004
-    first = caps.reserve(order(usd=0.01), NOW)  # 0.004 + 0.004 <= 0.01
-    assert first == (None, 0.004)
-    assert caps.reserve(order(usd=0.01), NOW)[0].startswith("max_usd_per_day reached: $0.0040 spent")  # + 2 x 0.004
-    caps.settle(order(), first[1], None, sent=False)  # not sent after all: its place is free again
-    assert caps.reserve(order(usd=0.01), NOW)[0] is None
-
-
-def test_until_the_days_first_answer_is_back_the_others_wait_for_it():
-    caps = DailyCaps(lambda day: {})
-    assert caps.reserve(order(usd=0.001), NOW)[0] is None
-    got = []
-    waiter = threading.Thread(target=lambda: got.append(caps.reserve(order(usd=0.001), NOW, wait=5)))
-    waiter.start()
-    time.sleep(0.2)
-    assert got == []  # waiting: the first one's cost is not known yet
-    caps.settle(order(), 0.0, 0.0008, sent=True)
-    waiter.join(5)
-    assert got and got[0][0].startswith("max_usd_per_day reached")  # 0.0008 + 0.0008 > 0.001
-
-
-def test_the_candidate_gets_the_clients_body_with_its_model_and_no_stream():
-    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True, "temperature": 0.2,
-            "stream_options": {"include_usage": True}, "response_format": {"type": "json_object"}}  # fmt: skip
-    sent = json.loads(calls.candidate_body(gzip.compress(json.dumps(body).encode()), "gzip", "/chat/completions", "m"))
-    assert sent == {
-        "model": "m",
-        "messages": body["messages"],
-        "temperature": 0.2,
-        "response_format": body["response_format"],
-    }
-    responses = json.loads(
-        calls.candidate_body(b'{"model": "gpt-4o", "input": "hi", "stream": true}', "", "/responses", "m")
-    )
-    assert responses == {"model": "m", "input": "hi", "store": False}
-    with pytest.raises(calls.Unsupported, match="previous_response_id"):
-        calls.candidate_body(b'{"model": "x", "previous_response_id": "resp_1"}', "", "/responses", "m")
-    with pytest.raises(calls.Unsupported, match="not a JSON object"):
-        calls.candidate_body(b"[1, 2]", "", "/chat/completions", "m")
-
-
-def test_a_failures_record_keeps_its_code_never_its_message():
-    body = b'{"error": {"message": "Your prompt \\"secret plans\\" is too long", "code": "context_length_exceeded"}}'
-    assert calls.error_code(body) == "context_length_exceeded"
-    assert (
-        calls.error_code(b'{"type": "error", "error": {"type": "overloaded_error", "message": "x"}}')
-        == "overloaded_error"
-    )
-    assert calls.error_code(b"<html>") == ""

@@ -122,11 +122,10 @@ def headline(ctx: common.Context, series: pd.DataFrame, before: pd.DataFrame) ->
 
 def shadow_spend(ctx: common.Context) -> None:
     """What shadow experiments cost in the window: paid with Lectr's own keys, kept out of every figure here."""
-    today = ctx.now.replace(hour=0, minute=0)
-    spend = sum(r["spend_usd"] for r in common.read(ctx.store.experiment_results, ctx.since, today, ctx.org))
+    spend = common.read(ctx.store.shadow_spend, ctx.since, ctx.org)
     if spend:
         st.caption(
-            f"Shadow tests spent {common.usd(spend)} in this window, not counted in the figures above "
+            f"Shadow tests spent {common.usd(spend)} in this window, counted in none of this page's figures "
             "(see Recommendations)"
         )
 

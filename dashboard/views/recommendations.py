@@ -1,12 +1,15 @@
 """Recommendations: cheaper models per feature, with confidence, evidence and the saving; one click makes a rule,
-another starts a shadow test of it (dashboard/experiments.py), whose measured agreement then decides the confidence."""
+another starts a shadow test of it (dashboard/experiment_cards.py), whose measured agreement then decides the
+confidence."""
 
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import charts
 import common
+import experiment_cards
 import experiments
 import pandas as pd
 import streamlit as st
@@ -101,7 +104,14 @@ def cost_chart(rec: pd.Series):
     )
 
 
-def card(i, rec: pd.Series, withdrawn: bool) -> None:
+def traffic_key(rec: pd.Series) -> str:
+    """A card's widget keys: its traffic, never its place in the list, so that a click acts on the recommendation
+    it was made on even after the recommendation job replaced the rows (each part escaped: keys stay distinct)."""
+    return "|".join(quote(str(rec[column]), safe="") for column in SAME_TRAFFIC)
+
+
+def card(rec: pd.Series, withdrawn: bool) -> None:
+    key = traffic_key(rec)
     with st.container(border=True):
         head, saving = st.columns([3, 1])
         whose = "" if ctx.org else f"org **{rec['org_id']}** · "
@@ -122,15 +132,15 @@ def card(i, rec: pd.Series, withdrawn: bool) -> None:
             chart.altair_chart(cost_chart(rec), width="stretch")
             if not withdrawn:
                 st.code(rec["rule_yaml"], language="yaml")
-        experiments.card(shadow, rec.to_dict(), str(i), offer=not withdrawn)  # measured worse: no new test
+        experiment_cards.card(shadow, rec.to_dict(), key, offer=not withdrawn)  # measured worse: no new test
         if withdrawn:
             return
         enable, button = st.columns([3, 1])
         enabled = enable.checkbox(
-            "Enable the rule right away (default: added disabled, for review)", key=f"rec_enable_{i}"
+            "Enable the rule right away (default: added disabled, for review)", key=f"rec_enable_{key}"
         )
         label = "Add as rule" if ctx.org else f"Add as rule for {rec['org_id']}"
-        if button.button(label, key=f"rec_add_{i}", width="stretch"):
+        if button.button(label, key=f"rec_add_{key}", width="stretch"):
             add_rule(rec["rule_yaml"], rec["org_id"], enabled)
 
 
@@ -163,14 +173,14 @@ else:
         "sample first; low, quality may well differ. Each recommendation covers different traffic (one per org, "
         "feature and current model), so a level's sum counts no request twice."
     )
-for i, rec in active.iterrows():
-    card(i, rec, withdrawn=False)
+for _, rec in active.iterrows():
+    card(rec, withdrawn=False)
 if not withdrawn.empty:
     st.subheader("Withdrawn after a shadow test")
     st.caption(
         "A shadow test measured these candidates' answers as worse than the current model's (even the top of the "
         "agreement's 95% interval is below 80%): no rule is offered, and their savings are not counted above."
     )
-    for i, rec in withdrawn.iterrows():
-        card(i, rec, withdrawn=True)
-experiments.section(ctx, shadow)
+    for _, rec in withdrawn.iterrows():
+        card(rec, withdrawn=True)
+experiment_cards.section(ctx, shadow)

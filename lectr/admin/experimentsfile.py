@@ -14,12 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from lectr.admin import rulesfile
+from lectr.admin import rulesfile, yamlfile
 from lectr.common.experiments import (
     MAX_REQUESTS_PER_DAY,
     MAX_USD_PER_DAY,
     SAMPLE_RATE,
-    Experiment,
     ExperimentError,
     Experiments,
     parse_experiments,
@@ -48,12 +47,12 @@ def experiment_id(experiment: dict) -> str:
 def read(path: str | Path) -> ExperimentsDoc:
     """The experiments file's contents; a missing file is an empty document. Raises ExperimentError
     (a RuleError) for a file the proxy would reject: it must be fixed by hand first."""
-    experiments, header, signature = rulesfile.read_document(path, "experiments", parse_experiments, ExperimentError)
+    experiments, header, signature = yamlfile.read_document(path, "experiments", parse_experiments, ExperimentError)
     return ExperimentsDoc(experiments, header, signature) if signature else ExperimentsDoc()
 
 
 def render(doc: ExperimentsDoc, experiments: list[dict]) -> str:
-    return doc.header + rulesfile.dump("experiments", experiments)
+    return doc.header + yamlfile.dump("experiments", experiments)
 
 
 def validate(experiments: list[dict], source: str = "experiments file") -> Experiments:
@@ -64,17 +63,19 @@ def validate(experiments: list[dict], source: str = "experiments file") -> Exper
 def save(path: str | Path, doc: ExperimentsDoc, experiments: list[dict]) -> Experiments:
     """Validate and write `experiments` in place of the document `doc` was read from, atomically."""
     parsed = validate(experiments, str(path))
-    rulesfile.replace(path, render(doc, experiments), doc.signature, ExperimentError)
+    yamlfile.replace(path, render(doc, experiments), doc.signature, ExperimentError)
     return parsed
 
 
-def on_traffic(
-    experiments: Experiments, org: str | None, feature: str | None, provider: str, model: str
-) -> list[Experiment]:
-    """The experiments that sample exactly this traffic (org, feature, provider, model), in file order,
-    as a recommendation names it. Features and providers compare case-insensitively, as rules match."""
-    wanted = (org, (feature or "").lower() or None, provider.lower(), model)
-    return [e for e in experiments.experiments if (e.org, e.feature, e.provider, e.model) == wanted]
+def target_provider(rec_row: dict) -> str | None:
+    """The provider a recommendation switches to (its rule's target.provider), or None: the same one."""
+    try:
+        rules = yaml.safe_load(rec_row.get("rule_yaml") or "")
+    except yaml.YAMLError:
+        return None  # a recommendation whose rule cannot be read names no switch; the rule is refused where added
+    target = rules[0].get("target") if isinstance(rules, list) and rules and isinstance(rules[0], dict) else None
+    provider = target.get("provider") if isinstance(target, dict) else None
+    return provider if isinstance(provider, str) and provider.strip() else None
 
 
 # --- edits: each returns a new list or mapping, leaving the argument unchanged ----------------
@@ -82,23 +83,25 @@ def on_traffic(
 
 def from_recommendation(experiments: list[dict], rec_row: dict) -> dict:
     """The experiment that shadow-tests a recommendation (a `recommendations` row): a share of its
-    traffic sent to the suggested model, with the default sample rate and caps, enabled. Refused
-    while an enabled experiment samples the same traffic already."""
+    traffic sent to the suggested model (on the provider its rule switches to, if any), with the
+    default sample rate and caps, enabled. Refused while an enabled experiment would take that
+    traffic's samples already (the proxy gives a request to the first that matches)."""
     org, feature, provider, current, suggested = (
         rec_row[k] for k in ("org_id", "feature", "provider", "current_model", "suggested_model")
     )
-    running = [e for e in on_traffic(validate(experiments), org, feature, provider, current) if e.enabled]
-    if running:
+    running = validate(experiments).first_match(org, feature, None, provider, current)
+    if running is not None:
         raise ExperimentError(
-            f"experiment {running[0].name!r} already shadow-tests {org}'s {feature} traffic on "
-            f"{provider}/{current}: stop it first to start another"
+            f"experiment {running.name!r} already samples {org}'s {feature} traffic on {provider}/{current}: "
+            "stop it first to start another"
         )
-    name = f"{org} {feature}: {current} vs {suggested}"
+    switch = target_provider(rec_row)
+    candidate = {"model": suggested, "provider": switch} if switch else {"model": suggested}
     experiment = {
-        "name": name,
+        "name": f"{org} {feature}: {current} vs {f'{switch}/' if switch else ''}{suggested}",
         "org": org,
         "match": {"feature": feature, "provider": provider, "model": current},
-        "candidate": {"model": suggested},
+        "candidate": candidate,
         "sample_rate": SAMPLE_RATE,
         "max_requests_per_day": MAX_REQUESTS_PER_DAY,
         "max_usd_per_day": MAX_USD_PER_DAY,

@@ -41,7 +41,7 @@ def recommend(args: argparse.Namespace) -> int:
     found = runs.run_recommend(db, prices_file=args.prices_file, tiers=args.tiers)
     for r in found:
         saving = f"~${r.monthly_saving_usd:,.2f}/month"
-        saving = f"would save {saving}, but no" if r.confidence == "withdrawn" else f"saves {saving}"
+        saving = f"would have saved {saving}, but" if r.confidence == "withdrawn" else f"saves {saving}"
         print(
             f"{r.confidence:9} {r.org_id}/{r.feature or '(untagged)'}: {r.current_model} -> {r.suggested_model}, "
             f"{saving} ({r.reason})"

@@ -22,18 +22,23 @@ the same way:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import yaml
 
 from lectr.common.providers import PROVIDERS
-from lectr.common.rules import RuleError, RuleSet, parse_rules, read_rules_text
+from lectr.common.rules import Rule, RuleError, RuleSet, parse_rules, read_rules_text
 from lectr.common.yamldoc import list_under
 
 EXPERIMENTS_FILE = "experiments.yaml"  # beside the rules file, where none is named
 SAMPLE_RATE, MAX_REQUESTS_PER_DAY, MAX_USD_PER_DAY = 0.1, 500, 2.0  # what a new experiment starts with
+
+# What became of a sampled request (shadow_calls.outcome), and those that were sent to the candidate and
+# so count against the caps: compared, candidate_error (it failed), lectr_error (Lectr failed reading it).
+OUTCOMES = ("compared", "candidate_error", "lectr_error", "capped", "dropped", "blocked", "unsupported")
+SENT = OUTCOMES[:3]
 
 _FIELDS = {
     "id",
@@ -82,43 +87,35 @@ class Experiment:
 @dataclass(frozen=True, slots=True)
 class Experiments:
     experiments: tuple[Experiment, ...] = ()  # in file order
-    # The conditions as rules (priority: the place in the file), so matching is the rules' own.
-    _conditions: RuleSet = RuleSet()
+    # Built once: the conditions as rules (priority: the place in the file), so matching is the
+    # rules' own; and the running ones, asked of every answered request.
+    _conditions: RuleSet = field(default=RuleSet(), repr=False)
+    _by_id: dict = field(default_factory=dict, repr=False)
+    running: tuple[Experiment, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
-        rules = [_as_rule(e, i) for i, e in enumerate(self.experiments, start=1)]
-        object.__setattr__(self, "_conditions", parse_rules_list(rules))
-
-    @property
-    def running(self) -> tuple[Experiment, ...]:
-        return tuple(e for e in self.experiments if e.enabled)
+        rules = tuple(_as_rule(e, i) for i, e in enumerate(self.experiments, start=1))
+        object.__setattr__(self, "_conditions", RuleSet(rules))
+        object.__setattr__(self, "_by_id", {e.id: e for e in self.experiments})
+        object.__setattr__(self, "running", tuple(e for e in self.experiments if e.enabled))
 
     def first_match(
         self, org: str | None, feature: str | None, task: str | None, provider: str, model: str
     ) -> Experiment | None:
         """The first enabled experiment (in file order) whose conditions all hold."""
         rule = self._conditions.first_match(org, feature, task, provider, model)
-        return None if rule is None else self._by_id()[rule.id]
+        return None if rule is None else self._by_id[rule.id]
 
-    def _by_id(self) -> dict[str, Experiment]:
-        return {e.id: e for e in self.experiments}
+
+def _as_rule(e: Experiment, priority: int) -> Rule:
+    return Rule(
+        id=e.id, name=e.name, priority=priority, enabled=e.enabled, org=e.org, feature=e.feature, task=e.task,
+        provider=e.provider, model=e.model, target_provider=e.candidate_provider, target_model=e.candidate_model,
+    )  # fmt: skip
 
 
 def parse_rules_list(rules: list[dict]) -> RuleSet:
     return parse_rules(yaml.safe_dump({"rules": rules}, sort_keys=False), "experiments")
-
-
-def _as_rule(e: Experiment, priority: int) -> dict:
-    match = {k: v for k, v in (("feature", e.feature), ("task", e.task), ("provider", e.provider), ("model", e.model))}
-    return {
-        "id": e.id,
-        "name": e.name,
-        "priority": priority,
-        "enabled": e.enabled,
-        **({"org": e.org} if e.org else {}),
-        "match": {k: v for k, v in match.items() if v},
-        "target": {"model": e.candidate_model},
-    }
 
 
 def parse_experiments(text: str, source: str = "experiments file") -> Experiments:

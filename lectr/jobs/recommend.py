@@ -174,15 +174,15 @@ def tested_on(profile: dict, results: list[dict]) -> dict | None:
 
 def _from_shadow_test(profile: dict, result: dict, confidence: str, reason: str) -> Recommendation | None:
     """The candidate an experiment measured, at the confidence its agreement earns, with the measured costs."""
+    if no_saving(result, confidence) is not None:
+        return None
     requests = profile["requests"]
     now_each, then_each = result.get("live_cost_per_request"), result.get("candidate_cost_per_request")
-    if not now_each or then_each is None or then_each != then_each:
-        return None  # no measured price for one side: no saving to state
-    if then_each >= now_each and confidence != "withdrawn":
-        return None  # as good, but not cheaper on this traffic
-    current = profile["cost_usd"] or now_each * requests
+    current = profile["cost_usd"] or (now_each or 0.0) * requests
     current_monthly = current / requests * requests_per_month(profile)
-    suggested_monthly = current_monthly * then_each / now_each
+    measured = bool(now_each) and then_each is not None and then_each == then_each  # NaN: none measured
+    # A withdrawn candidate is shown even without measured costs: then with no saving stated.
+    suggested_monthly = current_monthly * then_each / now_each if measured else current_monthly
     evidence = _evidence(profile, current) | {"shadow_test": shadow.summary(result)}
     target_provider = result.get("provider") if result.get("provider") != profile["provider"] else None
     return _recommendation(
@@ -216,6 +216,18 @@ def _recommendation(
         evidence=json.dumps(evidence, sort_keys=True),
         rule_yaml=rule_yaml(org, feature, provider, model, suggested, target_provider),
     )
+
+
+def no_saving(result: dict, confidence: str) -> str | None:
+    """Why an experiment's measured costs state no saving (so it makes no recommendation), or None."""
+    if confidence == "withdrawn":
+        return None  # said whatever it would have saved
+    now_each, then_each = result.get("live_cost_per_request"), result.get("candidate_cost_per_request")
+    if not now_each or then_each is None or then_each != then_each:  # NaN: no priced pair
+        return "no measured cost for one side (a model without a price, or no usage reported)"
+    if then_each >= now_each:
+        return "the candidate is not cheaper on this traffic"
+    return None
 
 
 def requests_per_month(profile: dict) -> float:

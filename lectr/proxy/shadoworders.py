@@ -14,7 +14,7 @@ from lectr.common.events import ShadowOrder
 from lectr.common.experiments import Experiment
 from lectr.proxy.credentials import DEFAULT_AZURE_API_VERSION, Credentials
 from lectr.proxy.endpoints import CHAT, MESSAGES, RESPONSES, Endpoint, upstream_url
-from lectr.proxy.headers import Fields, with_provider_auth
+from lectr.proxy.headers import Fields, invalid_field, with_provider_auth
 from lectr.proxy.routing import RESPONSES_PROVIDERS
 
 # The APIs whose answers can be compared (lectr.shadow.answers reads these three).
@@ -49,7 +49,10 @@ def shadow_order(
             (n, v) for n, v in client_fields if n.lower() in _KEPT and candidate == "anthropic"
         )
         with_auth = with_provider_auth(fields, candidate, credentials.api_key(org, candidate))
-        headers = tuple((n.decode("latin-1"), v.decode("utf-8", "surrogateescape")) for n, v in with_auth)
+        if invalid_field(with_auth) is None:
+            headers = tuple((n.decode("latin-1"), v.decode("utf-8", "surrogateescape")) for n, v in with_auth)
+        else:  # a key pasted with its line break: HTTP cannot carry it (and its error would quote it)
+            blocked = f"Lectr's {candidate} key holds a line break or NUL: fix it in {secrets_file} or the environment"
     return ShadowOrder(
         experiment_id=experiment.id,
         provider=candidate,
@@ -69,9 +72,11 @@ def _why_not(endpoint: str, candidate: str, org: str | None, credentials: Creden
         return f"Responses API traffic can only be shadowed on {' or '.join(RESPONSES_PROVIDERS)}, not on {candidate}"
     if not credentials.can_serve(org, candidate):
         what = "key and endpoint" if candidate == "azure" else "key"
+        endpoint_too = f" and providers.{candidate}.endpoint" if candidate == "azure" else ""
         return (
-            f"Lectr has no {candidate} {what} of its own for org {org!r}: add providers.{candidate}.api_key to "
-            f"{secrets_file} (read within a second) or set LECTR_{candidate.upper()}_API_KEY and restart Lectr"
+            f"Lectr has no {candidate} {what} of its own for org {org!r}: add providers.{candidate}.api_key"
+            f"{endpoint_too} to {secrets_file} (read within a second) or set LECTR_{candidate.upper()}_API_KEY "
+            "and restart Lectr"
         )
     return None
 

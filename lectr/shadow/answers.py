@@ -119,7 +119,7 @@ def _anthropic_stream(events: Iterable[dict]) -> Answer:
     for event in events:
         kind = event.get("type")
         if kind == "content_block_start":
-            index = event.get("index")
+            index = _key(event.get("index"))
             block = event.get("content_block")
             block = block if isinstance(block, dict) else {}
             if block.get("type") == "text":
@@ -129,7 +129,7 @@ def _anthropic_stream(events: Iterable[dict]) -> Answer:
             else:
                 blocks[index] = ["other"]
         elif kind == "content_block_delta":
-            index = event.get("index", index)
+            index = _key(event.get("index", index))
             delta = event.get("delta")
             delta = delta if isinstance(delta, dict) else {}
             block = blocks.setdefault(index, ["text", []] if delta.get("type") == "text_delta" else ["other"])
@@ -153,17 +153,23 @@ def _responses_stream(events: Iterable[dict]) -> Answer:
         if kind in ("response.completed", "response.incomplete"):  # incomplete: cut at max tokens
             final = from_body(event.get("response"), RESPONSES)
         elif kind == "response.output_text.delta":
-            _collect(texts.setdefault((event.get("output_index"), event.get("content_index")), []), event.get("delta"))
+            at = (_key(event.get("output_index")), _key(event.get("content_index")))
+            _collect(texts.setdefault(at, []), event.get("delta"))
         elif kind == "response.output_item.added":
             item = event.get("item")
             if isinstance(item, dict) and item.get("type") == "function_call":
-                calls[event.get("output_index")] = [_str(item.get("name")), []]
-        elif kind == "response.function_call_arguments.delta" and event.get("output_index") in calls:
-            _collect(calls[event.get("output_index")][1], event.get("delta"))
+                calls[_key(event.get("output_index"))] = [_str(item.get("name")), []]
+        elif kind == "response.function_call_arguments.delta" and _key(event.get("output_index")) in calls:
+            _collect(calls[_key(event.get("output_index"))][1], event.get("delta"))
     if final.text or final.calls:
         return final
     text = "\n".join(t for t in ("".join(pieces) for pieces in texts.values()) if t)
     return Answer(text, tuple((name, "".join(pieces)) for name, pieces in calls.values()))
+
+
+def _key(value: object) -> int | None:
+    """An index as a stream gives it: a whole number, else None (a list or a dict could not key a dict)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _collect(out: list[str], value: object) -> None:

@@ -1,10 +1,13 @@
 """One shadow request: the candidate's body, built from the live one, and the HTTP call.
 
 The body is the client's, with the candidate's model and without streaming ("stream",
-"stream_options"): the same parameters, one answer to compare. A Responses API request is
-sent with `"store": false`, so the candidate's provider keeps no copy under Lectr's key, and
-one that continues a stored conversation (`previous_response_id`) is not sent: that
-conversation lives under the client's key.
+"stream_options"): the same parameters, one answer to compare. It is sent with `"store": false`
+where the API stores answers (the Responses API; chat completions that asked for it), so the
+candidate's provider keeps no copy under Lectr's key; and a request that refers to what is kept
+under the client's key (a stored conversation or prompt) is not sent.
+
+Redirects are not followed (the request carries Lectr's key), and what an error keeps is its
+type, never its text.
 
 What is kept of a failure is its status and the provider's error code or type, never its
 message: a provider may quote the prompt back in it, and prompts are never stored.
@@ -12,6 +15,7 @@ message: a provider may quote the prompt back in it, and prompts are never store
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.parse
@@ -20,6 +24,9 @@ from typing import NamedTuple
 
 from lectr.common.decompress import decoded
 from lectr.common.jsonbody import parse_json
+
+# Responses API fields naming what lives in the client's account, which Lectr's key cannot reach.
+_CLIENTS_OWN = ("previous_response_id", "conversation", "prompt")
 
 
 class Unsupported(Exception):
@@ -37,17 +44,24 @@ def candidate_body(request_body: bytes | None, encoding: str, endpoint: str | No
     body = parse_json(data)
     if not isinstance(body, dict):
         raise Unsupported("the request body was not kept (over 1 MB) or is not a JSON object")
-    if body.get("previous_response_id"):
-        raise Unsupported("it continues a conversation stored under the client's key (previous_response_id)")
+    for key in _CLIENTS_OWN:
+        if body.get(key):
+            raise Unsupported(f"it refers to what is stored under the client's key ({key})")
     body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
     body["model"] = model
-    if endpoint == "/responses":
+    if endpoint == "/responses" or "store" in body:
         body["store"] = False
     return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
-# Straight to the provider, as the proxy's own upstream connections go: no HTTP(S)_PROXY from the environment.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs) -> None:  # a 3xx is the candidate's error, not a new address
+        return None
+
+
+# Straight to the provider, as the proxy's own upstream connections go: no HTTP(S)_PROXY from the
+# environment; and no redirects, which would carry Lectr's key wherever they point.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects())
 
 
 def send(url: str, headers: tuple[tuple[str, str], ...], body: bytes, timeout: float) -> Reply:
@@ -64,6 +78,8 @@ def send(url: str, headers: tuple[tuple[str, str], ...], body: bytes, timeout: f
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         return Reply(None, b"", f"could not reach {urllib.parse.urlsplit(url).netloc}: {type(reason).__name__}")
+    except (http.client.HTTPException, ValueError) as e:  # an answer cut short; a header http.client refuses
+        return Reply(None, b"", f"the request or its answer failed: {type(e).__name__}")
 
 
 def error_code(body: bytes) -> str:

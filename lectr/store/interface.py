@@ -56,6 +56,7 @@ class Store(Protocol):
     # --- shadow experiments' results: the recommendation engine and the dashboard ---
 
     def experiment_results(self, since: datetime, today: datetime, org: str | None = None) -> list[dict]: ...
+    def shadow_spend(self, since: datetime, org: str | None = None) -> float: ...
 
     # --- the background jobs ---
 

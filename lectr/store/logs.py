@@ -23,26 +23,30 @@ STORED_DEGRADED = ("pricing_error", "counting_error")
 
 
 @functools.cache
-def _log_types() -> dict:
-    """Arrow types of the request_logs columns that are not strings (pyarrow loaded on first write)."""
+def _column_types(table: str) -> dict:
+    """Arrow types of a table's columns that are not strings (pyarrow loaded on first write)."""
     import pyarrow as pa
 
-    return {
+    shared = {
         "ts": pa.timestamp("us"),
         "status_code": pa.int32(),
         "latency_ms": pa.float64(),
-        "ttfb_ms": pa.float64(),
         "cost_usd": pa.float64(),
+        **{c: pa.int64() for c in ("prompt_tokens", "completion_tokens")},
+    }
+    if table == "shadow_calls":
+        return shared | {
+            **{c: pa.float64() for c in ("score", "length_ratio", "live_latency_ms", "live_cost_usd")},
+            **{c: pa.int64() for c in ("live_prompt_tokens", "live_completion_tokens")},
+            "agreed": pa.bool_(),
+        }
+    return shared | {
+        "ttfb_ms": pa.float64(),
         "lectr_overhead_us": pa.float64(),
         "fallback_ms": pa.float64(),
         "fallback_status": pa.int32(),
-        **{c: pa.int64() for c in ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")},
-        **{c: pa.int64() for c in ("request_bytes", "response_bytes")},
+        **{c: pa.int64() for c in ("cached_tokens", "reasoning_tokens", "request_bytes", "response_bytes")},
         **{c: pa.bool_() for c in ("provider_unknown", "task_valid", "streaming", "price_known", "routed")},
-        # shadow_calls'
-        **{c: pa.float64() for c in ("score", "length_ratio", "live_latency_ms", "live_cost_usd")},
-        **{c: pa.int64() for c in ("live_prompt_tokens", "live_completion_tokens")},
-        "agreed": pa.bool_(),
     }
 
 
@@ -93,7 +97,7 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict]) -> Non
         return
     import pyarrow as pa  # only the writer process needs it: the proxy stays smaller
 
-    types = _log_types()
+    types = _column_types(table)
     columns = {name: [row[name] for row in rows] for name in rows[0]}
     batch = pa.table({n: pa.array(v, type=types.get(n, pa.string())) for n, v in columns.items()})
     con.register("batch", batch)

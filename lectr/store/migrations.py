@@ -208,7 +208,7 @@ def m010_shadow_calls(con: duckdb.DuckDBPyConnection) -> None:
             task VARCHAR,                   -- X-Lectr-Task of the live request, as sent
             live_provider VARCHAR, live_model VARCHAR,
             provider VARCHAR, model VARCHAR,  -- the candidate
-            outcome VARCHAR NOT NULL,       -- compared, candidate_error, capped, dropped, blocked, unsupported
+            outcome VARCHAR NOT NULL,       -- lectr/common/experiments.py OUTCOMES: compared, candidate_error, ...
             detail VARCHAR,                 -- why, for all but compared: a status and error code, never a message
             comparison VARCHAR,             -- label, fields, text or tool_calls (lectr/shadow/compare.py)
             score DOUBLE, agreed BOOLEAN, length_ratio DOUBLE,

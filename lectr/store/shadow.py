@@ -4,13 +4,12 @@ start from, and each experiment's results for the recommendation engine and the 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
+from lectr.common.experiments import SENT
 from lectr.common.rules import TASKS
 from lectr.store.connection import connect, dicts, has_table
 from lectr.store.dashboard_common import in_org, org_param
-
-# The outcomes that sent a request to the candidate, and so count against the caps.
-SENT = ("compared", "candidate_error")
 
 
 class ShadowCalls:
@@ -20,29 +19,38 @@ class ShadowCalls:
 
     def shadow_usage(self, since: datetime) -> dict[str, tuple[int, float]]:
         """Per experiment since then: shadow requests sent and their cost in USD."""
+        if not Path(self.path).exists():
+            return {}  # nothing written yet: nothing sent
         with connect(self.path, read_only=True) as con:
             if not has_table(con, "shadow_calls"):
                 return {}
             rows = con.execute(
                 "SELECT experiment_id, count(*), coalesce(sum(cost_usd), 0) FROM shadow_calls "
-                "WHERE ts >= ? AND outcome IN (?, ?) GROUP BY experiment_id",
-                [since, *SENT],
+                "WHERE ts >= $since AND outcome IN $sent GROUP BY experiment_id",
+                {"since": since, "sent": list(SENT)},
             ).fetchall()
         return {experiment: (int(n), float(usd)) for experiment, n, usd in rows}
 
+    def shadow_spend(self, since: datetime, org: str | None = None) -> float:
+        """What shadow requests cost since then, in USD (one org's, or every org's)."""
+        with connect(self.path, read_only=True) as con:
+            if not has_table(con, "shadow_calls"):
+                return 0.0
+            query = f"SELECT coalesce(sum(cost_usd), 0) FROM shadow_calls WHERE ts >= $since AND {in_org(org)}"
+            return float(con.execute(query, {"since": since} | org_param(org)).fetchone()[0])
+
     def experiment_results(self, since: datetime, today: datetime, org: str | None = None) -> list[dict]:
-        """Per experiment (and org) since `since`: the pairs compared and how many agreed, by kind of
-        comparison; the live and candidate cost, tokens and latency of the compared requests; and what
-        else became of its samples, with the latest reason. `today`: where today's spend starts."""
+        """Per experiment and the traffic it sampled (org, feature, live provider and model) and candidate,
+        since `since`: the pairs compared and how many agreed, by kind of comparison; the live and
+        candidate cost, tokens and latency of the compared requests; and what else became of its
+        samples, with the latest reason. `today`: where today's usage starts. One experiment may have
+        several rows (one matching on task alone sees several features); its caps count them all."""
         with connect(self.path, read_only=True) as con:
             if not has_table(con, "shadow_calls"):
                 return []
             cursor = con.execute(
                 f"""
-                SELECT experiment_id, org_id,
-                       arg_max(feature, ts) AS feature,
-                       arg_max(live_provider, ts) AS live_provider, arg_max(live_model, ts) AS live_model,
-                       arg_max(provider, ts) AS provider, arg_max(model, ts) AS model,
+                SELECT experiment_id, org_id, feature, live_provider, live_model, provider, model,
                        count(*) FILTER (WHERE outcome = 'compared') AS pairs,
                        count(*) FILTER (WHERE outcome = 'compared' AND agreed) AS agreed,
                        count(*) FILTER (WHERE outcome = 'compared' AND lower(task) NOT IN $tasks
@@ -51,6 +59,7 @@ class ShadowCalls:
                        histogram(comparison) FILTER (WHERE outcome = 'compared') AS comparisons,
                        avg(score) FILTER (WHERE outcome = 'compared') AS avg_score,
                        count(*) FILTER (WHERE outcome = 'candidate_error') AS errors,
+                       count(*) FILTER (WHERE outcome = 'lectr_error') AS lectr_errors,
                        count(*) FILTER (WHERE outcome = 'capped') AS capped,
                        count(*) FILTER (WHERE outcome = 'dropped') AS dropped,
                        count(*) FILTER (WHERE outcome = 'blocked') AS blocked,
@@ -69,7 +78,7 @@ class ShadowCalls:
                        min(ts) AS first_at, max(ts) AS last_at
                 FROM shadow_calls
                 WHERE ts >= $since AND {in_org(org)}
-                GROUP BY experiment_id, org_id ORDER BY experiment_id, org_id
+                GROUP BY ALL ORDER BY experiment_id, org_id, feature, live_model, model
                 """,
                 {"since": since, "today": today, "tasks": list(TASKS), "sent": list(SENT)} | org_param(org),
             )

@@ -1,10 +1,12 @@
 """Shadow: picks the live requests a shadow experiment sends again to its candidate.
 
-Once the client has its whole response (mitmproxy's `response` hook, after the last chunk of
-a stream), a request that an enabled experiment matches is sampled at the experiment's rate.
-A sampled request's record gets a `ShadowOrder` (lectr.proxy.shadoworders); the Recorder puts
-it on the event, and the writer process sends it after metering (lectr.shadow.runner). Nothing
-here delays or changes the request: its response is already on its way.
+When the provider's whole response is in (mitmproxy's `response` hook: after the last chunk of
+a stream, which the client already has; just before a non-streamed answer goes to the client),
+a request that an enabled experiment matches is sampled at the experiment's rate. That costs a
+lookup and a random number (timed, in lectr_overhead_us). A sampled request's record gets a
+`ShadowOrder` (lectr.proxy.shadoworders); the Recorder puts it on the event, and the writer
+process sends it once the event has crossed over and been metered (lectr.shadow.runner): never
+on the request's time, and never changing it.
 
 The experiments file (lectr.common.experiments) sits beside the rules file and is reloaded the
 same way; its lectr_shadow_* options size the writer process's sender.
@@ -19,7 +21,7 @@ from mitmproxy import ctx, http
 
 from lectr.common.experiments import Experiments, ShadowSettings, experiments_path, load_experiments_file
 from lectr.common.watch import Poller, WatchedFile
-from lectr.proxy.addons import at_least, record_of
+from lectr.proxy.addons import at_least, record_of, timed
 from lectr.proxy.addons.routefiles import RELOAD_SECONDS, RouteFiles
 from lectr.proxy.flowrecord import FlowRecord
 from lectr.proxy.shadoworders import SHADOWABLE, shadow_order
@@ -65,6 +67,7 @@ class Shadow:
     def status(self) -> dict[str, int]:
         return {"shadow_sampled": self.sampled, "experiments_running": len(self.experiments.value.running)}
 
+    @timed
     def response(self, flow: http.HTTPFlow) -> None:
         record = record_of(flow)
         if record is None or record.org_id is None or not self.experiments.value.running:

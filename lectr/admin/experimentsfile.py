@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from lectr.admin import rulesfile, yamlfile
+from lectr.admin import yamlfile
 from lectr.common.experiments import (
     MAX_REQUESTS_PER_DAY,
     MAX_USD_PER_DAY,
@@ -39,9 +39,7 @@ class ExperimentsDoc:
     signature: str = ""  # of the text read ("": no file): a save refuses to overwrite a file changed since
 
 
-def experiment_id(experiment: dict) -> str:
-    """The id the proxy records for an experiment: its `id`, else its name slugged (as for a rule)."""
-    return rulesfile.rule_id(experiment)
+experiment_id = yamlfile.item_id  # the id the proxy records for an experiment, as for a rule
 
 
 def read(path: str | Path) -> ExperimentsDoc:
@@ -122,19 +120,8 @@ def put(experiments: list[dict], experiment: dict) -> list[dict]:
 
 
 def set_enabled(experiments: list[dict], eid: str, enabled: bool) -> list[dict]:
-    index = _index(experiments, eid)
-    return [*experiments[:index], {**experiments[index], "enabled": enabled}, *experiments[index + 1 :]]
+    return yamlfile.set_enabled(experiments, eid, enabled, "experiment", ExperimentError)
 
 
 def delete(experiments: list[dict], eid: str) -> list[dict]:
-    index = _index(experiments, eid)
-    return experiments[:index] + experiments[index + 1 :]
-
-
-def _index(experiments: list[dict], eid: str) -> int:
-    for index, experiment in enumerate(experiments):
-        if experiment_id(experiment) == eid:
-            return index
-    raise ExperimentError(
-        f"no experiment with id {eid!r} in the experiments file; it may have been removed: reload the page"
-    )
+    return yamlfile.delete(experiments, eid, "experiment", ExperimentError)

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import yaml
 
+from lectr.admin import yamlfile
 from lectr.admin.yamlfile import dump, read_document, replace
-from lectr.common.rules import RuleError, RuleSet, parse_rules, slug
+from lectr.common.rules import RuleError, RuleSet, parse_rules
 
 # Where a recommendation's rule goes when it does not say: after hand-written rules.
 FIRST_GENERATED_PRIORITY = 100
@@ -30,9 +31,7 @@ class RulesDoc:
     signature: str = ""  # of the text read: a save refuses to overwrite a file changed since
 
 
-def rule_id(rule: dict) -> str:
-    """The id the proxy records for a rule: its `id`, else its name slugged (as rules.py does)."""
-    return str(rule.get("id") or slug(str(rule.get("name") or "")))
+rule_id = yamlfile.item_id  # the id the proxy records for a rule: its `id`, else its name slugged
 
 
 def read(path: str | Path) -> RulesDoc:
@@ -64,18 +63,16 @@ def put(rules: list[dict], rule: dict, replacing: str | None = None) -> list[dic
     rule = _clean(rule)
     if replacing is None:
         return [*rules, rule]
-    index = _index(rules, replacing)
+    index = yamlfile.index_of(rules, replacing, "rule", RuleError)
     return [*rules[:index], rule, *rules[index + 1 :]]
 
 
 def delete(rules: list[dict], rid: str) -> list[dict]:
-    index = _index(rules, rid)
-    return rules[:index] + rules[index + 1 :]
+    return yamlfile.delete(rules, rid, "rule", RuleError)
 
 
 def set_enabled(rules: list[dict], rid: str, enabled: bool) -> list[dict]:
-    index = _index(rules, rid)
-    return [*rules[:index], {**rules[index], "enabled": enabled}, *rules[index + 1 :]]
+    return yamlfile.set_enabled(rules, rid, enabled, "rule", RuleError)
 
 
 def move(rules: list[dict], rid: str, step: int) -> list[dict]:
@@ -124,10 +121,3 @@ def _clean(rule: dict) -> dict:
             continue
         out[key] = value
     return out
-
-
-def _index(rules: list[dict], rid: str) -> int:
-    for index, rule in enumerate(rules):
-        if rule_id(rule) == rid:
-            return index
-    raise RuleError(f"no rule with id {rid!r} in the rules file; it may have been removed: reload the page")

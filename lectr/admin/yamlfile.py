@@ -16,7 +16,7 @@ from typing import Callable
 
 import yaml
 
-from lectr.common.rules import RuleError, read_rules_text
+from lectr.common.rules import RuleError, read_rules_text, slug
 
 
 def read_document(
@@ -77,3 +77,28 @@ def header(text: str) -> str:
 
 def signature(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --- edits both files share: each returns a new list, leaving the argument unchanged ------------
+
+
+def item_id(item: dict) -> str:
+    """The id the proxy records for a rule or an experiment: its `id`, else its name slugged (rules.py's)."""
+    return str(item.get("id") or slug(str(item.get("name") or "")))
+
+
+def index_of(items: list[dict], iid: str, kind: str, error: type[RuleError]) -> int:
+    for index, item in enumerate(items):
+        if item_id(item) == iid:
+            return index
+    raise error(f"no {kind} with id {iid!r} in the {kind}s file; it may have been removed: reload the page")
+
+
+def delete(items: list[dict], iid: str, kind: str, error: type[RuleError]) -> list[dict]:
+    index = index_of(items, iid, kind, error)
+    return items[:index] + items[index + 1 :]
+
+
+def set_enabled(items: list[dict], iid: str, enabled: bool, kind: str, error: type[RuleError]) -> list[dict]:
+    index = index_of(items, iid, kind, error)
+    return [*items[:index], {**items[index], "enabled": enabled}, *items[index + 1 :]]

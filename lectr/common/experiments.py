@@ -26,10 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-import yaml
-
 from lectr.common.providers import PROVIDERS
-from lectr.common.rules import Rule, RuleError, RuleSet, parse_rules, read_rules_text
+from lectr.common.rules import Rule, RuleError, RuleSet, parse_rule, read_rules_text
 from lectr.common.yamldoc import list_under
 
 EXPERIMENTS_FILE = "experiments.yaml"  # beside the rules file, where none is named
@@ -114,10 +112,6 @@ def _as_rule(e: Experiment, priority: int) -> Rule:
     )  # fmt: skip
 
 
-def parse_rules_list(rules: list[dict]) -> RuleSet:
-    return parse_rules(yaml.safe_dump({"rules": rules}, sort_keys=False), "experiments")
-
-
 def parse_experiments(text: str, source: str = "experiments file") -> Experiments:
     """Parse and validate an experiments document. Raises ExperimentError naming the experiment."""
     items = list_under("experiments", text, source, ExperimentError)
@@ -174,9 +168,9 @@ def _parse(item: object, source: str, index: int) -> Experiment:
         if key in item:
             as_rule[key] = item[key]
     try:
-        (rule,) = parse_rules_list([as_rule]).rules
+        rule = parse_rule(as_rule, source, index, warnings=[])
     except RuleError as e:
-        raise ExperimentError(str(e).replace("experiments: rule", f"{source}: experiment")) from None
+        raise ExperimentError(str(e).replace(f"{source}: rule", f"{source}: experiment", 1)) from None
     return Experiment(
         id=rule.id,
         name=rule.name,

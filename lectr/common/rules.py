@@ -116,7 +116,7 @@ def parse_rules(text: str, source: str = "rules file") -> RuleSet:
     seen_priority: dict[int, str] = {}
     seen_id: dict[str, str] = {}
     for index, item in enumerate(items, start=1):
-        rule = _parse_rule(item, source, index, warnings)
+        rule = parse_rule(item, source, index, warnings)
         where = f"{source}: rule {rule.name!r}"
         if rule.priority in seen_priority:
             raise RuleError(
@@ -159,7 +159,8 @@ def read_rules_text(path: str | Path) -> str:
         raise RuleError(f"{path}: not UTF-8 text (byte {e.start}): save it as UTF-8") from e
 
 
-def _parse_rule(item: object, source: str, index: int, warnings: list[str]) -> Rule:
+def parse_rule(item: object, source: str, index: int, warnings: list[str]) -> Rule:
+    """One rule of a document (the experiments file's conditions are parsed by it too)."""
     where = f"{source}: rule #{index}"
     if not isinstance(item, dict):
         raise RuleError(f"{where}: each rule must be a mapping with name, priority, match and target")

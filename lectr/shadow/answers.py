@@ -28,44 +28,54 @@ def from_body(body: object, style: str) -> Answer:
     """The answer in a non-streaming response body (decoded JSON); Answer("") if malformed."""
     if not isinstance(body, dict):
         return Answer("")
+    if style == ANTHROPIC:
+        return _anthropic_body(body)
+    if style == RESPONSES:
+        return _responses_body(body)
+    return _openai_body(body)
+
+
+def _anthropic_body(body: dict) -> Answer:
     texts: list[str] = []
     calls: list[tuple[str, str]] = []
-    if style == ANTHROPIC:
-        for block in as_list(body.get("content")):
-            if not isinstance(block, dict):
-                continue
-            if block.get("type") == "text":
-                _collect(texts, block.get("text"))
-            elif block.get("type") == "tool_use":
-                calls.append((_str(block.get("name")), _input(block.get("input"))))
-    elif style == RESPONSES:
-        for item in as_list(body.get("output")):
-            if not isinstance(item, dict):
-                continue
-            if item.get("type") == "message":
-                for part in as_list(item.get("content")):
-                    if isinstance(part, dict) and part.get("type") == "output_text":
-                        _collect(texts, part.get("text"))
-            elif item.get("type") == "function_call":
-                calls.append((_str(item.get("name")), _str(item.get("arguments"))))
-    else:
-        choices = as_list(body.get("choices"))
-        message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
-        if not isinstance(message, dict):
-            return Answer("")
-        content = message.get("content")
-        if isinstance(content, str):
-            texts.append(content)
-        for part in as_list(content):
-            if isinstance(part, str):
-                _collect(texts, part)
-            elif isinstance(part, dict) and part.get("type") in _TEXT_PARTS:
-                _collect(texts, part.get("text"))
-        for call in as_list(message.get("tool_calls")):
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict):
-                calls.append((_str(function.get("name")), _str(function.get("arguments"))))
+    for block in (b for b in as_list(body.get("content")) if isinstance(b, dict)):
+        if block.get("type") == "text":
+            _collect(texts, block.get("text"))
+        elif block.get("type") == "tool_use":
+            calls.append((_str(block.get("name")), _input(block.get("input"))))
     return Answer("\n".join(texts), tuple(calls))
+
+
+def _responses_body(body: dict) -> Answer:
+    texts: list[str] = []
+    calls: list[tuple[str, str]] = []
+    for item in (i for i in as_list(body.get("output")) if isinstance(i, dict)):
+        if item.get("type") == "message":
+            for part in as_list(item.get("content")):
+                if isinstance(part, dict) and part.get("type") == "output_text":
+                    _collect(texts, part.get("text"))
+        elif item.get("type") == "function_call":
+            calls.append((_str(item.get("name")), _str(item.get("arguments"))))
+    return Answer("\n".join(texts), tuple(calls))
+
+
+def _openai_body(body: dict) -> Answer:
+    choices = as_list(body.get("choices"))
+    message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
+    if not isinstance(message, dict):
+        return Answer("")
+    texts: list[str] = []
+    content = message.get("content")
+    if isinstance(content, str):
+        texts.append(content)
+    for part in as_list(content):
+        if isinstance(part, str):
+            _collect(texts, part)
+        elif isinstance(part, dict) and part.get("type") in _TEXT_PARTS:
+            _collect(texts, part.get("text"))
+    functions = (c.get("function") for c in as_list(message.get("tool_calls")) if isinstance(c, dict))
+    calls = tuple((_str(f.get("name")), _str(f.get("arguments"))) for f in functions if isinstance(f, dict))
+    return Answer("\n".join(texts), calls)
 
 
 def from_stream(data: bytes, style: str) -> Answer:

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import common` from
 
 import common  # noqa: E402
 
-from lectr.store import StorageError, open_store  # noqa: E402
+from lectr.store import StorageError, is_postgres, open_store  # noqa: E402
 
 st.set_page_config(
     page_title="Lectr", page_icon=":material/alt_route:", layout="wide", initial_sidebar_state="collapsed"
@@ -39,14 +39,23 @@ def wait_for_the_database() -> None:
     try:
         open_store(st.session_state.db).schema_state()
     except StorageError as e:
-        st.warning(f"The database is busy right now (another process holds it); retrying. ({e})")
+        if is_postgres(st.session_state.db):
+            st.warning(f"PostgreSQL does not answer right now; retrying. ({e})")
+        else:
+            st.warning(f"The database is busy right now (another process holds it); retrying. ({e})")
         return
     st.rerun(scope="app")
 
 
 with st.sidebar:  # where the files are: set once, so out of the way (collapsed) until wanted
     st.title("Lectr")
-    st.text_input("Database", value=common.default_db(), key="db", help="The DuckDB file the proxy writes (lectr_db)")
+    st.text_input(
+        "Database",
+        value=common.default_db(),
+        key="db",
+        help="The DuckDB file or the postgresql:// URL the proxy writes (lectr_db). Keep a PostgreSQL password in "
+        "PGPASSWORD or ~/.pgpass rather than in the URL: this box shows it",
+    )
     st.text_input("Rules file", value=common.default_rules(), key="rules", help="The proxy's rules file (lectr_rules)")
     st.text_input(
         "Experiments file",

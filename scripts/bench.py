@@ -62,7 +62,7 @@ from lectr.common.rules import parse_rules  # noqa: E402
 from lectr.proxy.endpoints import parse_path  # noqa: E402
 from lectr.proxy.routing import choose_route  # noqa: E402
 from lectr.store import open_store  # noqa: E402
-from lectr.store.connection import connect  # noqa: E402
+from lectr.store.duckdb_connection import connect  # noqa: E402
 
 MODEL = "gpt-4o-mini"  # served by the instant simulator
 # Streams go to a second simulator that spaces its chunks: Lectr reaches it as "groq"

@@ -37,8 +37,8 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from lectr.common import keys  # noqa: E402
 from lectr.common.rules import TASKS  # noqa: E402
 from lectr.store import open_store, utc_now  # noqa: E402
-from lectr.store.connection import connect  # noqa: E402
 from lectr.store.dashboard_requests import LOG_FILTERS  # noqa: E402
+from lectr.store.duckdb_connection import DuckSession, connect  # noqa: E402
 from lectr.store.migrations import migrate  # noqa: E402
 
 ORGS = ("acme", "globex", "initech")
@@ -102,7 +102,7 @@ def timed(fn, *args):
 def build(path: str, rows: int, uncorrelated: bool) -> str:
     """Returns the timings, for the summary."""
     with connect(path) as con:
-        migrate(con)
+        migrate(DuckSession(con))
         lists = {"features": FEATURES, "tasks": [*TASKS, None]}
         params = {"now": utc_now(), "rows": rows, "uncorrelated": uncorrelated, **lists}
         elapsed, _ = timed(con.execute, BUILD_SQL, params)

@@ -53,7 +53,7 @@ from harness.report import progress  # noqa: E402
 
 from lectr.common import keys  # noqa: E402
 from lectr.store import open_store  # noqa: E402
-from lectr.store.connection import connect  # noqa: E402
+from lectr.store.duckdb_connection import connect  # noqa: E402
 
 BODY = {
     "model": "gpt-4o-mini",

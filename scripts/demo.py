@@ -55,8 +55,8 @@ from lectr.common.rules import parse_rules  # noqa: E402
 from lectr.jobs import alerts, runs
 from lectr.prices import priceupdate
 from lectr.store import StorageError, open_store, utc_now  # noqa: E402
-from lectr.store.connection import connect, dicts, has_table  # noqa: E402
-from lectr.store.keys import keys_stamp  # noqa: E402
+from lectr.store.duckdb_connection import connect, dicts, has_table  # noqa: E402
+from lectr.store.duckdb_store import keys_stamp  # noqa: E402
 
 DEMO_DB = "lectr-demo.duckdb"
 DEMO_RULES = "lectr-demo.rules.yaml"

@@ -74,7 +74,7 @@ from soak_traffic import ORG, RULES, Tally, traffic  # noqa: E402
 
 from lectr.common import keys  # noqa: E402
 from lectr.store import open_store, utc_now  # noqa: E402
-from lectr.store.connection import connect  # noqa: E402
+from lectr.store.duckdb_connection import connect  # noqa: E402
 
 # --- the processes ---------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Fixtures that start the real things: the provider simulator and `mitmdump -s addons/lectr.py`.
+"""Fixtures that start the real things: the provider simulator, `mitmdump -s addons/lectr.py` and
+PostgreSQL (tests/postgres.py).
 
 The functions tests share are in tests/helpers.py; this file holds pytest's fixtures and hooks.
 
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 
 import pytest
 
 from helpers import ROOT, Simulator, free_port, start_lectr, start_simulator, stop
+from postgres import Postgres, start_postgres
 
 
 @pytest.fixture(autouse=True)
@@ -54,6 +57,22 @@ def lectr(simulator_process, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory) -> Postgres:
+    """One real PostgreSQL server for the session (tests/postgres.py); about a second to start."""
+    server = start_postgres(tmp_path_factory.mktemp("postgres"))
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg_url(postgres_server) -> str:
+    """The URL of a new, empty database of its own for this test (postgresql://lectr:...@127.0.0.1:PORT/NAME)."""
+    return postgres_server.create_database(f"test_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture(scope="session")
 def demo(tmp_path_factory):
     """A database with demo traffic from the real proxy path, and the rules file it was routed by: built
     once for the dashboard's tests (about 20 s), which read it or work on copies of it."""
@@ -87,7 +106,7 @@ def demo(tmp_path_factory):
 
 # Fixtures that start real processes; a test using one (directly or through another fixture)
 # is slow. Tests that start processes themselves carry @pytest.mark.slow (or a module's pytestmark).
-PROCESS_FIXTURES = {"simulator_process", "demo"}
+PROCESS_FIXTURES = {"simulator_process", "demo", "postgres_server"}
 
 
 def pytest_collection_modifyitems(items):

@@ -30,7 +30,7 @@ from lectr.common.process import WRITER
 from lectr.proxy.addons import RECORD
 from lectr.proxy.flowrecord import FlowRecord
 from lectr.store import StorageError, open_store
-from lectr.store.connection import connect
+from lectr.store.duckdb_connection import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from harness import ROOT, free_port, simulator_env, start_simulator, stop, wait_until  # noqa: E402, F401

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from test_properties import BODIES, strict_loads
 
 from lectr.store import StorageError
-from lectr.store.connection import connect
+from lectr.store.duckdb_connection import connect
 
 from helpers import set_rules, start_lectr, stop, wait_until
 

@@ -18,7 +18,7 @@ import pytest
 from lectr.common.usage import Usage
 from lectr.prices import pricing
 from lectr.record import estimate, tokens
-from lectr.store.connection import connect
+from lectr.store.duckdb_connection import connect
 
 from helpers import (
     Lectr,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lectr.store import collect, open_store
-from lectr.store.connection import connect
+from lectr.store.duckdb_connection import connect
 
 from helpers import ROOT, hold_database, query, wait_until
 
@@ -94,7 +94,7 @@ def test_a_busy_worker_file_is_left_for_the_next_turn(tmp_path, caplog):
     write(w1, ["a1"])
     write(w2, ["b1"])
     holder = hold_database(w1, 60)
-    caplog.set_level(logging.INFO, logger="lectr.store.collect")
+    caplog.set_level(logging.INFO, logger="lectr.store.duckdb_collect")
     try:
         assert collect.collect(main, [w1, w2]) == 1
         assert ids(main) == ["b1"]

@@ -345,8 +345,13 @@ def test_a_missing_an_empty_and_an_old_database_get_a_message_not_a_traceback(mo
     at.switch_page("views/rules.py").run()  # the rules page needs only the rules file
     assert not at.exception and "No rules yet" in at.info[0].value
 
-    at = _app(monkeypatch, "postgresql://lectr@db.internal/lectr", rules)  # not a file: said, not waited for
-    assert not at.exception and "give the file's path" in at.error[0].value and not at.warning
+    at = _app(monkeypatch, "mysql://lectr@127.0.0.1/lectr", rules)  # neither a file nor PostgreSQL: said
+    assert not at.exception and "give its path" in at.error[0].value and not at.warning
+
+    # PostgreSQL that does not answer (nothing listens on port 1): said, with the URL's password hidden
+    at = _app(monkeypatch, "postgresql://lectr:s3cret@127.0.0.1:1/lectr", rules)
+    shown = at.warning[0].value
+    assert not at.exception and "PostgreSQL does not answer" in shown and "s3cret" not in shown and "***" in shown
 
 
 def test_a_database_locked_by_another_process_is_waited_out_with_a_notice(app):

@@ -25,7 +25,7 @@ import httpx
 import openai
 import pytest
 
-from lectr.store.connection import connect
+from lectr.store.duckdb_connection import connect
 
 from helpers import (
     ROOT,
@@ -356,7 +356,7 @@ def test_the_dashboard_crashing_or_hanging_mid_read_leaves_the_proxy_serving(sim
                 sys.executable,
                 "-c",
                 # Opened as the dashboard opens it: retried while the writer holds its moment of the file.
-                "import sys, time; from lectr.store.connection import connect; "
+                "import sys, time; from lectr.store.duckdb_connection import connect; "
                 "c = connect(sys.argv[1], read_only=True, attempts=200).__enter__(); "
                 "print('reading', flush=True); time.sleep(60)",
                 str(lectr.db_path),

@@ -23,7 +23,7 @@ from harness.measure import with_descendants
 
 from lectr.common import keys
 from lectr.store import StorageError, open_store
-from lectr.store.connection import connect
+from lectr.store.duckdb_connection import connect
 
 from helpers import ROOT, free_port, rows, set_rules, simulator_env, start_lectr, stop, wait_rows, wait_until
 

@@ -15,7 +15,7 @@ from lectr.common.events import EventQueue
 from lectr.jobs import alerts, runs
 from lectr.record import writer
 from lectr.store import StorageError, open_store
-from lectr.store.connection import connect
+from lectr.store.duckdb_connection import connect
 from lectr.store.migrations import MIGRATIONS
 
 from helpers import ROOT, free_port, query, start_lectr, stop, wait_until

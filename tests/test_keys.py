@@ -4,6 +4,7 @@ import pytest
 from lectr.admin import cli
 from lectr.common.keys import KeyRing, StoredKey, generate_key, hash_key, key_id_of
 from lectr.store import StorageError, open_store
+from lectr.store.duckdb_connection import DuckSession  # noqa: E402
 from lectr.store.migrations import MIGRATIONS, migrate
 
 
@@ -27,8 +28,8 @@ def test_keyring_checks_the_whole_key():
 
 def test_migrations_apply_once(tmp_path):
     con = duckdb.connect(str(tmp_path / "m.duckdb"))
-    assert migrate(con) == [m.__name__ for m in MIGRATIONS]
-    assert migrate(con) == []
+    assert migrate(DuckSession(con)) == [m.__name__ for m in MIGRATIONS]
+    assert migrate(DuckSession(con)) == []
     columns = [
         r[0]
         for r in con.execute(

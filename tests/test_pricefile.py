@@ -20,7 +20,7 @@ from lectr.prices.sources import PRICES_URL, PriceSettings
 from lectr.proxy.addons.recorder import Recorder
 from lectr.proxy.writerprocess import WriterProcess
 from lectr.record.writer import Writer
-from lectr.store.connection import connect
+from lectr.store.duckdb_connection import connect
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "prices.example.yaml"
 JAN_2026 = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)

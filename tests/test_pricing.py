@@ -30,7 +30,10 @@ from lectr.prices.pricefile import PriceList
 from lectr.prices.pricing import cost_usd, has_price, price
 from lectr.prices.sources import PRICES_URL, PriceSettings
 from lectr.record.writer import Writer
-from lectr.store.connection import connect
+from lectr.store.duckdb_connection import (
+    DuckSession,  # noqa: E402
+    connect,
+)
 from lectr.store.migrations import MIGRATIONS, migrate
 
 
@@ -341,7 +344,7 @@ def test_the_migration_marks_earlier_prices_as_bundled(tmp_path):
             con.execute("INSERT INTO _migrations VALUES (?, now())", [migration.__name__])
         con.execute("INSERT INTO request_logs (ts, request_id, cost_usd) VALUES (now(), 'priced', 0.01)")
         con.execute("INSERT INTO request_logs (ts, request_id, cost_usd) VALUES (now(), 'unpriced', NULL)")
-        assert migrate(con) == [m.__name__ for m in MIGRATIONS[5:]]  # m006_price_source onwards
+        assert migrate(DuckSession(con)) == [m.__name__ for m in MIGRATIONS[5:]]  # m006_price_source onwards
         rows = dict(con.execute("SELECT request_id, price_source FROM request_logs").fetchall())
     assert rows == {"priced": "bundled", "unpriced": None}
 

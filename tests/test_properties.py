@@ -41,8 +41,8 @@ from lectr.proxy.headers import (
 from lectr.record import estimate, metering, tokens, written
 from lectr.record.metering import Meter
 from lectr.store import open_store
-from lectr.store.connection import connect
-from lectr.store.logs import _column_types
+from lectr.store.duckdb_connection import column_types as _column_types
+from lectr.store.duckdb_connection import connect
 
 # No example database in the repository; a bounded number of examples keeps CI fast.
 FAST = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

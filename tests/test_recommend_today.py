@@ -18,7 +18,7 @@ from lectr.common.usage import Usage
 from lectr.jobs.recommend import HIGH_CONFIDENCE_REQUESTS
 from lectr.prices import families, pricing
 from lectr.store import StorageError
-from lectr.store.connection import connect
+from lectr.store.duckdb_connection import connect
 
 from helpers import ROOT, start_lectr, stop, wait_until
 

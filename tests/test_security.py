@@ -30,8 +30,8 @@ from lectr.admin import haproxy
 from lectr.common import keys
 from lectr.proxy.credentials import parse_credentials
 from lectr.store import open_store
-from lectr.store.connection import connect
-from lectr.store.keys import keys_stamp
+from lectr.store.duckdb_connection import connect
+from lectr.store.duckdb_store import keys_stamp
 
 from helpers import ROOT, free_port, simulator_env, start_lectr, stop, wait_until
 

@@ -27,7 +27,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Markdown, Subheader
 
 from lectr.shadow.evidence import HIGH_PAIRS, wilson
-from lectr.store.connection import connect
+from lectr.store.duckdb_connection import connect
 
 from helpers import ROOT, Simulator, free_port, query, start_lectr, start_simulator, stop, wait_until
 

@@ -9,7 +9,8 @@ import pytest
 
 import lectr
 from lectr.store import DuckStore, StorageError, Store, collect, open_store, utc_now
-from lectr.store.connection import connect
+from lectr.store.duckdb_connection import connect
+from lectr.store.pg_store import PgStore
 
 
 def test_the_duckdb_store_has_every_operation_of_the_interface_as_declared(tmp_path):
@@ -18,13 +19,15 @@ def test_the_duckdb_store_has_every_operation_of_the_interface_as_declared(tmp_p
     assert store.location == str(tmp_path / "lectr.duckdb")
     operations = {name: f for name, f in vars(Store).items() if inspect.isfunction(f) and not name.startswith("_")}
     assert len(operations) > 20
-    for name, declared in operations.items():
-        assert inspect.signature(getattr(DuckStore, name)) == inspect.signature(declared), name
+    for kind in (DuckStore, PgStore):
+        for name, declared in operations.items():
+            assert inspect.signature(getattr(kind, name)) == inspect.signature(declared), (kind, name)
+    assert isinstance(open_store("postgresql://lectr@127.0.0.1:1/lectr"), PgStore)  # opens nothing yet
 
 
-def test_a_url_is_refused_until_a_store_of_its_kind_exists():
-    with pytest.raises(StorageError, match="give the file's path"):
-        open_store("postgresql://lectr@db.internal/lectr")
+def test_a_url_of_another_database_is_refused_with_what_is_accepted():
+    with pytest.raises(StorageError, match="give its path.*postgresql://user:password@host"):
+        open_store("mysql://lectr@db.internal/lectr")
 
 
 def test_every_table_comes_from_a_migration(tmp_path):

@@ -1,23 +1,49 @@
-"""The only package that speaks SQL: schema migrations, keys, request logs, summaries,
-the jobs' tables and the dashboard's reads.
+"""The only package that speaks SQL: schema migrations, keys, request logs, summaries, the jobs'
+tables, the rules and experiments kept in the database, and the dashboard's reads.
 
-Everything else asks a `Store` (lectr/store/interface.py) that `open_store` returns for a
-location; the modules here are its DuckDB implementation, one concern each.
+Everything else asks a `Store` (interface.py) that `open_store` returns for a location: a DuckDB
+file's path (the embedded default, one machine) or a `postgresql://` URL (several hosts). The files
+say which database they belong to:
+
+- shared, SQL written once for both (database.py says in which dialect): keys.py, logs.py,
+  summaries.py, jobs.py, shadow.py, documents.py, migrations.py, dashboard_*.py;
+- DuckDB's own: duckdb_connection.py, duckdb_store.py, duckdb_collect.py (several workers' files on one host);
+- PostgreSQL's own: pg_connection.py, pg_listen.py, pg_store.py.
 """
 
 from pathlib import Path
 
-from lectr.store.connection import StorageError, default_db_path, utc_now
+from lectr.store import duckdb_collect as collect  # the module: collect.collect(main, sources)
+from lectr.store.database import StorageError, default_db_path, is_postgres, utc_now
+from lectr.store.documents import DocumentConflict
 from lectr.store.duckdb_store import DuckStore
 from lectr.store.interface import Store
 from lectr.store.logs import STORED_DEGRADED
 
-__all__ = ["STORED_DEGRADED", "DuckStore", "StorageError", "Store", "default_db_path", "open_store", "utc_now"]
+__all__ = [
+    "STORED_DEGRADED",
+    "DocumentConflict",
+    "DuckStore",
+    "StorageError",
+    "Store",
+    "collect",
+    "default_db_path",
+    "is_postgres",
+    "open_store",
+    "utc_now",
+]
 
 
 def open_store(location: str | Path) -> Store:
-    """The store at `location`: a DuckDB file's path, the only kind so far. Another kind (a
-    `postgresql://` URL, say) is one more branch here, returning its own class."""
-    if "://" in str(location):
-        raise StorageError(f"cannot open {location}: Lectr keeps its data in a DuckDB file; give the file's path")
-    return DuckStore(str(location))
+    """The store at `location`: a `postgresql://` URL, or a DuckDB file's path."""
+    location = str(location)
+    if is_postgres(location):
+        from lectr.store.pg_store import PgStore  # psycopg only where PostgreSQL is used
+
+        return PgStore(location)
+    if "://" in location:
+        raise StorageError(
+            f"cannot open {location.split('://')[0]}://...: Lectr keeps its data in a DuckDB file (give its path) "
+            "or in PostgreSQL (a postgresql://user:password@host:port/database URL)"
+        )
+    return DuckStore(location)

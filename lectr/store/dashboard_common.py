@@ -1,18 +1,17 @@
 """What the dashboard's reads share (dashboard_overview, dashboard_requests, dashboard_findings).
 
-Each read opens the database read-only for one query (the proxy's writer must never wait
-long) and returns a pandas DataFrame; pandas comes with Streamlit, and only the dashboard
+Each read opens a read session for its queries (the proxy's writer must never wait long on a
+DuckDB file) and returns a pandas DataFrame; pandas comes with Streamlit, and only the dashboard
 (and the benchmarks of it) read these.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lectr.store.connection import connect
-from lectr.store.summaries import bucket_floor, summarised_until, summary_select
+from lectr.store.database import Database
+from lectr.store.summaries import SUMMARY_COLUMNS, bucket_floor, summarised_until, summary_select
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,26 +22,27 @@ FAILED_AUTH = "org_id IS NULL AND status_code IN (401, 429)"
 
 # The summaries the aggregator has stored, and the same rows computed here for the buckets it
 # has not stored yet: the Overview's figures then agree with the request log to the request.
-_SUMMARIES = """
+_SUMMARIES = f"""
     summaries AS (
-        SELECT * FROM dashboard_summaries WHERE period = $period AND bucket_start >= $since AND bucket_start < $cut
-        UNION ALL BY NAME
-        SELECT * FROM ({tail}) WHERE bucket_start >= $since
+        SELECT {SUMMARY_COLUMNS} FROM dashboard_summaries
+        WHERE period = $period AND bucket_start >= $since AND bucket_start < $cut
+        UNION ALL
+        SELECT {SUMMARY_COLUMNS} FROM ({{tail}}) AS tail WHERE bucket_start >= $since
     )"""
 
 
 def summarised(
-    path: str | Path, period: str, since: datetime, org: str | None, query: str, align: bool = False
+    db: Database, period: str, since: datetime, org: str | None, query: str, align: bool = False
 ) -> "pd.DataFrame":
     """`query` run after `WITH summaries AS (...)`: the period's summary rows from `since` (`align`: from
     its bucket), with $period, $since, $cut (where the stored summaries end) and, for an org, $org."""
     period = check_period(period)  # checked before it is written into any SQL
-    with connect(path, read_only=True) as con:
-        since = bucket_floor(con, period, since) if align else since
-        cut = max(summarised_until(con, period), since)
+    with db.read() as s:
+        since = bucket_floor(s, period, since) if align else since
+        cut = max(summarised_until(s, period), since)
         tail = summary_select(period, since="$cut")
         params = {"period": period, "since": since, "cut": cut} | org_param(org)
-        return con.execute(f"WITH {_SUMMARIES.format(tail=tail)} {query}", params).df()
+        return s.frame(f"WITH {_SUMMARIES.format(tail=tail)} {query}", params)
 
 
 def served(org: str | None) -> str:
@@ -60,9 +60,9 @@ def in_org(org: str | None) -> str:
     return "org_id = $org" if org else "TRUE"
 
 
-def frame(path: str | Path, sql: str, params: list | dict | None = None) -> "pd.DataFrame":
-    with connect(path, read_only=True) as con:
-        return con.execute(sql, params or []).df()
+def frame(db: Database, sql: str, params: dict | None = None) -> "pd.DataFrame":
+    with db.read() as s:
+        return s.frame(sql, params)
 
 
 def check_period(period: str) -> str:

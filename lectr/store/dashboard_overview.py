@@ -8,27 +8,28 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from lectr.store.dashboard_common import FAILED_AUTH, frame, in_org, org_param, served, summarised
+from lectr.store.database import Database, sql_list
 from lectr.store.logs import STORED_DEGRADED
-from lectr.store.summaries import latency_select
+from lectr.store.summaries import LATENCY_COLUMNS, latency_select
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
 class OverviewReads:
-    """The DuckDB store's reads for the Overview and the sidebar (a part of DuckStore)."""
+    """The reads for the Overview and the sidebar (a part of DuckStore and PgStore)."""
 
-    path: str
+    db: Database
 
     def dashboard_orgs(self) -> list[str]:
         """Orgs with a key or with summarised traffic, alphabetically."""
         sql = """SELECT org_id FROM org_keys UNION SELECT org_id FROM dashboard_summaries WHERE org_id IS NOT NULL
                  ORDER BY org_id"""
-        return frame(self.path, sql)["org_id"].tolist()
+        return frame(self.db, sql)["org_id"].tolist()
 
     def worker_runs(self) -> dict[str, datetime]:
         """When the writer (heartbeat) and each background job last ran."""
-        runs = frame(self.path, "SELECT worker, last_run FROM worker_runs")
+        runs = frame(self.db, "SELECT worker, last_run FROM worker_runs")
         return dict(zip(runs["worker"], runs["last_run"]))
 
     def overview_series(self, org: str | None, since: datetime, period: str) -> "pd.DataFrame":
@@ -52,16 +53,16 @@ class OverviewReads:
             latency AS (  -- stored, then computed as the aggregator would for what it has not stored yet
                 SELECT bucket_start, latency_p50_ms, latency_p95_ms, ttfb_p50_ms, ttfb_p95_ms
                 FROM (
-                    SELECT * FROM dashboard_latency
+                    SELECT {LATENCY_COLUMNS} FROM dashboard_latency
                     WHERE period = $period AND bucket_start >= $since AND bucket_start < $cut
-                    UNION ALL BY NAME
-                    SELECT * FROM ({latency_select(period, since="$cut")})
-                )
+                    UNION ALL
+                    SELECT {LATENCY_COLUMNS} FROM ({latency_select(period, since="$cut")}) AS tail
+                ) AS latencies
                 WHERE {"org_id = $org AND NOT coalesce(all_orgs, false)" if org else "all_orgs"}
             )
             SELECT * FROM totals LEFT JOIN latency USING (bucket_start) ORDER BY bucket_start
         """
-        return summarised(self.path, period, since, org, query)
+        return summarised(self.db, period, since, org, query)
 
     def overview_breakdown(self, org: str | None, since: datetime, period: str) -> "pd.DataFrame":
         """Requests, errors, tokens and cost by org, feature, task, provider, model, rule and status code
@@ -72,23 +73,21 @@ class OverviewReads:
                    coalesce(sum(prompt_tokens), 0) + coalesce(sum(completion_tokens), 0) AS tokens,
                    coalesce(sum(cost_usd), 0) AS cost_usd
             FROM summaries WHERE {in_org(org)}
-            GROUP BY ALL
+            GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
         """
-        return summarised(self.path, period, since, org, query)
+        return summarised(self.db, period, since, org, query)
 
     def latency_by_model(self, org: str | None, since: datetime) -> "pd.DataFrame":
         """Per model answering since then: requests, errors, and exact latency percentiles, from the
         request log itself (percentiles of the summaries' buckets cannot be combined into the period's)."""
         return frame(
-            self.path,
+            self.db,
             f"""
-            SELECT model_actual, requests, errors, latency[1] AS latency_p50_ms, latency[2] AS latency_p95_ms
-            FROM (
-                SELECT model_actual, count(*) AS requests, count(error_category) AS errors,
-                       quantile_cont(latency_ms, [0.5, 0.95]) AS latency
-                FROM request_logs WHERE ts >= $since AND model_actual IS NOT NULL AND {in_org(org)}
-                GROUP BY model_actual
-            ) ORDER BY requests DESC
+            SELECT model_actual, count(*) AS requests, count(error_category) AS errors,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS latency_p50_ms,
+                   percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS latency_p95_ms
+            FROM request_logs WHERE ts >= $since AND model_actual IS NOT NULL AND {in_org(org)}
+            GROUP BY model_actual ORDER BY requests DESC
             """,
             {"since": since} | org_param(org),
         )
@@ -96,8 +95,9 @@ class OverviewReads:
     def dropped_since(self, since: datetime) -> int:
         """Events dropped (queue full, database unavailable) since then, across all orgs."""
         dropped = frame(
-            self.path,
-            "SELECT coalesce(sum(events), 0) AS n FROM dropped_events WHERE ts >= ? AND NOT list_contains(?, reason)",
-            [since, list(STORED_DEGRADED)],
+            self.db,
+            f"SELECT coalesce(sum(events), 0) AS n FROM dropped_events "
+            f"WHERE ts >= $since AND reason NOT IN {sql_list(STORED_DEGRADED)}",
+            {"since": since},
         )
         return int(dropped["n"].iloc[0])

@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from lectr.store.connection import connect, dicts
 from lectr.store.dashboard_common import frame, in_org, org_param, summarised
+from lectr.store.database import Database
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -18,9 +18,9 @@ LOG_FILTERS = ("feature", "task", "provider", "model", "rule", "endpoint", "outc
 
 
 class RequestLogReads:
-    """The DuckDB store's reads for the Requests page (a part of DuckStore)."""
+    """The reads for the Requests page (a part of DuckStore and PgStore)."""
 
-    path: str
+    db: Database
 
     def request_log(
         self,
@@ -33,9 +33,9 @@ class RequestLogReads:
     ) -> tuple["pd.DataFrame", int]:
         """One page of the request log for an org (None: all), newest first, and the number of rows matching."""
         where, params = _log_where(org, since, until, filters or {})
-        with connect(self.path, read_only=True) as con:
-            total = con.execute(f"SELECT count(*) FROM request_logs WHERE {where}", params).fetchone()[0]
-            page = con.execute(
+        with self.db.read() as s:
+            total = s.rows(f"SELECT count(*) FROM request_logs WHERE {where}", params)[0][0]
+            page = s.frame(
                 f"""
                 SELECT ts, org_id, feature, task, endpoint, provider, model_requested, model_actual,
                        coalesce(routed, false) AS routed, rule_name,
@@ -45,19 +45,19 @@ class RequestLogReads:
                        prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, token_source,
                        cost_usd, price_source, latency_ms, ttfb_ms, request_id
                 FROM request_logs WHERE {where}
-                ORDER BY ts DESC, request_id LIMIT ? OFFSET ?
+                ORDER BY ts DESC, request_id LIMIT $limit OFFSET $offset
                 """,
-                [*params, limit, offset],
-            ).df()
+                params | {"limit": limit, "offset": offset},
+            )
         return page, total
 
     def request_log_choices(self, org: str | None, since: datetime) -> dict[str, list[str]]:
         """The values each request-log filter can take for an org (None: all) since then: from the
         summaries, so it stays cheap, but the endpoints (the summaries have none), from the log's column."""
         query = f"SELECT DISTINCT feature, task, provider, model_actual, rule_name FROM summaries WHERE {in_org(org)}"
-        summary = summarised(self.path, "day", since, org, query, align=True)
+        summary = summarised(self.db, "day", since, org, query, align=True)
         endpoints = frame(
-            self.path,
+            self.db,
             f"SELECT DISTINCT endpoint FROM request_logs WHERE ts >= $since AND {in_org(org)}",
             {"since": since} | org_param(org),
         )
@@ -72,16 +72,19 @@ class RequestLogReads:
 
     def request_detail(self, request_id: str) -> dict | None:
         """Every stored column of one request, by name; None when there is no such request."""
-        with connect(self.path, read_only=True) as con:
-            found = dicts(con.execute("SELECT * FROM request_logs WHERE request_id = ? LIMIT 1", [request_id]))
+        with self.db.read() as s:
+            found = s.dicts("SELECT * FROM request_logs WHERE request_id = $id LIMIT 1", {"id": request_id})
         return found[0] if found else None
 
 
-def _log_where(org: str | None, since: datetime, until: datetime | None, filters: dict[str, str]) -> tuple[str, list]:
-    clauses, params = (["org_id = ?", "ts >= ?"], [org, since]) if org else (["ts >= ?"], [since])
+def _log_where(org: str | None, since: datetime, until: datetime | None, filters: dict[str, str]) -> tuple[str, dict]:
+    clauses, params = ["ts >= $since"], {"since": since}
+    if org:
+        clauses.append("org_id = $org")
+        params["org"] = org
     if until is not None:
-        clauses.append("ts < ?")
-        params.append(until)
+        clauses.append("ts < $until")
+        params["until"] = until
     columns = {"rule": "rule_name", **{name: name for name in ("feature", "task", "provider", "endpoint")}}
     for name, value in filters.items():
         if name not in LOG_FILTERS:
@@ -89,19 +92,19 @@ def _log_where(org: str | None, since: datetime, until: datetime | None, filters
         if value is None:
             continue
         if name == "model":
-            clauses.append("(model_actual = ? OR model_requested = ?)")
-            params += [value, value]
+            clauses.append("(model_actual = $model OR model_requested = $model)")
+            params["model"] = value
         elif name == "outcome":
             if value == "ok":
                 clauses.append("error_category IS NULL")
             elif value == "error":
                 clauses.append("error_category IS NOT NULL")
             else:
-                clauses.append("error_category = ?")
-                params.append(value)
+                clauses.append("error_category = $outcome")
+                params["outcome"] = value
         elif value == NONE:
             clauses.append(f"{columns[name]} IS NULL")
         else:
-            clauses.append(f"{columns[name]} = ?")
-            params.append(value)
+            clauses.append(f"{columns[name]} = ${name}")
+            params[name] = value
     return " AND ".join(clauses), params

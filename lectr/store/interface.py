@@ -13,8 +13,9 @@ collect.py and keys.py, outside this interface.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Iterator, Protocol, runtime_checkable
 
 from lectr.common.keys import NewKey, StoredKey
 
@@ -26,7 +27,11 @@ if TYPE_CHECKING:
 class Store(Protocol):
     @property
     def location(self) -> str:
-        """Where the data is: a file path (or, for another kind of store, its URL)."""
+        """Where the data is: a file path or a URL (with its password: to open it again)."""
+
+    @property
+    def display(self) -> str:
+        """Where the data is, for a message: a URL without its password."""
 
     def schema_state(self) -> str:
         """missing, empty, old, newer or ok: whether this code can read the store as it is."""
@@ -45,10 +50,21 @@ class Store(Protocol):
     def keys_version(self) -> object:
         """Cheap to poll (no query): when it changes, the proxy reloads `active_keys`."""
 
+    # --- the rules and experiments, when kept in the store (lectr/store/documents.py) ---
+
+    def document(self, name: str) -> tuple[str, int] | None: ...
+    def save_document(self, name: str, body: str, edited: int | None) -> int: ...
+    def document_version(self, name: str) -> object:
+        """Cheap to poll (no query): when it changes, the proxy reloads the document."""
+
     # --- the writer ---
 
     def append_request_logs(
-        self, rows: list[dict], dropped: dict[str, int] | None = None, shadow: list[dict] | None = None
+        self,
+        rows: list[dict],
+        dropped: dict[str, int] | None = None,
+        shadow: list[dict] | None = None,
+        batch_id: str | None = None,
     ) -> None: ...
     def shadow_usage(self, since: datetime) -> dict[str, tuple[int, float]]:
         """Per experiment: shadow requests sent since then, and their cost (the writer's caps start there)."""
@@ -59,6 +75,11 @@ class Store(Protocol):
     def shadow_spend(self, since: datetime, org: str | None = None) -> float: ...
 
     # --- the background jobs ---
+
+    @contextmanager
+    def job_turn(self, job: str, every: float | None) -> Iterator[bool]:
+        """A context manager: whether this process runs `job` now (every `every` seconds; None: asked by
+        hand). With several hosts on one store, one of them per interval."""
 
     def aggregate(self, now: datetime | None = None, full: bool = False) -> int: ...
     def hourly_metrics(self, now: datetime, days: int = 7) -> list[dict]: ...

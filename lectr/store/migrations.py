@@ -4,19 +4,19 @@
 records them in `_migrations`. A migration that has shipped is never edited: a change to
 the schema is a new function at the end of the list. `schema_state` tells the dashboard a
 database this code is too old for (a newer Lectr migrated it) from one it can bring up to date.
+
+Written once for both databases (lectr/store/database.py): PostgreSQL reads the type DuckDB calls
+DOUBLE as DOUBLE PRECISION (lectr/store/pg_connection.py translates it).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
-import duckdb
-
-from lectr.store.connection import connect, has_table, utc_now
+from lectr.store.database import Session, utc_now
 
 
-def m001_org_keys(con: duckdb.DuckDBPyConnection) -> None:
+def m001_org_keys(con: Session) -> None:
     con.execute(
         """
         CREATE TABLE org_keys (
@@ -30,7 +30,7 @@ def m001_org_keys(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def m002_request_logs(con: duckdb.DuckDBPyConnection) -> None:
+def m002_request_logs(con: Session) -> None:
     con.execute(
         """
         CREATE TABLE request_logs (
@@ -69,7 +69,7 @@ def m002_request_logs(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE TABLE dropped_events (ts TIMESTAMP NOT NULL, reason VARCHAR NOT NULL, events BIGINT NOT NULL)")
 
 
-def m003_workers(con: duckdb.DuckDBPyConnection) -> None:
+def m003_workers(con: Session) -> None:
     con.execute(
         """
         CREATE TABLE dashboard_summaries (
@@ -119,7 +119,7 @@ def m003_workers(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def m004_dashboard(con: duckdb.DuckDBPyConnection) -> None:
+def m004_dashboard(con: Session) -> None:
     # Routing coverage per rule, and exact per-org latency percentiles (percentiles of
     # the finer summary rows cannot be combined). The next aggregation rebuilds everything.
     con.execute("ALTER TABLE dashboard_summaries ADD COLUMN rule_id VARCHAR")
@@ -136,12 +136,12 @@ def m004_dashboard(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DELETE FROM worker_runs WHERE worker = 'aggregate'")
 
 
-def m005_overhead(con: duckdb.DuckDBPyConnection) -> None:
+def m005_overhead(con: Session) -> None:
     # Microseconds spent in Lectr's own hooks on the request (lectr.proxy.addons.timed).
     con.execute("ALTER TABLE request_logs ADD COLUMN lectr_overhead_us DOUBLE")
 
 
-def m006_price_source(con: duckdb.DuckDBPyConnection) -> None:
+def m006_price_source(con: Session) -> None:
     # Where a row's price came from: bundled (genai-prices as installed), updated (its data as
     # fetched later: lectr prices update), user (the price file). NULL: no cost. Every earlier
     # price came from the bundled data.
@@ -149,7 +149,7 @@ def m006_price_source(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("UPDATE request_logs SET price_source = 'bundled' WHERE cost_usd IS NOT NULL")
 
 
-def m007_fallbacks(con: duckdb.DuckDBPyConnection) -> None:
+def m007_fallbacks(con: Session) -> None:
     # A rule matched but was not applied (route_skip_reason says why: no key, suspended, ...), or
     # its target failed and the original request answered: the fallback_* columns say how.
     con.execute("ALTER TABLE request_logs ADD COLUMN skipped_rule_id VARCHAR")
@@ -161,7 +161,7 @@ def m007_fallbacks(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE request_logs ADD COLUMN reasoning_tokens BIGINT")
 
 
-def m008_coverage_and_status(con: duckdb.DuckDBPyConnection) -> None:
+def m008_coverage_and_status(con: Session) -> None:
     # A rule that changed the model or the provider, and whose target answered. Routing coverage
     # counts these, not a rule whose target is the request as sent (it routes nothing). Earlier
     # rows did not record a provider switch: their model tells.
@@ -176,7 +176,7 @@ def m008_coverage_and_status(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DELETE FROM worker_runs WHERE worker = 'aggregate'")  # the next aggregation rebuilds them
 
 
-def m009_collected_from(con: duckdb.DuckDBPyConnection) -> None:
+def m009_collected_from(con: Session) -> None:
     # Per worker file and table, the highest rowid lectr/store/collect.py has copied into this one.
     # Collecting created it itself before this migration: IF NOT EXISTS keeps what it holds.
     con.execute(
@@ -193,7 +193,7 @@ def m009_collected_from(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def m010_shadow_calls(con: duckdb.DuckDBPyConnection) -> None:
+def m010_shadow_calls(con: Session) -> None:
     # One row per request sampled for a shadow experiment (lectr/shadow/runner.py): what became of
     # it, and for a sent one the comparison's score and the candidate's tokens, cost and time, beside
     # the live request's. Never a prompt or an answer. Apart from request_logs, so that shadow spend
@@ -220,7 +220,28 @@ def m010_shadow_calls(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
+def m011_written_batches(con: Session) -> None:
+    # The id of every batch the writer stored (lectr/store/logs.py): a batch sent again after a commit
+    # that was not confirmed is found here and not stored twice. Kept for two days.
+    con.execute("CREATE TABLE written_batches (batch_id VARCHAR PRIMARY KEY, written_at TIMESTAMP NOT NULL)")
+
+
+def m012_documents(con: Session) -> None:
+    # The rules and experiments files kept in the database (lectr/store/documents.py), for proxies on
+    # several hosts: the YAML text as a person wrote it, comments and all, and a version a save checks.
+    con.execute(
+        """
+        CREATE TABLE documents (
+            name VARCHAR PRIMARY KEY,       -- rules or experiments
+            body VARCHAR NOT NULL,          -- the YAML, as in the file it replaces
+            version BIGINT NOT NULL,        -- 1, 2, ...: a save names the version it edited
+            updated_at TIMESTAMP NOT NULL   -- UTC
+        )
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[Session], None]] = [
     m001_org_keys,
     m002_request_logs,
     m003_workers,
@@ -231,39 +252,33 @@ MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m008_coverage_and_status,
     m009_collected_from,
     m010_shadow_calls,
+    m011_written_batches,
+    m012_documents,
 ]
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Apply the migrations this database has not seen; return their names."""
-    con.execute("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
-    done = {row[0] for row in con.execute("SELECT name FROM _migrations").fetchall()}
+def migrate(session: Session) -> list[str]:
+    """Apply the migrations this database has not seen, in a transaction each; return their names."""
+    session.execute("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
+    done = {row[0] for row in session.rows("SELECT name FROM _migrations")}
     applied = []
     for migration in MIGRATIONS:
         if migration.__name__ in done:
             continue
-        con.execute("BEGIN TRANSACTION")
-        migration(con)
-        con.execute("INSERT INTO _migrations VALUES (?, ?)", [migration.__name__, utc_now()])
-        con.execute("COMMIT")
+        with session.transaction():
+            migration(session)
+            done_now = {"name": migration.__name__, "now": utc_now()}
+            session.execute("INSERT INTO _migrations VALUES ($name, $now)", done_now)
         applied.append(migration.__name__)
     return applied
 
 
-class Schema:
-    """The DuckDB store's schema state (a part of DuckStore)."""
-
-    path: str
-
-    def schema_state(self) -> str:
-        """missing (no file), empty (no Lectr tables yet), old, newer (than this code), or ok."""
-        if not Path(self.path).exists():
-            return "missing"
-        with connect(self.path, read_only=True) as con:
-            if not has_table(con, "_migrations"):
-                return "empty"
-            done = {row[0] for row in con.execute("SELECT name FROM _migrations").fetchall()}
-        known = {m.__name__ for m in MIGRATIONS}
-        if done - known:
-            return "newer"
-        return "ok" if done == known else "old"
+def schema_state(session: Session) -> str:
+    """empty (no Lectr tables yet), old, newer (than this code), or ok."""
+    if not session.has_table("_migrations"):
+        return "empty"
+    done = {row[0] for row in session.rows("SELECT name FROM _migrations")}
+    known = {m.__name__ for m in MIGRATIONS}
+    if done - known:
+        return "newer"
+    return "ok" if done == known else "old"

@@ -12,22 +12,37 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import duckdb
-
-from lectr.store.connection import connect, utc_now
+from lectr.store.database import Database, Session, scalar, utc_now
 from lectr.store.jobs import last_run, note_run
-from lectr.store.migrations import migrate
+from lectr.store.logs import forget_old_batches
 
-PERCENTILES = """quantile_cont(latency_ms, 0.5) AS latency_p50_ms, quantile_cont(latency_ms, 0.95) AS latency_p95_ms,
-                 quantile_cont(ttfb_ms, 0.5) AS ttfb_p50_ms, quantile_cont(ttfb_ms, 0.95) AS ttfb_p95_ms"""
+
+def _percentile(p: float, column: str) -> str:
+    return f"percentile_cont({p}) WITHIN GROUP (ORDER BY {column})"
+
+
+PERCENTILES = ", ".join(
+    f"{_percentile(p, column)} AS {column.removesuffix('_ms')}_p{int(p * 100)}_ms"
+    for column in ("latency_ms", "ttfb_ms")
+    for p in (0.5, 0.95)
+)
+
+SUMMARY_COLUMNS = (
+    "period, bucket_start, org_id, feature, task, provider, model_actual, rule_id, rule_name, routed, status_code, "
+    "requests, errors, prompt_tokens, completion_tokens, cost_usd, unpriced_requests, "
+    "latency_p50_ms, latency_p95_ms, ttfb_p50_ms, ttfb_p95_ms"
+)
+LATENCY_COLUMNS = (
+    "period, bucket_start, org_id, all_orgs, requests, latency_p50_ms, latency_p95_ms, ttfb_p50_ms, ttfb_p95_ms"
+)
 
 SUMMARY_MARGIN = timedelta(minutes=5)  # events reach the database within seconds; this is ample
 
 
 class Summaries:
-    """The DuckDB store's aggregator (a part of DuckStore)."""
+    """The aggregator (a part of DuckStore and PgStore)."""
 
-    path: str
+    db: Database
 
     def aggregate(self, now: datetime | None = None, full: bool = False) -> int:
         """Recompute dashboard summaries for every bucket that may have changed since the last run.
@@ -37,29 +52,27 @@ class Summaries:
         Returns rows written.
         """
         now = now or utc_now()
-        with connect(self.path) as con:
-            migrate(con)
-            last = None if full else last_run(con, "aggregate")
-            con.execute("BEGIN TRANSACTION")
-            written = 0
+        written = 0
+        with self.db.write() as s:
+            last = None if full else last_run(s, "aggregate")
             for period in ("hour", "day"):
-                since = bucket_floor(con, period, last - timedelta(hours=1)) if last else datetime(1970, 1, 1)
-                for table in ("dashboard_summaries", "dashboard_drops", "dashboard_latency"):
-                    con.execute(f"DELETE FROM {table} WHERE period = ? AND bucket_start >= ?", [period, since])
+                since = bucket_floor(s, period, last - timedelta(hours=1)) if last else datetime(1970, 1, 1)
                 params = {"since": since}
-                sql = f"INSERT INTO dashboard_summaries BY NAME {summary_select(period)}"
-                written += con.execute(sql, params).fetchone()[0]
-                con.execute(f"INSERT INTO dashboard_latency BY NAME {latency_select(period)}", params)
-                con.execute(
+                for table in ("dashboard_summaries", "dashboard_drops", "dashboard_latency"):
+                    s.execute(f"DELETE FROM {table} WHERE period = '{period}' AND bucket_start >= $since", params)
+                sql = f"INSERT INTO dashboard_summaries ({SUMMARY_COLUMNS}) {summary_select(period)}"
+                written += s.execute(sql, params)
+                s.execute(f"INSERT INTO dashboard_latency ({LATENCY_COLUMNS}) {latency_select(period)}", params)
+                s.execute(
                     f"""
-                    INSERT INTO dashboard_drops
+                    INSERT INTO dashboard_drops (period, bucket_start, reason, events)
                     SELECT '{period}', date_trunc('{period}', ts), reason, sum(events)
-                    FROM dropped_events WHERE ts >= ? GROUP BY ALL
+                    FROM dropped_events WHERE ts >= $since GROUP BY 1, 2, 3
                     """,
-                    [since],
+                    params,
                 )
-            note_run(con, "aggregate", now)
-            con.execute("COMMIT")
+            forget_old_batches(s, now)
+            note_run(s, "aggregate", now)
         return written
 
 
@@ -75,7 +88,7 @@ def summary_select(period: str, since: str = "$since") -> str:
                sum(cost_usd) AS cost_usd, count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_requests,
                {PERCENTILES}
         FROM request_logs WHERE ts >= {since}
-        GROUP BY ALL
+        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
     """
 
 
@@ -86,19 +99,19 @@ def latency_select(period: str, since: str = "$since") -> str:
     return f"""
         SELECT '{period}' AS period, date_trunc('{period}', ts) AS bucket_start, org_id, false AS all_orgs,
                count(*) AS requests, {PERCENTILES}
-        FROM request_logs WHERE ts >= {since} GROUP BY ALL
+        FROM request_logs WHERE ts >= {since} GROUP BY 1, 2, 3
         UNION ALL
         SELECT '{period}', date_trunc('{period}', ts), NULL, true, count(*), {PERCENTILES}
-        FROM request_logs WHERE ts >= {since} AND org_id IS NOT NULL GROUP BY ALL
+        FROM request_logs WHERE ts >= {since} AND org_id IS NOT NULL GROUP BY 1, 2
     """
 
 
-def summarised_until(con: duckdb.DuckDBPyConnection, period: str) -> datetime:
+def summarised_until(s: Session, period: str) -> datetime:
     """The start of the first bucket the summaries may not hold in full: the last aggregation's
     bucket, less a margin for events written a little after it."""
-    last = last_run(con, "aggregate")
-    return bucket_floor(con, period, last - SUMMARY_MARGIN) if last else datetime(1970, 1, 1)
+    last = last_run(s, "aggregate")
+    return bucket_floor(s, period, last - SUMMARY_MARGIN) if last else datetime(1970, 1, 1)
 
 
-def bucket_floor(con: duckdb.DuckDBPyConnection, period: str, ts: datetime) -> datetime:
-    return con.execute(f"SELECT date_trunc('{period}', ?::TIMESTAMP)", [ts]).fetchone()[0]
+def bucket_floor(s: Session, period: str, ts: datetime) -> datetime:
+    return scalar(s, f"SELECT date_trunc('{period}', $ts::TIMESTAMP)", {"ts": ts})

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import duckdb
 
-from lectr.store.connection import connect, utc_now
+from lectr.store.database import utc_now
+from lectr.store.duckdb_connection import DuckSession, connect
 from lectr.store.jobs import last_run, note_run
 from lectr.store.migrations import migrate
 
@@ -59,7 +60,7 @@ class _Busy(Exception):
 
 def _collect_one(main: Path, source: Path) -> int:
     with connect(main) as con:
-        migrate(con)
+        migrate(DuckSession(con))
         _attach(con, source)
         try:
             return _copy(con, str(source))
@@ -100,9 +101,9 @@ def _copy(con: duckdb.DuckDBPyConnection, source: str) -> int:
         con.execute("INSERT OR REPLACE INTO collected_from VALUES (?, ?, ?, ?, ?)", [source, table, created, top, now])
     # The dashboard warns when the proxy's writer has gone quiet: the newest worker heartbeat stands for them all.
     beat = con.execute(f"SELECT max(last_run) FROM {SOURCE}.worker_runs WHERE worker = 'writer'").fetchone()[0]
-    known = last_run(con, "writer")
+    known = last_run(DuckSession(con), "writer")
     if beat is not None and (known is None or beat > known):
-        note_run(con, "writer", beat)
+        note_run(DuckSession(con), "writer", beat)
     con.execute("COMMIT")
     return copied
 

@@ -1,0 +1,174 @@
+"""A PostgreSQL server as a `Database` (lectr/store/database.py): pooled connections, and the shared SQL
+translated for it.
+
+psycopg 3 with psycopg_pool: a small pool per process and server, opened on first use. While the
+server is down or unreachable, a session waits at most `CONNECT_TIMEOUT` seconds and raises
+StorageError; the pool keeps reconnecting in the background, with backoff, so Lectr carries on
+without a restart once the server is back. The first session of a process migrates the schema,
+under an advisory lock, so hosts starting together migrate it once.
+
+The translation: `$name` parameters become psycopg's `%(name)s` (a literal % doubled), and DuckDB's
+DOUBLE becomes DOUBLE PRECISION. NUMERIC (what PostgreSQL's sum and avg of integers give) is read as
+a float, as DuckDB gives it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg.types.numeric import FloatLoader
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from lectr.store.database import StorageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 5.0  # seconds a session waits for a connection before giving up
+MIGRATION_LOCK = 0x4C454354  # "LECT": the advisory lock the first session of each process migrates under
+
+
+def redacted(url: str) -> str:
+    """The URL without its password: for every message and log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@functools.lru_cache(maxsize=512)
+def translate(sql: str) -> str:
+    sql = sql.replace("%", "%%")
+    sql = re.sub(r"\$([A-Za-z_][A-Za-z0-9_]*)", r"%(\1)s", sql)
+    return re.sub(r"\bDOUBLE\b(?!\s+PRECISION)", "DOUBLE PRECISION", sql)
+
+
+class PgSession:
+    """A `Session` on a pooled connection (autocommit; `transaction` for what must be one)."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+
+    def _run(self, sql: str, params: dict | None) -> psycopg.Cursor:
+        return self.conn.execute(translate(sql), params or {})
+
+    def rows(self, sql: str, params: dict | None = None) -> list[tuple]:
+        cursor = self._run(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+    def dicts(self, sql: str, params: dict | None = None) -> list[dict]:
+        cursor = self._run(sql, params)
+        names = [d.name for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def frame(self, sql: str, params: dict | None = None) -> "pd.DataFrame":
+        import pandas as pd
+
+        cursor = self._run(sql, params)
+        return pd.DataFrame.from_records(cursor.fetchall(), columns=[d.name for d in cursor.description])
+
+    def execute(self, sql: str, params: dict | None = None) -> int:
+        return max(self._run(sql, params).rowcount, 0)
+
+    def has_table(self, name: str) -> bool:
+        sql = "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = %s"
+        return bool(self.conn.execute(sql, [name]).fetchall())
+
+    def transaction(self):
+        return self.conn.transaction()
+
+    def append(self, table: str, rows: list[dict]) -> None:
+        """Rows (dicts keyed by column) in one COPY: PostgreSQL's bulk load, far faster than INSERTs."""
+        if not rows:
+            return
+        names = list(rows[0])
+        with self.conn.cursor() as cursor:
+            with cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([row[n] for n in names])
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    conn.adapters.register_loader("numeric", FloatLoader)
+
+
+_pools: dict[tuple[int, str], ConnectionPool] = {}
+_migrated: set[tuple[int, str]] = set()
+_lock = threading.Lock()
+
+
+def pool(url: str) -> ConnectionPool:
+    """This process's pool for the server at `url` (a child process makes its own)."""
+    key = (os.getpid(), url)
+    with _lock:
+        if key not in _pools:
+            _pools[key] = ConnectionPool(
+                url,
+                min_size=1,
+                max_size=4,
+                kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT)},
+                configure=_configure,
+                check=ConnectionPool.check_connection,  # one left broken by a server restart is replaced, not used
+                timeout=CONNECT_TIMEOUT,
+                reconnect_timeout=0,  # never give up on the server: it may be back in an hour
+                name=f"lectr {redacted(url)}",
+                open=True,
+            )
+        return _pools[key]
+
+
+@dataclass(frozen=True)
+class PgDatabase:
+    """The PostgreSQL database at `url` as a `Database`."""
+
+    url: str
+
+    @property
+    def location(self) -> str:
+        return self.url
+
+    @contextmanager
+    def read(self) -> Iterator[PgSession]:
+        with self._connection() as conn:
+            yield PgSession(conn)
+
+    @contextmanager
+    def write(self) -> Iterator[PgSession]:
+        with self._connection() as conn:
+            session = PgSession(conn)
+            with conn.transaction():
+                yield session
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        try:
+            with pool(self.url).connection() as conn:
+                self._migrate_once(conn)
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as e:
+            raise StorageError(f"cannot use PostgreSQL at {redacted(self.url)}: {e}") from e
+
+    def _migrate_once(self, conn: psycopg.Connection) -> None:
+        from lectr.store.migrations import migrate  # written on a Session, for both databases
+
+        key = (os.getpid(), self.url)
+        if key in _migrated:
+            return
+        with conn.transaction():  # one host at a time; the others then find nothing left to do
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+            applied = migrate(PgSession(conn))
+        if applied:
+            log.info("migrated %s: %s", redacted(self.url), ", ".join(applied))
+        _migrated.add(key)

@@ -1,0 +1,94 @@
+"""`PgStore`: the `Store` in a PostgreSQL database, shared by Lectr on several hosts.
+
+The same shared parts as DuckStore, on a PgDatabase (pg_connection.py). What is PostgreSQL's own:
+changes announced with NOTIFY and heard by a listener (pg_listen.py) instead of stamp files, a
+batch appended with COPY, and jobs that take turns across hosts under an advisory lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Iterator
+
+from lectr.store.dashboard_findings import FindingsReads
+from lectr.store.dashboard_overview import OverviewReads
+from lectr.store.dashboard_requests import RequestLogReads
+from lectr.store.database import StorageError, utc_now
+from lectr.store.documents import Documents
+from lectr.store.jobs import JobTables, last_run
+from lectr.store.keys import KEYS, Keys
+from lectr.store.logs import RequestLog
+from lectr.store.migrations import schema_state
+from lectr.store.pg_connection import PgDatabase, redacted
+from lectr.store.pg_listen import announce, listener
+from lectr.store.shadow import ShadowCalls
+from lectr.store.summaries import Summaries
+
+log = logging.getLogger(__name__)
+
+# A job skips its turn when another host ran it less than this share of its interval ago: hosts'
+# schedules drift apart, and each interval should see one run, not one per host.
+SKIP_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class PgStore(
+    Keys, RequestLog, ShadowCalls, Summaries, JobTables, Documents, OverviewReads, RequestLogReads, FindingsReads
+):
+    """Lectr's data in the PostgreSQL database at `url` (postgresql://user:password@host:port/db)."""
+
+    url: str
+
+    @property
+    def location(self) -> str:
+        return self.url
+
+    @property
+    def display(self) -> str:
+        """The URL without its password: for messages."""
+        return redacted(self.url)
+
+    @property
+    def db(self) -> PgDatabase:
+        return PgDatabase(self.url)
+
+    def schema_state(self) -> str:
+        """empty (no Lectr tables yet), old, newer (than this code), or ok."""
+        with self.db.read() as s:
+            return schema_state(s)
+
+    def announce(self, topic: str) -> None:
+        try:
+            with self.db.read() as s:
+                announce(s.conn, topic)
+        except StorageError:  # committed all the same; every proxy rereads all once it hears the server again
+            log.warning("saved, but could not announce %s to the proxies at %s", topic, self.display)
+
+    def keys_version(self) -> object:
+        return listener(self.url).version(KEYS)
+
+    def document_version(self, name: str) -> object:
+        return listener(self.url).version(name)
+
+    @contextmanager
+    def job_turn(self, job: str, every: float | None) -> Iterator[bool]:
+        """Whether this host runs `job` now: it holds the job's advisory lock (no other host is running it)
+        and, for a scheduled run (`every` seconds), no host ran it in the last half interval.
+
+        The lock belongs to a connection kept for the job's run: if this host dies mid-job, the server
+        drops the connection and the lock with it, and the job's writes, one transaction, were never
+        committed."""
+        key = {"key": int.from_bytes(hashlib.sha256(f"lectr job {job}".encode()).digest()[:8], "big", signed=True)}
+        with self.db.read() as s:
+            if not s.rows("SELECT pg_try_advisory_lock($key)", key)[0][0]:
+                yield False
+                return
+            try:
+                last = last_run(s, job) if every else None
+                yield last is None or utc_now() - last >= timedelta(seconds=every * SKIP_SHARE)
+            finally:
+                s.rows("SELECT pg_advisory_unlock($key)", key)

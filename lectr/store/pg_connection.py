@@ -14,6 +14,7 @@ a float, as DuckDB gives it.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
@@ -127,6 +128,13 @@ def pool(url: str) -> ConnectionPool:
                 open=True,
             )
         return _pools[key]
+
+
+@atexit.register
+def _close_pools() -> None:
+    """Without this, a pool whose server is gone holds the interpreter's exit for seconds per thread."""
+    for p in list(_pools.values()):
+        p.close(timeout=0.5)
 
 
 @dataclass(frozen=True)

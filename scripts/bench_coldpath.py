@@ -62,14 +62,14 @@ def event(i: int) -> Event:
     )
 
 
-def writer_throughput(n: int, batch: int) -> float:
-    """Events/s from a full queue into a fresh DuckDB file, metering included."""
+def writer_throughput(n: int, batch: int, db: str = "") -> float:
+    """Events/s from a full queue into a fresh DuckDB file (or `db`, a PostgreSQL URL), metering included."""
     tokens.encoding("o200k_base")  # loaded once per process (~1 s), not per event
     with tempfile.TemporaryDirectory() as tmp:
         queue = EventQueue(n, batch)
         for i in range(n):
             queue.offer(event(i))
-        writer = Writer(os.path.join(tmp, "bench.duckdb"), queue, interval=0.01, meter=Meter())
+        writer = Writer(db or os.path.join(tmp, "bench.duckdb"), queue, interval=0.01, meter=Meter())
         start = time.perf_counter()
         while len(queue) or writer._pending:
             writer.flush()
@@ -116,8 +116,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--db", default="", help="a postgresql:// URL to write to instead of a new DuckDB file")
     args = parser.parse_args()
-    rate = writer_throughput(args.events, args.batch)
+    rate = writer_throughput(args.events, args.batch, args.db)
     print(f"writer: {rate:,.0f} events/s ({args.events:,} events, batches of {args.batch}, metering included)")
     with_room, dropped = full_queue_offer_ns()
     print(f"queue offer: {with_room:.0f} ns with room, {dropped:.0f} ns when full (dropped and counted)")

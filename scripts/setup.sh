@@ -27,14 +27,14 @@ fi
 
 # With the test extras, Debian's `chromium` for the browser test (tests/test_dashboard_browser.py;
 # skipped without it), `haproxy` for the multi-worker test (tests/test_multiworker.py; fails
-# without it), `postgresql` for the PostgreSQL store's tests (tests/postgres.py starts a temporary
+# without it), `postgresql` for the PostgreSQL store's tests (scripts/harness/postgres.py starts a temporary
 # server of its own; they fail without it) and `nodejs`/`npm` for the official Node SDK's test
 # (tests/test_node_sdk.py).
 if [ "$extras" = test ]; then
     install_debs chromium haproxy || echo "Without chromium the browser test is skipped, without haproxy" \
         "the multi-worker test fails." >&2
     # No command is named `postgresql` (what install_debs looks for): look for its server where
-    # tests/postgres.py does, PATH's initdb or Debian's /usr/lib/postgresql/*/bin.
+    # scripts/harness/postgres.py does, PATH's initdb or Debian's /usr/lib/postgresql/*/bin.
     command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null ||
         install_debs postgresql || echo "Without postgresql the PostgreSQL store's tests fail." >&2
     install_node_sdk

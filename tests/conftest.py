@@ -1,5 +1,5 @@
 """Fixtures that start the real things: the provider simulator, `mitmdump -s addons/lectr.py` and
-PostgreSQL (tests/postgres.py).
+PostgreSQL (scripts/harness/postgres.py).
 
 The functions tests share are in tests/helpers.py; this file holds pytest's fixtures and hooks.
 
@@ -15,8 +15,7 @@ import uuid
 
 import pytest
 
-from helpers import ROOT, Simulator, free_port, start_lectr, start_simulator, stop
-from postgres import Postgres, start_postgres
+from helpers import ROOT, Postgres, Simulator, free_port, start_lectr, start_postgres, start_simulator, stop
 
 
 @pytest.fixture(autouse=True)

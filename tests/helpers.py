@@ -35,6 +35,7 @@ from lectr.store.duckdb_connection import connect
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from harness import ROOT, free_port, simulator_env, start_simulator, stop, wait_until  # noqa: E402, F401
 from harness import start_lectr as start_lectr_process  # noqa: E402
+from harness.postgres import Postgres, start_postgres  # noqa: E402, F401
 
 # --- the simulator and the proxy -----------------------------------------------------------------
 

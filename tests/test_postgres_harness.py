@@ -7,7 +7,7 @@ import socket
 import psycopg
 import pytest
 
-from postgres import start_postgres
+from helpers import start_postgres
 
 pytestmark = pytest.mark.slow  # starts PostgreSQL
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql as pgsql
 
-from helpers import free_port
+from .processes import free_port
 
 USER = "lectr"
 INSTALL_HINT = "PostgreSQL's server is not installed: run `bash scripts/test.sh` or `apt-get install postgresql`."
@@ -175,7 +175,7 @@ def start_postgres(workdir: Path) -> Postgres:
             raise pg._failed("initdb failed")
         with open(pg.datadir / "postgresql.conf", "a") as conf:
             conf.write(
-                "\n# tests/postgres.py: loopback only, its own socket directory; durability left at the defaults\n"
+                "\n# scripts/harness/postgres.py: loopback only, its own socket directory; durability as default\n"
                 f"listen_addresses = '127.0.0.1'\nport = {pg.port}\nunix_socket_directories = '{home}'\n"
                 "max_connections = 100\nshared_buffers = 16MB\n"
             )

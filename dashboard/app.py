@@ -1,7 +1,8 @@
 """Lectr's dashboard: `streamlit run dashboard/app.py` (database from LECTR_DB or the sidebar).
 
-It reads the DuckDB file the proxy writes, as a separate process, and writes only the
-rules file and the shadow experiments file (atomically; the proxy reloads them within a second).
+It reads the database the proxy writes, as a separate process, and writes only the rules
+and the shadow experiments: their files (atomically), or with the Rules file setting `db`
+their documents in the database. Every proxy reloads them within a second.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import common` from
 
 import common  # noqa: E402
 
+from lectr.common.rules import IN_DB  # noqa: E402
 from lectr.store import StorageError, is_postgres, open_store  # noqa: E402
 
 st.set_page_config(
@@ -56,14 +58,21 @@ with st.sidebar:  # where the files are: set once, so out of the way (collapsed)
         help="The DuckDB file or the postgresql:// URL the proxy writes (lectr_db). Keep a PostgreSQL password in "
         "PGPASSWORD or ~/.pgpass rather than in the URL: this box shows it",
     )
-    st.text_input("Rules file", value=common.default_rules(), key="rules", help="The proxy's rules file (lectr_rules)")
+    st.text_input(
+        "Rules file",
+        value=common.default_rules(),
+        key="rules",
+        help=f"The proxy's rules file (lectr_rules), or {IN_DB}: the rules kept in the database above, which every "
+        "proxy on it routes by",
+    )
     st.text_input(
         "Experiments file",
         value=os.environ.get("LECTR_EXPERIMENTS", ""),
         key="experiments",
         placeholder="experiments.yaml beside the rules file",
-        help="The proxy's shadow experiments file (lectr_experiments); empty: experiments.yaml beside the rules file, "
-        "where the proxy looks too",
+        help=f"The proxy's shadow experiments file (lectr_experiments), or {IN_DB}: those kept in the database; "
+        f"empty: experiments.yaml beside the rules file ({IN_DB} with the rules in the database), where the proxy "
+        "looks too",
     )
 try:
     store = open_store(st.session_state.db)
@@ -100,12 +109,13 @@ period.selectbox("Period", list(common.PERIODS), key="period", help="every page 
 # Markdown, not a caption: a page's first caption is its own (the request count, ...).
 experiments = st.session_state.experiments or common.default_experiments(st.session_state.rules)
 files.markdown(
-    f":small[:gray[Database `{st.session_state.db}` · rules `{st.session_state.rules}` · experiments "
+    f":small[:gray[Database `{store.display}` · rules `{st.session_state.rules}` · experiments "
     f"`{experiments}` · change them in the sidebar (›)]]"
 )
-if state != "ok" and page.title != "Rules":  # the rules page works on the rules file alone
+# The Rules page works on the rules file alone; rules kept in the database need it as any page does.
+if state != "ok" and (page.title != "Rules" or st.session_state.rules == IN_DB):
     st.title(page.title)
-    st.info(SCHEMA_HELP.get(state, "").format(db=st.session_state.db) or "Reload in a moment.")
+    st.info(SCHEMA_HELP.get(state, "").format(db=store.display) or "Reload in a moment.")
     st.stop()
 # Which page ran before this one: the request log takes a new snapshot when it is opened afresh.
 st.session_state.previous_page, st.session_state.current_page = st.session_state.get("current_page"), page.title

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable, ParamSpec, TypeVar
 
 import streamlit as st
 
+from lectr.admin import yamlfile
 from lectr.common.experiments import experiments_path
 from lectr.prices import priceupdate
 from lectr.store import StorageError, Store, default_db_path, open_store, utc_now
@@ -43,8 +44,8 @@ PERIODS = {
 @dataclass(frozen=True)
 class Context:
     db: str
-    rules: str
-    experiments: str  # the shadow experiments file
+    rules: str  # the rules file, or db (lectr.common.rules.IN_DB): the rules document in the database
+    experiments: str  # the shadow experiments file, or db
     db_state: str  # Store.schema_state as the app found it this run: ok, missing, empty, old, newer, busy
     org: str | None  # None: all orgs, unauthenticated traffic included
     period: str  # a PERIODS label
@@ -53,6 +54,15 @@ class Context:
     @property
     def store(self) -> Store:
         return open_store(self.db)
+
+    @property
+    def rules_source(self) -> yamlfile.Source:
+        """Where the Rules page reads and saves the rules: the file, or the store's document."""
+        return yamlfile.source(self.rules, self.db, "rules")
+
+    @property
+    def experiments_source(self) -> yamlfile.Source:
+        return yamlfile.source(self.experiments, self.db, "experiments")
 
     @property
     def scope(self) -> str:
@@ -101,7 +111,8 @@ def default_rules() -> str:
 
 
 def default_experiments(rules: str) -> str:
-    """LECTR_EXPERIMENTS, else experiments.yaml beside the rules file: where the proxy looks too."""
+    """LECTR_EXPERIMENTS, else experiments.yaml beside the rules file (db with the rules in the database):
+    where the proxy looks too."""
     return experiments_path(rules, os.environ.get("LECTR_EXPERIMENTS", ""))
 
 
@@ -155,6 +166,19 @@ def use_prices(db: str) -> None:
 
 def clear_cache() -> None:
     _cached.clear()
+
+
+D = TypeVar("D")
+
+
+def as_shown(source: yamlfile.Source, doc: D) -> D:
+    """`doc` (a RulesDoc or an ExperimentsDoc just read) with the version this session last drew of
+    `source`, to save with: a change made on the page is refused if someone else saved since the page
+    was drawn, not only since this run read it (each click reruns the page, which reads afresh)."""
+    drawn = st.session_state.setdefault("versions_drawn", {})
+    version = drawn.get(str(source), doc.version)
+    drawn[str(source)] = doc.version
+    return replace(doc, version=version)
 
 
 def flash(messages: list[tuple[str, str]]) -> None:

@@ -118,7 +118,7 @@ def section(ctx: common.Context, shadow: Shadow) -> None:
     """Every experiment in the file, with its evidence and spend: also those no recommendation names."""
     st.subheader("Shadow experiments")
     st.caption(
-        f"`{shadow.path}` · changes apply within a second · figures from the last {RECOMMEND_DAYS} days · "
+        f"`{shadow.source}` · changes apply within a second · figures from the last {RECOMMEND_DAYS} days · "
         "shadow requests are paid with Lectr's own keys and counted apart from your traffic"
     )
     spend = sum(r["spend_usd"] for r in shadow.results)
@@ -129,7 +129,7 @@ def section(ctx: common.Context, shadow: Shadow) -> None:
             f"({common.usd(spent_today)} today) for {ctx.scope}."
         )
     if shadow.doc is None:
-        st.caption("Its experiments show here once the file is fixed (see the top of the page).")
+        st.caption("Its experiments show here once they can be read (see the top of the page).")
         return
     mine = [e for e in shadow.parsed.experiments if ctx.org is None or e.org in (None, ctx.org)]
     others = len(shadow.parsed.experiments) - len(mine)
@@ -162,7 +162,7 @@ def experiment(shadow: Shadow, e: Experiment) -> None:
             save(
                 shadow,
                 experimentsfile.delete(shadow.doc.experiments, e.id),
-                f"Deleted experiment '{e.name}' from `{shadow.path}`; its results stay in the database.",
+                f"Deleted experiment '{e.name}' from `{shadow.source}`; its results stay in the database.",
             )
     with head:
         for result in rows or [None]:

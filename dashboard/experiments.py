@@ -1,12 +1,13 @@
-"""Shadow experiments on the Recommendations page: what the file and the store say, in words, and the
-changes the page makes to the file (experiment_cards.py draws them).
+"""Shadow experiments on the Recommendations page: what the experiments and the store say, in words, and
+the changes the page makes to the experiments (experiment_cards.py draws them).
 
-The file is the proxy's experiments file, edited as the Rules page edits the rules file
-(lectr.admin.experimentsfile: validated, replaced atomically, picked up within a second). The
-figures are the store's (Store.experiment_results, over the recommendation engine's 30 days),
-put through the functions the engine judges by (lectr.shadow.evidence's `summary` and `verdict`,
-recommend.py's `tested_on` and `no_saving`): a card shows the evidence the next recommendation run
-will use, in the same numbers as the evidence a recommendation carries.
+The experiments are the proxy's experiments file (or its experiments document in the database),
+edited as the Rules page edits the rules (lectr.admin.experimentsfile: validated, saved whole,
+picked up within a second). The figures are the store's (Store.experiment_results, over the
+recommendation engine's 30 days), put through the functions the engine judges by
+(lectr.shadow.evidence's `summary` and `verdict`, recommend.py's `tested_on` and `no_saving`): a
+card shows the evidence the next recommendation run will use, in the same numbers as the evidence
+a recommendation carries.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from datetime import datetime, timedelta
 import common
 import streamlit as st
 
-from lectr.admin import experimentsfile
+from lectr.admin import experimentsfile, yamlfile
 from lectr.common.experiments import Experiment, Experiments
 from lectr.common.rules import RuleError
 from lectr.jobs import recommend
 from lectr.jobs.runs import RECOMMEND_DAYS
 from lectr.shadow import evidence
+from lectr.store import StorageError
 
 REASONING = "reasoning traffic is never recommended for a downgrade, whatever the agreement"
 STATUS = {"running": "green", "waiting": "blue", "capped": "orange", "blocked": "red", "stopped": "gray"}
@@ -39,10 +41,10 @@ ROW_LABELS = (
 
 @dataclass(frozen=True)
 class Shadow:
-    """The experiments file as this run read it, and its experiments' results."""
+    """The experiments as this run read them, and their results."""
 
-    path: str
-    doc: experimentsfile.ExperimentsDoc | None  # None: the file cannot be edited (`error` says why)
+    source: yamlfile.Source  # the experiments file, or the experiments document in the database
+    doc: experimentsfile.ExperimentsDoc | None  # None: they cannot be edited (`error` says why, in a sentence)
     parsed: Experiments
     error: str | None
     results: list[dict]  # Store.experiment_results in the page's scope: per experiment, traffic and candidate
@@ -77,20 +79,25 @@ def load(ctx: common.Context) -> Shadow:
     today = ctx.now.replace(hour=0, minute=0, second=0, microsecond=0)
     every = common.read(ctx.store.experiment_results, ctx.now - timedelta(days=RECOMMEND_DAYS), today)
     results = [r for r in every if ctx.org is None or r["org_id"] == ctx.org]
+    source = ctx.experiments_source
     try:
-        doc = experimentsfile.read(ctx.experiments)
-        return Shadow(ctx.experiments, doc, experimentsfile.validate(doc.experiments), None, results, every, today)
+        doc = common.as_shown(source, experimentsfile.read(source))  # a Stop refused if saved since it was drawn
+        return Shadow(source, doc, experimentsfile.validate(doc.experiments), None, results, every, today)
     except (RuleError, OSError) as e:
-        return Shadow(ctx.experiments, None, Experiments(), str(e), results, every, today)
+        error = (
+            "Shadow tests cannot be started or stopped here until the experiments are fixed by hand (the proxy "
+            f"keeps the last good experiments meanwhile): {e}"
+        )
+    except StorageError as e:  # the proxies keep their experiments meanwhile
+        error = f"Shadow tests cannot be started or stopped right now: the database does not answer ({e}); reload soon"
+    return Shadow(source, None, Experiments(), error, results, every, today)
 
 
 def warn(shadow: Shadow) -> None:
-    """Once per page: a file the proxy would reject cannot be edited here (it keeps its last good one)."""
+    """Once per page: experiments the proxy would reject (it keeps its last good ones), or a database that
+    does not answer, cannot be edited here."""
     if shadow.doc is None:
-        st.warning(
-            f"Shadow tests cannot be started or stopped here until the experiments file is fixed by hand (the proxy "
-            f"keeps the last good experiments meanwhile): {shadow.error}"
-        )
+        st.warning(shadow.error)
 
 
 # --- words for the figures ------------------------------------------------------------------
@@ -209,7 +216,7 @@ def start(shadow: Shadow, rec: dict) -> None:
     save(
         shadow,
         experimentsfile.put(shadow.doc.experiments, new),
-        f"Added shadow experiment '{parsed.name}' to `{shadow.path}`. The proxy picks it up within a second, then "
+        f"Added shadow experiment '{parsed.name}' to `{shadow.source}`. The proxy picks it up within a second, then "
         f"sends ~{100 * parsed.sample_rate:g}% of the matching requests to `{candidate(parsed)}` as well, "
         f"with Lectr's own {parsed.candidate_provider or rec['provider']} key, at most "
         f"{parsed.max_requests_per_day:,} requests and {common.usd(parsed.max_usd_per_day)} a day. Its progress "
@@ -219,8 +226,8 @@ def start(shadow: Shadow, rec: dict) -> None:
 
 def save(shadow: Shadow, experiments: list[dict], message: str) -> None:
     try:
-        experimentsfile.save(shadow.path, shadow.doc, experiments)
-    except (RuleError, OSError) as e:
+        experimentsfile.save(shadow.source, shadow.doc, experiments)
+    except (RuleError, OSError, StorageError) as e:
         st.error(f"Not saved: {e}")
         return
     common.flash([("success", message)])

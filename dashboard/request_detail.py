@@ -73,7 +73,7 @@ PRICE_SOURCES = {"user": "your price file", "updated": "prices fetched by lectr 
 def show(ctx: common.Context, request_id: str) -> None:
     row = common.read(ctx.store.request_detail, request_id)
     if row is None:
-        st.warning(f"No request with id `{request_id}` in {ctx.db}.")
+        st.warning(f"No request with id `{request_id}` in {ctx.store.display}.")
         return
     if ctx.org is not None and row["org_id"] != ctx.org:
         st.warning(f"Request `{request_id}` is not {ctx.org}'s. Choose its org, or All orgs, in the sidebar.")

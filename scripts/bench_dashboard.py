@@ -1,6 +1,6 @@
 """Dashboard benchmark: render times of the Overview and the filtered Requests page on a large `request_logs`.
 
-    .venv/bin/python scripts/bench_dashboard.py [--rows 1000000] [--runs 5] [--db PATH] [--uncorrelated]
+    .venv/bin/python scripts/bench_dashboard.py [--rows 1000000] [--runs 5] [--db PATH] [--uncorrelated] [--postgres]
 
 1. Builds a DuckDB file (default: a temp file; an existing --db file is reused as it is) with the real
    schema and N synthetic rows spread over the last 30 days, in time order as the proxy writes them
@@ -10,6 +10,9 @@
 2. Renders the pages with Streamlit's AppTest (the tests' harness: the script run, without a browser),
    each --runs times uncached (the dashboard's 5 s read cache cleared: a user's first view) and cached.
 3. Times the storage reads alone, to show where the time goes.
+
+With --postgres, the same rows are copied into a temporary PostgreSQL server (scripts/harness/postgres.py,
+Debian's postgresql), aggregated there, and the pages rendered on it instead.
 
 Progress is printed as it runs, markdown tables at the end. Target (the issue): with 1,000,000 rows,
 the overview and a filtered request-log page each render in under 1 s.
@@ -118,6 +121,33 @@ def build(path: str, rows: int, uncorrelated: bool) -> str:
     return f"{insert}, {full}, next {elapsed:.2f} s"
 
 
+def to_postgres(path: str, work: Path) -> tuple[object, str, str]:
+    """A temporary PostgreSQL server holding the file's keys and request log, aggregated; (server, URL, timings)."""
+    from harness.postgres import start_postgres
+
+    from lectr.store.pg_store import PgStore
+
+    server = start_postgres(work)
+    url = server.create_database("bench")
+    store = PgStore(url)
+    start = time.perf_counter()
+    with connect(path, read_only=True) as con, store.db.write() as s:
+        for table in ("org_keys", "request_logs"):
+            cursor = con.execute(f"SELECT * FROM {table}")
+            names = [d[0] for d in cursor.description]
+            while batch := cursor.fetchmany(100_000):
+                s.append(table, [dict(zip(names, row)) for row in batch])
+    with store.db.read() as s:  # what autovacuum does a minute after a load: the planner's statistics
+        s.execute("ANALYZE")
+    copied = time.perf_counter() - start
+    print(f"  copied into PostgreSQL (and analysed) in {copied:.1f} s", flush=True)
+    elapsed, written = timed(store.aggregate, None, True)
+    print(f"  aggregate(full=True) on PostgreSQL: {elapsed:.2f} s ({written:,} summary rows)", flush=True)
+    incremental, _ = timed(store.aggregate)
+    print(f"  aggregate (incremental) on PostgreSQL: {incremental:.2f} s", flush=True)
+    return server, url, f"copy {copied:.1f} s, first aggregate {elapsed:.2f} s, next {incremental:.2f} s"
+
+
 def measure(runs: int, run) -> tuple[list[float], list[float]]:
     """`runs` uncached timings (read cache cleared first) and as many cached ones."""
     uncached, cached = [], []
@@ -129,7 +159,12 @@ def measure(runs: int, run) -> tuple[list[float], list[float]]:
 
 
 def render_scenarios(db: str, runs: int) -> list[tuple[str, list[float], list[float]]]:
-    os.environ["LECTR_DB"], os.environ["LECTR_RULES"] = db, str(Path(db).with_suffix(".rules.yaml"))
+    rules = (
+        Path(tempfile.gettempdir()) / "bench-dashboard.rules.yaml"
+        if "://" in db
+        else Path(db).with_suffix(".rules.yaml")
+    )
+    os.environ["LECTR_DB"], os.environ["LECTR_RULES"] = db, str(rules)
     for name in ("caching.cache_data_api", "scriptrunner_utils.script_run_context"):  # harmless outside a server
         logging.getLogger(f"streamlit.runtime.{name}").disabled = True  # (Streamlit resets log levels)
     at = AppTest.from_file(str(ROOT / "dashboard/app.py"), default_timeout=60)
@@ -187,8 +222,8 @@ def storage_calls(db: str, runs: int) -> list[tuple[str, list[float]]]:
         with connect(db, read_only=True):
             pass
 
-    calls = [
-        ("connect(read_only=True) alone", open_close),
+    calls = [] if "://" in db else [("connect(read_only=True) alone", open_close)]
+    calls += [
         ("overview_series(24 h, hour)", lambda: open_store(db).overview_series("acme", day, "hour")),
         ("overview_breakdown(24 h, hour)", lambda: open_store(db).overview_breakdown("acme", day, "hour")),
         ("overview_series(30 d, day)", lambda: open_store(db).overview_series("acme", month, "day")),
@@ -218,6 +253,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--db", help="DuckDB file (default: a temp file); reused as it is if it exists")
     parser.add_argument("--uncorrelated", action="store_true", help="task and model independent of the feature")
+    parser.add_argument("--postgres", action="store_true", help="copy the rows into a temporary PostgreSQL, read there")
     args = parser.parse_args()
     tmp = tempfile.TemporaryDirectory() if not args.db else None
     db = args.db or os.path.join(tmp.name, "bench.duckdb")
@@ -229,10 +265,18 @@ def main() -> None:
         built = build(db, args.rows, args.uncorrelated)
     with connect(db, read_only=True) as con:
         total = con.execute("SELECT count(*) FROM request_logs").fetchone()[0]
-    print(f"Rendering pages ({args.runs} runs each; {total:,} rows)", flush=True)
-    pages = render_scenarios(db, args.runs)
-    print("Storage reads alone (no cache)", flush=True)
-    reads = storage_calls(db, args.runs)
+    server = None
+    if args.postgres:
+        print("Copying into a temporary PostgreSQL server", flush=True)
+        server, db, built = to_postgres(db, Path(tempfile.mkdtemp(prefix="bench-pg-")))
+    try:
+        print(f"Rendering pages ({args.runs} runs each; {total:,} rows)", flush=True)
+        pages = render_scenarios(db, args.runs)
+        print("Storage reads alone (no cache)", flush=True)
+        reads = storage_calls(db, args.runs)
+    finally:
+        if server:
+            server.destroy()
 
     def ms(seconds: float) -> str:
         return f"{seconds * 1000:,.0f} ms"

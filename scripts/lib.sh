@@ -62,10 +62,11 @@ install_debs() {
 
 # prepare_store DB [RULES]: a rules file to start from, and an org key if DB has none yet.
 # The rules file starts as rules.example.yaml, whose rules are all disabled: nothing is routed
-# until the user enables one, and the message says so.
+# until the user enables one, and the message says so. RULES db: the rules kept in DB, imported
+# by the user (lectr rules import), none meanwhile.
 prepare_store() {
     local rules="${2:-rules.yaml}" summary
-    if [ ! -f "$rules" ]; then
+    if [ "$rules" != db ] && [ ! -f "$rules" ]; then
         cp rules.example.yaml "$rules"
         summary="$(.venv/bin/lectr rules check --file "$rules" 2>&1 | tail -n 1)" || true
         echo "Created $rules from rules.example.yaml: ${summary#"$rules: "}."
@@ -79,7 +80,16 @@ prepare_store() {
 
 # dashboard_log DB: where the dashboard of DB logs: beside it, named after it (lectr.duckdb:
 # lectr-dashboard.log). One per database, so a second Lectr never writes over a running one's.
-dashboard_log() { echo "${1%.duckdb}-dashboard.log"; }
+# A postgresql:// URL is no file to log beside: lectr-dashboard.log in the working directory.
+dashboard_log() {
+    case "$1" in
+    *://*) echo "lectr-dashboard.log" ;;
+    *) echo "${1%.duckdb}-dashboard.log" ;;
+    esac
+}
+
+# shown_db DB: DB as a message may show it, a URL's password as *** (lectr's own messages do the same).
+shown_db() { sed -E 's#^([a-z]+://[^:/@]*):[^/]*@#\1:***@#' <<<"$1"; }
 
 # listening HOST PORT: something accepts connections there.
 listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }

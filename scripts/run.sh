@@ -52,7 +52,7 @@ cat <<MSG
 Lectr is starting on http://127.0.0.1:$port
   base_url:    OpenAI(base_url="http://127.0.0.1:$port/v1", default_headers={"X-Lectr-Key": KEY})
   HTTPS_PROXY: HTTPS_PROXY=http://127.0.0.1:$port, trusting ~/.mitmproxy/mitmproxy-ca-cert.pem
-More keys:   .venv/bin/lectr keys create ORG --db $db
+More keys:   .venv/bin/lectr keys create ORG --db $(shown_db "$db")
 Rules:       $rules_summary
              (a saved change applies within a second; .venv/bin/lectr rules check --file $rules lists them)
 MSG
@@ -63,5 +63,7 @@ Dashboard:   http://127.0.0.1:$dashboard_port   (log: $dashboard_log)
 MSG
 fi
 echo
-.venv/bin/mitmdump -s addons/lectr.py --listen-host 127.0.0.1 -p "$port" \
-    --set lectr_db="$db" --set lectr_rules="$rules" --set lectr_experiments="$experiments" "$@"
+# The database through LECTR_DB (lectr_db's default), not --set: a PostgreSQL URL's password in the
+# command line would show in every user's `ps`.
+LECTR_DB="$db" .venv/bin/mitmdump -s addons/lectr.py --listen-host 127.0.0.1 -p "$port" \
+    --set lectr_rules="$rules" --set lectr_experiments="$experiments" "$@"

@@ -64,3 +64,10 @@ class TestAuth:
             flow, record = presenting(key.key)
             auth.request(flow)
             assert flow.response.status_code == 401 and record.org_id is None
+
+    def test_a_url_of_another_database_is_refused_with_what_lectr_takes(self):
+        auth = Auth()
+        with taddons.context(auth) as tctx:
+            must = r"cannot open mysql://\.\.\.: Lectr keeps its data in a DuckDB file .* or in PostgreSQL"
+            refused(tctx, auth, must, lectr_db="mysql://lectr:secret@db.internal/lectr")
+            refused(tctx, auth, must, lectr_keys_db="mysql://lectr:secret@db.internal/lectr")

@@ -94,11 +94,14 @@ class TestSchedule:
 
     def test_the_jobs_process_gets_plain_values_and_calls_that_import_the_jobs_there(self, schedule, tmp_path):
         tctx, addon = schedule
-        tctx.configure(addon, lectr_smtp_to="ops@example.com")
+        tctx.configure(addon, lectr_smtp_to="ops@example.com", lectr_anomalies_every=120)
         tctx.options.update(lectr_db=str(tmp_path / "l.duckdb"), lectr_tiers="")
-        anomalies, recommend = addon.anomalies(tctx.options), addon.recommend(tctx.options)
-        assert anomalies.func is jobcalls.anomalies and recommend.func is jobcalls.recommend
-        assert anomalies.args == (str(tmp_path / "l.duckdb"), addon.smtp, "")
-        assert recommend.args == (str(tmp_path / "l.duckdb"), "prices.yaml", "", "")
-        for call in (anomalies, recommend):
+        calls = addon.aggregate(tctx.options), addon.anomalies(tctx.options), addon.recommend(tctx.options)
+        aggregate, anomalies, recommend = calls
+        assert [c.func for c in calls] == [jobcalls.aggregate, jobcalls.anomalies, jobcalls.recommend]
+        # each with its interval: a host that finds the job run elsewhere within it skips its turn
+        assert aggregate.args == (str(tmp_path / "l.duckdb"), 60, "")
+        assert anomalies.args == (str(tmp_path / "l.duckdb"), addon.smtp, 120, "")
+        assert recommend.args == (str(tmp_path / "l.duckdb"), "prices.yaml", "", 86400, "")
+        for call in calls:
             assert b"lectr.jobs" not in pickle.dumps(call)  # the proxy builds nothing of the jobs' own

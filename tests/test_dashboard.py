@@ -22,8 +22,9 @@ import yaml
 from openai import OpenAI
 from streamlit.testing.v1 import AppTest
 
-from lectr.admin import rulesfile
-from lectr.common.rules import load_rules_file
+from lectr.admin import rulesfile, yamlfile
+from lectr.common.experiments import parse_experiments
+from lectr.common.rules import load_rules_file, parse_rules
 from lectr.prices import pricing
 from lectr.prices.pricefile import PriceList
 from lectr.proxy import rulehealth
@@ -60,8 +61,8 @@ def since_24h() -> datetime:
 
 
 def form(at: AppTest, name: str, field: str) -> str:
-    """A rules-page form widget's key: it carries the rules file's version (see dashboard/views/rules.py)."""
-    return f"{name}_{rulesfile.read(at.rules).signature[:8]}_{field}"
+    """A rules-page form widget's key: it carries the rules' version (see dashboard/views/rules.py)."""
+    return f"{name}_{rulesfile.read(yamlfile.source(str(at.rules), str(at.db), 'rules')).version[:8]}_{field}"
 
 
 def metric(at: AppTest, label: str) -> str:
@@ -268,6 +269,82 @@ def test_rule_validation_messages(app):
     app.button(key=form(app, "add", "submit")).click().run()
     assert any("'translation' is not one of" in w.value for w in app.warning)  # a warning; the rule is saved
     assert "clash" in {r.id for r in load_rules_file(app.rules).rules}
+
+
+# --- the rules and experiments kept in the database (the Rules file setting: db) ------------------
+
+STORED_RULES = (
+    "# kept in the database, edited on the dashboard\n"
+    "rules:\n  - {name: Classifiers to mini, priority: 1, match: {task: classification}, target: {model: gpt-4o-mini}}"
+    "\n"
+)
+STORED_EXPERIMENTS = (
+    "# kept in the database too\n"
+    "experiments:\n  - {name: triage on mini, id: triage, match: {feature: triage}, candidate: {model: gpt-4o-mini}}\n"
+)
+
+
+def test_rules_kept_in_postgresql_are_edited_there_and_a_change_over_a_newer_save_is_refused(monkeypatch, pg_url):
+    store = open_store(pg_url)
+    store.save_document("rules", STORED_RULES, None)
+    at = _app(monkeypatch, pg_url, "db")
+    at.switch_page("views/rules.py").run()
+    no_errors(at)
+    assert at.caption[0].value.startswith(f"`the rules document in {store.display}`")
+    assert list(table_with(at, "matched")["name"]) == ["Classifiers to mini"]
+
+    at.text_input(key=form(at, "add", "name")).input("Search to flash")
+    at.number_input(key=form(at, "add", "priority")).set_value(2)
+    at.text_input(key=form(at, "add", "feature")).input("search")
+    at.text_input(key=form(at, "add", "target_model")).input("gemini-2.5-flash")
+    at.button(key=form(at, "add", "submit")).click().run()
+    no_errors(at)
+    assert any("Added 'Search to flash'" in s.value for s in at.success)
+    text, version = store.document("rules")
+    assert version == 2 and text.startswith("# kept in the database, edited on the dashboard\n")  # the comment stays
+    assert [r.id for r in parse_rules(text).rules] == ["classifiers-to-mini", "search-to-flash"]
+
+    # Someone else saves (another dashboard, an import) while this page shows version 2: its change is refused.
+    newer = text.replace("gpt-4o-mini", "gpt-4.1-mini")
+    assert store.save_document("rules", newer, 2) == 3
+    at.selectbox(key="rule_selected").set_value("search-to-flash")
+    at.button(key="rule_delete").click().run()
+    assert [e.value for e in at.error] == [
+        f"Not saved: the rules document in {store.display} was changed by someone else since it was loaded; "
+        "reload the page and edit again"
+    ]
+    assert store.document("rules") == (newer, 3)
+    # The page now shows version 3: the same change goes through.
+    at.button(key="rule_delete").click().run()
+    no_errors(at)
+    assert [r.id for r in parse_rules(store.document("rules")[0]).rules] == ["classifiers-to-mini"]
+
+
+def test_experiments_kept_in_the_database_are_stopped_there_and_a_stop_over_a_newer_save_is_refused(
+    monkeypatch, tmp_path
+):
+    db = tmp_path / "lectr.duckdb"
+    store = open_store(db)
+    store.save_document("experiments", STORED_EXPERIMENTS, None)
+    at = _app(monkeypatch, db, "db")  # the experiments follow the rules into the database
+    at.switch_page("views/recommendations.py").run()
+    no_errors(at)
+    assert any(c.value.startswith(f"`the experiments document in {db}`") for c in at.caption)
+    at.button(key="exp_toggle_triage").click().run()
+    no_errors(at)
+    assert any("Stopped 'triage on mini'" in s.value for s in at.success)
+    text, version = store.document("experiments")
+    assert version == 2 and text.startswith("# kept in the database too\n")
+    assert [(e.id, e.enabled) for e in parse_experiments(text).experiments] == [("triage", False)]
+
+    newer = text.replace("gpt-4o-mini", "gpt-4.1-mini")
+    store.save_document("experiments", newer, 2)
+    at.button(key="exp_toggle_triage").click().run()  # Resume, on a page drawn before that save
+    assert [e.value for e in at.error] == [
+        f"Not saved: the experiments document in {db} was changed by someone else since it was loaded; "
+        "reload the page and edit again"
+    ]
+    assert store.document("experiments") == (newer, 3)
 
 
 def test_recommendations_show_evidence_and_become_disabled_or_enabled_rules(app):

@@ -14,8 +14,10 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import duckdb
+import psycopg
 import pytest
 from genai_prices.data import providers as bundled_providers
 from genai_prices.types import ModelPrice
@@ -248,6 +250,27 @@ def test_prices_update_is_picked_up_by_the_running_writer(tmp_path, served, monk
     assert rows["after"] == (pytest.approx(3 + 0.7), True, "updated")  # 1M in at $3, 100k out at $7
     assert rows["gpt-4o-after"] == (pytest.approx(rows["gpt-4o-before"][0]), True, "updated")
     assert rows["gpt-4o-before"][2] == "bundled"
+
+
+def test_for_a_postgresql_store_prices_are_kept_in_the_working_directory(tmp_path, served, pg_url, monkeypatch):
+    """No file to put them beside: `lectr prices update` and the writer of a PostgreSQL store both use
+    lectr.prices.json in the working directory (one per host), and no message shows the password."""
+    monkeypatch.setattr(priceupdate, "RELOAD_SECONDS", 0.0)
+    monkeypatch.chdir(tmp_path)
+    url, _ = served
+    assert priceupdate.data_path(pg_url) == str(tmp_path / "lectr.prices.json")
+    writer = Writer(pg_url, EventQueue(100, 100))
+    done = subprocess.run(
+        [sys.executable, "-m", "lectr.admin.cli", "prices", "update", "--url", f"{url}/data.json", "--db", pg_url],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"into {tmp_path / 'lectr.prices.json'}" in done.stdout and "run this on each host" in done.stdout
+    assert urlsplit(pg_url).password not in done.stdout + done.stderr
+    _write(writer, _event("on-postgres", MADE_UP))
+    with psycopg.connect(pg_url) as conn:
+        cost, source = conn.execute("SELECT cost_usd, price_source FROM request_logs").fetchone()
+    assert (cost, source) == (pytest.approx(3.7), "updated")
 
 
 @pytest.mark.parametrize(

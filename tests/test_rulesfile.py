@@ -6,8 +6,9 @@ import os
 
 import pytest
 
-from lectr.admin import rulesfile
-from lectr.common.rules import RuleError, load_rules_file
+from lectr.admin import rulesfile, yamlfile
+from lectr.common.rules import RuleError, load_rules_file, parse_rules
+from lectr.store import open_store
 
 HEADER = "# Lectr rules\n# hand-written notes stay\n\n"
 TEXT = (
@@ -139,3 +140,33 @@ def test_a_recommendation_becomes_a_rule_at_a_free_priority(path):
     assert (rule["priority"], rule["enabled"], rule["org"]) == (6, False, "acme")
     with pytest.raises(RuleError, match="already in the rules file"):
         rulesfile.from_recommendation([*rules, rule], rule_yaml, enabled=True)
+
+
+def test_the_rules_document_in_the_store_is_edited_as_the_file_is_and_a_newer_save_wins(tmp_path):
+    db = str(tmp_path / "lectr.duckdb")
+    store = open_store(db)
+    store.save_document("experiments", "experiments: []\n", None)  # the database, without rules yet
+    where = yamlfile.source("db", db, "rules")
+    assert str(where) == f"the rules document in {db}"
+    empty = rulesfile.read(where)
+    assert (empty.rules, empty.version) == ([], "")
+    store.save_document("rules", TEXT, None)  # someone imports the rules meanwhile
+    with pytest.raises(RuleError, match=f"the rules document in {db} was changed by someone else"):
+        rulesfile.save(where, empty, [{"name": "x", "priority": 1, "target": {"model": "m"}}])
+
+    doc = rulesfile.read(where)
+    assert (doc.header, doc.version) == (HEADER, "1")
+    rulesfile.save(where, doc, rulesfile.set_enabled(doc.rules, "digest", True))
+    text, version = store.document("rules")
+    assert version == 2 and text.startswith(HEADER)  # the comments stay
+    assert all(r.enabled for r in parse_rules(text).rules)
+    with pytest.raises(RuleError, match="changed by someone else"):  # `doc` is version 1
+        rulesfile.save(where, doc, rulesfile.delete(doc.rules, "digest"))
+    assert store.document("rules") == (text, 2)
+
+
+def test_a_stored_document_the_proxy_rejects_is_fixed_through_export_and_import(tmp_path):
+    db = str(tmp_path / "lectr.duckdb")
+    open_store(db).save_document("rules", "rules: [{name: x}]\n", None)  # written past the checks (SQL, by hand)
+    with pytest.raises(RuleError, match=r"'priority' is required.*'lectr rules export'.*'lectr rules import'"):
+        rulesfile.read(yamlfile.source("db", db, "rules"))

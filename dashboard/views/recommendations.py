@@ -17,6 +17,7 @@ import streamlit as st
 from lectr.admin import rulesfile
 from lectr.common.rules import RuleError
 from lectr.shadow.evidence import MIN_PAIRS
+from lectr.store import StorageError
 
 CONFIDENCE = ("high", "medium", "low")
 WITHDRAWN = "withdrawn"  # a shadow test measured the candidate worse: shown apart, never counted
@@ -32,13 +33,13 @@ common.show_flash()
 
 def add_rule(rule_yaml: str, org: str, enabled: bool) -> None:
     try:
-        doc = rulesfile.read(ctx.rules)
+        doc = rulesfile.read(ctx.rules_source)
         rule = rulesfile.from_recommendation(doc.rules, rule_yaml, enabled)
         # The recommendation was judged on one org's traffic: its rule must never route another
         # org's (recommend.rule_yaml writes the org; this holds for any YAML without it too).
         rule["org"] = org
-        rulesfile.save(ctx.rules, doc, rulesfile.put(doc.rules, rule))
-    except (RuleError, OSError) as e:
+        rulesfile.save(ctx.rules_source, doc, rulesfile.put(doc.rules, rule))
+    except (RuleError, OSError, StorageError) as e:
         st.error(f"Not added: {e}")
         return
     state = "enabled: the proxy applies it within a second" if enabled else "disabled: review it on the Rules page"

@@ -1,11 +1,13 @@
-"""Rules: the rules file in priority order, with match counts and health; create, edit, reorder, enable, delete.
+"""Rules: the rules in priority order, with match counts and health; create, edit, reorder, enable, delete.
 
 A rule's health comes from the request log: the fallbacks from its target, and whether the
 proxy has suspended it (lectr.proxy.rulehealth). A target model no price source knows gets a warning
 (lectr.proxy.rulecheck): a new model, or a misspelt one.
 
-Every change is validated as the proxy would validate it, then the file is replaced
-atomically; the running proxy applies it to the next request within a second.
+Every change is validated as the proxy would validate it, then the file is replaced atomically
+(with the rules in the database, the rules document is saved); a change over one someone else
+saved since the page was drawn is refused. Every running proxy applies it to the next request
+within a second.
 """
 
 from __future__ import annotations
@@ -23,22 +25,27 @@ from lectr.proxy import rulecheck, rulehealth
 from lectr.store import StorageError
 
 ctx = common.context()
+source = ctx.rules_source  # the rules file, or the rules document in the database
 st.title("Rules")
 st.caption(
-    f"`{ctx.rules}` · first enabled match wins, lowest priority first · saved changes apply within a second · "
-    f"one file for every org: the counts are every org's requests in the {ctx.window}"
+    f"`{source}` · first enabled match wins, lowest priority first · saved changes apply within a second · "
+    f"one set of rules for every org: the counts are every org's requests in the {ctx.window}"
 )
 
 common.show_flash()
 
 try:
-    doc = rulesfile.read(ctx.rules)
+    doc = rulesfile.read(source)
 except (RuleError, OSError) as e:
     st.error(
-        f"The rules file cannot be edited here until it is fixed by hand (the proxy keeps the last good rules "
+        f"The rules cannot be edited here until they are fixed by hand (the proxy keeps the last good rules "
         f"meanwhile): {e}"
     )
     st.stop()
+except StorageError as e:  # the proxies keep their rules meanwhile; nothing to fix here
+    st.warning(f"The rules cannot be read from the database right now; reload the page in a moment. ({e})")
+    st.stop()
+drawn = common.as_shown(source, doc)  # what a change made on this page is a change of
 
 
 def match_counts() -> dict[str, int]:
@@ -67,7 +74,7 @@ def health() -> dict[str, dict]:
 def unknown_targets(rules: list[dict]) -> dict[str, str]:
     """Rule id -> the target model no price source knows (lectr.proxy.rulecheck)."""
     common.use_prices(ctx.db)
-    ruleset = rulesfile.validate(rules, ctx.rules)  # valid: rulesfile.read checked it
+    ruleset = rulesfile.validate(rules, str(source))  # valid: rulesfile.read checked it
     return {rule.id: rule.target_model for rule in rulecheck.unknown_target_models(ruleset.rules)}
 
 
@@ -100,17 +107,17 @@ def describe_target(target: dict) -> str:
 
 def save(rules: list[dict], message: str) -> None:
     try:
-        ruleset = rulesfile.save(ctx.rules, doc, rules)
-    except (RuleError, OSError) as e:
+        ruleset = rulesfile.save(source, drawn, rules)
+    except (RuleError, OSError, StorageError) as e:
         st.error(f"Not saved: {e}")
         return
     common.clear_cache()
     common.flash([("success", message), *(("warning", w) for w in ruleset.warnings)])
 
 
-# Form keys carry the file's version: after any saved change the forms show the file afresh
+# Form keys carry the rules' version: after any saved change the forms show the rules afresh
 # (a widget keeps its own state while its key stays the same).
-version = doc.signature[:8]
+version = doc.version[:8]
 ordered = sorted(doc.rules, key=lambda r: r.get("priority", 0))
 matched, healths, unknown = match_counts(), health(), unknown_targets(ordered)
 

@@ -7,15 +7,14 @@ import logging
 import os
 import sys
 
-from lectr.admin import haproxy, job_commands, secretsfile, setup_commands
+from lectr.admin import document_commands, haproxy, job_commands, secretsfile, setup_commands
 from lectr.common import rules
 from lectr.common.errors import LectrError
 from lectr.common.jobsettings import EVERY
 from lectr.common.providers import PROVIDERS
-from lectr.jobs import runs
 from lectr.prices.pricefile import PRICES_FILE
 from lectr.prices.sources import PRICES_URL
-from lectr.store import collect, default_db_path
+from lectr.store import collect, default_db_path, is_postgres
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument(
             "--file", default=secretsfile.DEFAULT_PATH, help=f"secrets file (default: {secretsfile.DEFAULT_PATH})"
         )
-    rules_parser = commands.add_parser("rules", help="check a routing rules file")
+    rules_parser = commands.add_parser(
+        "rules", help="check routing rules; import and export the rules kept in the database (lectr_rules=db)"
+    )
     rules_commands = rules_parser.add_subparsers(dest="action", required=True)
     rules_check = rules_commands.add_parser(
         "check", help="validate a rules file as the proxy would and list its rules, enabled or not"
@@ -53,8 +54,25 @@ def main(argv: list[str] | None = None) -> int:
     rules_check.add_argument(
         "--file",
         default=os.environ.get("LECTR_RULES") or rules.RULES_FILE,
-        help="rules file (default: $LECTR_RULES or rules.yaml)",
+        help="rules file, or db: the rules kept in the database (--db) (default: $LECTR_RULES or rules.yaml)",
     )
+    experiments_parser = commands.add_parser(
+        "experiments", help="import and export the shadow experiments kept in the database (lectr_experiments=db)"
+    )
+    experiments_commands = experiments_parser.add_subparsers(dest="action", required=True)
+    moves = []  # import and export of each document
+    for name, documents in (("rules", rules_commands), ("experiments", experiments_commands)):
+        into = documents.add_parser(
+            "import",
+            help=f"store a {name} file in the database, comments and all, after checking it as the proxy would; "
+            f"every proxy with lectr_{name}=db applies it within a second. Prints the new version",
+        )
+        into.add_argument("file", metavar="FILE", help=f"the {name} file (YAML)")
+        out = documents.add_parser(
+            "export", help=f"write the {name} kept in the database to FILE, as imported or as last saved"
+        )
+        out.add_argument("file", metavar="FILE", nargs="?", help="where to write them (default: stdout)")
+        moves += [into, out]
     aggregate = commands.add_parser("aggregate", help="recompute the dashboard summaries once")
     anomalies = commands.add_parser(
         "anomalies", help="check the last hour against the past week once; mail new anomalies (LECTR_SMTP_*)"
@@ -70,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         "recommend on it, until SIGINT/SIGTERM (then one last collection); what scripts/workers.sh runs",
     )
     jobs.add_argument(
-        "--collect", metavar="GLOB", required=True, help="the workers' files, e.g. 'lectr-workers/worker-*.duckdb'"
+        "--collect",
+        metavar="GLOB",
+        default="",
+        help="the DuckDB workers' files, e.g. 'lectr-workers/worker-*.duckdb'; none with a postgresql:// --db",
     )
     jobs.add_argument("--collect-every", metavar="SECONDS", type=float, default=5, help="default 5")
     for job, every in EVERY.items():
@@ -94,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     prices_commands = prices.add_subparsers(dest="action", required=True)
     update = prices_commands.add_parser(
         "update",
-        help="fetch genai-prices' newest data into <db>.prices.json; a running proxy prices with it within seconds",
+        help="fetch genai-prices' newest data into <db>.prices.json (a postgresql:// --db: lectr.prices.json in the "
+        "working directory, on each host); a running proxy prices with it within seconds",
     )
     update.add_argument("--url", default=PRICES_URL, help="where to fetch it from (default: genai-prices on GitHub)")
     check = prices_commands.add_parser("check", help="validate a price file and list its entries")
@@ -105,19 +127,42 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("model", metavar="MODEL")
     for sub in (check, show):
         sub.add_argument("--file", default=PRICES_FILE, help=f"your price file (default: {PRICES_FILE})")
-    for sub in (create, list_, revoke, aggregate, anomalies, recommend, collect_, jobs, update, show):
-        sub.add_argument("--db", default=default_db_path(), help="DuckDB file (default: $LECTR_DB or lectr.duckdb)")
+    for sub in (
+        create,
+        list_,
+        revoke,
+        rules_check,
+        *moves,
+        aggregate,
+        anomalies,
+        recommend,
+        collect_,
+        jobs,
+        update,
+        show,
+    ):
+        sub.add_argument(
+            "--db",
+            default=default_db_path(),
+            help="where Lectr's data is: a DuckDB file or a postgresql:// URL (default: $LECTR_DB or lectr.duckdb); "
+            "keep a password in PGPASSWORD or ~/.pgpass rather than on the command line",
+        )
 
     args = parser.parse_args(argv)
     try:
         if args.command == "aggregate":
-            print(f"Wrote {runs.run_aggregate(args.db)} summary rows to {args.db}.")
-            return 0
+            return job_commands.aggregate(args.db)
         if args.command == "anomalies":
             return job_commands.anomalies(args.db)
         if args.command == "recommend":
             return job_commands.recommend(args)
         if args.command == "collect":
+            if is_postgres(args.db):
+                print(
+                    "lectr: collect copies DuckDB workers' files; on PostgreSQL every proxy writes to it",
+                    file=sys.stderr,
+                )
+                return 2
             logging.basicConfig(level=logging.INFO, format="%(message)s")
             print(f"Copied {collect.collect(args.db, args.sources)} rows into {args.db}.")
             return 0
@@ -128,8 +173,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "prices":
             return setup_commands.prices(args)
+        if args.command in ("rules", "experiments") and args.action in ("import", "export"):
+            move = document_commands.import_document if args.action == "import" else document_commands.export_document
+            return move(args.command, args.file, args.db)
         if args.command == "rules":
-            return setup_commands.rules_check(args.file)
+            return setup_commands.rules_check(args.file, args.db)
         if args.command == "secrets" and args.action == "set":
             return setup_commands.secrets_set(args.provider, args.org, args.file)
         if args.command == "secrets":

@@ -1,10 +1,11 @@
-"""The experiments file as a document the dashboard edits: read, change, validate, save atomically.
+"""The experiments as a document the dashboard edits: read, change, validate, save whole.
 
-As the rules file is (lectr.admin.rulesfile, whose file handling this shares): edits work on
-the experiments as plain mappings, `experiments.parse_experiments` validates the result before
-anything is written, and a save replaces the file in one rename, which the proxy picks up within
-a second. Stopping an experiment (`enabled: false`) keeps it in the file, and its results in the
-database stay its evidence.
+As the rules are (lectr.admin.rulesfile, whose file handling this shares): edits work on the
+experiments as plain mappings, `experiments.parse_experiments` validates the result before
+anything is written, and a save replaces the file in one rename (or the experiments document in
+the store, with `lectr_experiments=db`), which the proxy picks up within a second. Stopping an
+experiment (`enabled: false`) keeps it in the document, and its results in the database stay its
+evidence.
 """
 
 from __future__ import annotations
@@ -36,17 +37,18 @@ NEW_FILE_HEADER = (
 class ExperimentsDoc:
     experiments: list[dict] = field(default_factory=list)  # as in the file, in file order
     header: str = NEW_FILE_HEADER  # the comment block above `experiments:`, kept verbatim on save
-    signature: str = ""  # of the text read ("": no file): a save refuses to overwrite a file changed since
+    version: str = ""  # of the text read ("": none): a save refuses to overwrite experiments changed since
 
 
 experiment_id = yamlfile.item_id  # the id the proxy records for an experiment, as for a rule
 
 
-def read(path: str | Path) -> ExperimentsDoc:
-    """The experiments file's contents; a missing file is an empty document. Raises ExperimentError
-    (a RuleError) for a file the proxy would reject: it must be fixed by hand first."""
-    experiments, header, signature = yamlfile.read_document(path, "experiments", parse_experiments, ExperimentError)
-    return ExperimentsDoc(experiments, header, signature) if signature else ExperimentsDoc()
+def read(where: str | Path | yamlfile.Source) -> ExperimentsDoc:
+    """The experiments in a file (a path) or the store (yamlfile.source); missing ones are an empty
+    document. Raises ExperimentError (a RuleError) for experiments the proxy would reject (they must be
+    fixed by hand first), StorageError if the store cannot be reached."""
+    experiments, header, version = yamlfile.read_document(where, "experiments", parse_experiments, ExperimentError)
+    return ExperimentsDoc(experiments, header, version) if version else ExperimentsDoc()
 
 
 def render(doc: ExperimentsDoc, experiments: list[dict]) -> str:
@@ -58,10 +60,10 @@ def validate(experiments: list[dict], source: str = "experiments file") -> Exper
     return parse_experiments(yaml.safe_dump({"experiments": experiments}, sort_keys=False), source)
 
 
-def save(path: str | Path, doc: ExperimentsDoc, experiments: list[dict]) -> Experiments:
-    """Validate and write `experiments` in place of the document `doc` was read from, atomically."""
-    parsed = validate(experiments, str(path))
-    yamlfile.replace(path, render(doc, experiments), doc.signature, ExperimentError)
+def save(where: str | Path | yamlfile.Source, doc: ExperimentsDoc, experiments: list[dict]) -> Experiments:
+    """Validate and write `experiments` in place of the document `doc` was read from, whole."""
+    parsed = validate(experiments, str(where))
+    yamlfile.replace(where, render(doc, experiments), doc.version, ExperimentError)
     return parsed
 
 

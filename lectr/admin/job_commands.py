@@ -1,7 +1,9 @@
-"""`lectr anomalies`, `recommend` and `jobs`: the background jobs run from the command line.
+"""`lectr aggregate`, `anomalies`, `recommend` and `jobs`: the background jobs run from the command line.
 
 `jobs` is what scripts/workers.sh runs beside several proxies: it collects the workers' files
-into the main one and runs the jobs on their schedules, until SIGINT or SIGTERM.
+into the main one and runs the jobs on their schedules, until SIGINT or SIGTERM. On a PostgreSQL
+store there are no workers' files to collect (every proxy writes to the server), and `lectr jobs`
+on several hosts run each job once per interval between them (lectr/jobs/runs.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ from typing import Callable
 
 from lectr.common.jobsettings import env_settings
 from lectr.jobs import runs
-from lectr.store import collect
+from lectr.store import collect, is_postgres, open_store
+
+
+def aggregate(db: str) -> int:
+    written = runs.run_aggregate(db)
+    print(f"Wrote {written} summary rows to {open_store(db).display}.")
+    return 0
 
 
 def anomalies(db: str) -> int:
@@ -46,7 +54,7 @@ def recommend(args: argparse.Namespace) -> int:
             f"{r.confidence:9} {r.org_id}/{r.feature or '(untagged)'}: {r.current_model} -> {r.suggested_model}, "
             f"{saving} ({r.reason})"
         )
-    print(f"{len(found)} recommendations written to {db}.")
+    print(f"{len(found)} recommendations written to {open_store(db).display}.")
     return 0
 
 
@@ -54,35 +62,52 @@ def jobs(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     db = args.db
     smtp = env_settings()
-    scheduled = [
-        (args.aggregate_every, "aggregate", lambda: f"{runs.run_aggregate(db)} summary rows"),
-        (args.anomalies_every, "anomalies", lambda: f"{len(runs.run_anomalies(db, smtp).new)} new anomalies"),
-        (
-            args.recommend_every,
-            "recommend",
-            lambda: f"{len(runs.run_recommend(db, prices_file=args.prices_file, tiers=args.tiers))} recommendations",
-        ),
-    ]
+    calls = {
+        "aggregate": lambda every: runs.run_aggregate(db, every=every),
+        "anomalies": lambda every: runs.run_anomalies(db, smtp, every=every),
+        "recommend": lambda every: runs.run_recommend(db, prices_file=args.prices_file, tiers=args.tiers, every=every),
+    }
+    scheduled = [(getattr(args, f"{name}_every"), name, call) for name, call in calls.items()]
     stopping: list[int] = []  # a flag the signal handler can set without taking a lock
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, _: stopping.append(signum))
     start = time.monotonic()
     due = {name: start + every for every, name, _ in scheduled if every > 0}  # first runs after one interval
-    due["collect"] = start
-    logging.info("collecting %s into %s every %g s", args.collect, db, args.collect_every)
+    where = open_store(db).display
+    # On PostgreSQL every proxy writes to the server itself: there are no workers' files to collect.
+    collecting = bool(args.collect) and not is_postgres(db)
+    if collecting:
+        due["collect"] = start
+        logging.info("collecting %s into %s every %g s", args.collect, where, args.collect_every)
+    elif args.collect:
+        logging.info("%s is PostgreSQL, where every proxy writes: --collect has nothing to do", where)
+    if not due:
+        logging.info("every job is off (--*-every 0) and there is nothing to collect: nothing to do")
+        return 0
     while True:
-        if stopping or time.monotonic() >= due["collect"]:
+        if collecting and (stopping or time.monotonic() >= due["collect"]):
             turn("collect", lambda: collect_once(db, args.collect))
             due["collect"] = time.monotonic() + args.collect_every
         if stopping:
-            logging.info("stopped; the last collection is in %s", db)
+            logging.info("stopped; the last collection is in %s" if collecting else "stopped (%s)", where)
             return 0
-        for every, name, job in scheduled:
+        for every, name, call in scheduled:
             if name in due and time.monotonic() >= due[name]:
-                turn(name, job)
+                turn(name, lambda: said(call(every)))
                 due[name] = time.monotonic() + every
         while not stopping and time.monotonic() < min(due.values()):
             time.sleep(0.1)
+
+
+def said(result: int | runs.AnomalyRun | list | None) -> str:
+    """What a scheduled job did, for the log."""
+    if result is None:  # with several hosts on one PostgreSQL store, the usual case
+        return "another host's turn"
+    if isinstance(result, int):
+        return f"{result} summary rows"
+    if isinstance(result, runs.AnomalyRun):
+        return f"{len(result.new)} new anomalies"
+    return f"{len(result)} recommendations"
 
 
 def collect_once(db: str, pattern: str) -> str:

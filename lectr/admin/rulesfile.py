@@ -1,12 +1,13 @@
-"""The rules file as a document the dashboard edits: read, change, validate, save atomically.
+"""The rules as a document the dashboard edits: read, change, validate, save whole.
 
 Edits work on the rules as plain mappings (what the YAML holds), so a saved file looks
 like one written by hand; `rules.parse_rules` validates the result before anything is
-written. A save replaces the file in one rename, so the proxy's watcher reads the old
-file or the new one, never half of each, and picks it up within a second.
+written. A save replaces the file in one rename (or the rules document in the store, with
+`lectr_rules=db`), so the proxy's watcher reads the old rules or the new ones, never half
+of each, and picks them up within a second.
 
-The file handling is lectr.admin.yamlfile's, which the experiments file (lectr.admin.experimentsfile)
-shares.
+Where the rules are, and how they are saved, is lectr.admin.yamlfile's, which the experiments
+(lectr.admin.experimentsfile) share.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from lectr.admin import yamlfile
-from lectr.admin.yamlfile import dump, read_document, replace
+from lectr.admin.yamlfile import Source, dump, read_document, replace
 from lectr.common.rules import RuleError, RuleSet, parse_rules
 
 # Where a recommendation's rule goes when it does not say: after hand-written rules.
@@ -28,15 +29,16 @@ FIRST_GENERATED_PRIORITY = 100
 class RulesDoc:
     rules: list[dict] = field(default_factory=list)  # as in the file, in file order
     header: str = ""  # the comment block above `rules:`, kept verbatim on save
-    signature: str = ""  # of the text read: a save refuses to overwrite a file changed since
+    version: str = ""  # of the text read ("": none): a save refuses to overwrite rules changed since
 
 
 rule_id = yamlfile.item_id  # the id the proxy records for a rule: its `id`, else its name slugged
 
 
-def read(path: str | Path) -> RulesDoc:
-    """The rules file's contents. A missing file is an empty document. Raises RuleError if unreadable."""
-    return RulesDoc(*read_document(path, "rules", parse_rules))  # refusing a file the proxy would reject
+def read(where: str | Path | Source) -> RulesDoc:
+    """The rules in a file (a path) or the store (yamlfile.source). Missing ones are an empty document.
+    Raises RuleError if unreadable, StorageError if the store cannot be reached."""
+    return RulesDoc(*read_document(where, "rules", parse_rules))  # refusing rules the proxy would reject
 
 
 def render(doc: RulesDoc, rules: list[dict]) -> str:
@@ -48,10 +50,10 @@ def validate(rules: list[dict], source: str = "rules file") -> RuleSet:
     return parse_rules(yaml.safe_dump({"rules": rules}, sort_keys=False), source)
 
 
-def save(path: str | Path, doc: RulesDoc, rules: list[dict]) -> RuleSet:
-    """Validate and write `rules` in place of the document `doc` was read from, atomically."""
-    ruleset = validate(rules, str(path))
-    replace(path, render(doc, rules), doc.signature)
+def save(where: str | Path | Source, doc: RulesDoc, rules: list[dict]) -> RuleSet:
+    """Validate and write `rules` in place of the document `doc` was read from, whole."""
+    ruleset = validate(rules, str(where))
+    replace(where, render(doc, rules), doc.version)
     return ruleset
 
 

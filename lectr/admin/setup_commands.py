@@ -11,9 +11,9 @@ import getpass
 import os
 import sys
 
-from lectr.admin import secretsfile
+from lectr.admin import document_commands, secretsfile
 from lectr.common import keys, rules
-from lectr.store import open_store
+from lectr.store import is_postgres, open_store
 
 
 def keys_create(org: str, db: str) -> int:
@@ -22,18 +22,23 @@ def keys_create(org: str, db: str) -> int:
         print("lectr: ORG must not be empty", file=sys.stderr)
         return 2
     new_key = keys.generate_key()
-    open_store(db).insert_key(org, new_key)
-    print(f"Created key {new_key.key_id} for org {org!r} in {db}.")
+    store = open_store(db)
+    store.insert_key(org, new_key)
+    print(f"Created key {new_key.key_id} for org {org!r} in {store.display}.")
     print("Send it as the X-Lectr-Key header. It is shown only this once; Lectr stores only its hash.")
     print(new_key.key)
     return 0
 
 
 def keys_list(db: str) -> int:
-    found = open_store(db).list_keys()
+    store = open_store(db)
+    found = store.list_keys()
     if not found:
         # On stderr: stdout is the table alone, empty when there is no key (scripts/lib.sh relies on it).
-        print(f"No org keys in {db}. Create one with: lectr keys create ORG --db {db}", file=sys.stderr)
+        print(
+            f"No org keys in {store.display}. Create one with: lectr keys create ORG --db {store.display}",
+            file=sys.stderr,
+        )
         return 0
     rows = [
         (key_id, org, f"{created:%Y-%m-%d %H:%M}", f"revoked {revoked:%Y-%m-%d %H:%M}" if revoked else "active")
@@ -53,10 +58,15 @@ def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 
 def keys_revoke(key_id: str, db: str) -> int:
-    if open_store(db).revoke_key(key_id):
-        print(f"Revoked key {key_id}. The proxy stops accepting it within a few seconds.")
+    store = open_store(db)
+    if store.revoke_key(key_id):
+        print(f"Revoked key {key_id}. The proxy stops accepting it within a second.")
         return 0
-    print(f"lectr: no active key with id {key_id!r} in {db} ('lectr keys list --db {db}' shows them)", file=sys.stderr)
+    where = store.display
+    print(
+        f"lectr: no active key with id {key_id!r} in {where} ('lectr keys list --db {where}' shows them)",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -88,15 +98,23 @@ def secrets_list(path: str) -> int:
     return 0
 
 
-def rules_check(path: str) -> int:
-    if not os.path.exists(path):
+def rules_check(path: str, db: str) -> int:
+    """The rules file at `path`, or (path IN_DB) the rules document in the store at `db`."""
+    if path == rules.IN_DB:
+        found = document_commands.stored("rules", db)
+        if found is None:
+            return 1
+        text, path, _ = found
+    elif not os.path.exists(path):
         print(
             f"lectr: no rules file at {path}: every request passes through unchanged. "
             f"Start from the examples: cp rules.example.yaml {path}",
             file=sys.stderr,
         )
         return 1
-    ruleset = rules.load_rules_file(path)  # RuleError (a ValueError) names the rule and the problem
+    else:
+        text = rules.read_rules_text(path)
+    ruleset = rules.parse_rules(text, path)  # RuleError (a ValueError) names the rule and the problem
     for warning in ruleset.warnings:
         print(f"lectr: warning: {warning}", file=sys.stderr)
     if ruleset.rules:
@@ -115,6 +133,8 @@ def prices(args: argparse.Namespace) -> int:
         if args.action == "update":
             done = priceupdate.download(args.url, priceupdate.data_path(args.db))
             print(f"Fetched prices for {done.models} models of {done.providers} providers into {done.path}.")
+            if is_postgres(args.db):  # the file is this host's: each host's proxy prices with its own
+                print("The file is this host's: run this on each host, in the directory its proxy runs in.")
             print("A running proxy prices with them within a few seconds; rows priced by them say 'updated'.")
             return 0
         user = pricefile.load_price_file(args.file) if os.path.exists(args.file) else pricefile.PriceList()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from lectr.common.providers import PROVIDERS
-from lectr.common.rules import Rule, RuleError, RuleSet, parse_rule, read_rules_text
+from lectr.common.rules import IN_DB, Rule, RuleError, RuleSet, parse_rule, read_rules_text
 from lectr.common.yamldoc import list_under
 
 EXPERIMENTS_FILE = "experiments.yaml"  # beside the rules file, where none is named
@@ -134,8 +134,11 @@ def load_experiments_file(path: str | Path) -> Experiments:
 
 
 def experiments_path(rules_path: str, named: str = "") -> str:
-    """The experiments file: the one named, else experiments.yaml beside the rules file."""
-    return named or os.path.join(os.path.dirname(rules_path), EXPERIMENTS_FILE)
+    """The experiments file: the one named, else experiments.yaml beside the rules file; with the rules
+    in the database (IN_DB), the experiments are there too."""
+    if named or rules_path == IN_DB:
+        return named or IN_DB
+    return os.path.join(os.path.dirname(rules_path), EXPERIMENTS_FILE)
 
 
 def _parse(item: object, source: str, index: int) -> Experiment:

@@ -15,6 +15,9 @@ from lectr.common.providers import PROVIDERS
 from lectr.common.yamldoc import list_under
 
 RULES_FILE = "rules.yaml"  # the rules file where none is named (lectr_rules, LECTR_RULES)
+# lectr_rules=db (and lectr_experiments=db): not a file, the document of that name in the store at lectr_db,
+# shared by every proxy on it (lectr/store/documents.py). A file called db is ./db.
+IN_DB = "db"
 TASKS = ("classification", "summarisation", "extraction", "generation", "reasoning")
 
 _RULE_FIELDS = {"id", "name", "priority", "enabled", "org", "match", "target"}

@@ -1,29 +1,59 @@
 """The three background jobs, each one call: used by the proxy's schedule and by the CLI.
 
 They read and write stored data only, never anything on the hot path.
+
+Each runs inside its turn (`Store.job_turn`): with several hosts on one PostgreSQL store, one host
+at a time runs a job, and a scheduled run (`every`, its interval in seconds) is skipped when another
+host ran the job less than half an interval ago; the skipped call returns None. Asked by hand
+(`every` None) a job always runs, unless another host is running it at that moment: then
+`JobBusy` says so. A job's writes are one transaction (each store write is), so a host that dies
+mid-job leaves nothing half-written, and its turn (an advisory lock on its connection) goes with it.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Iterator
 
 from lectr.common import faults
+from lectr.common.errors import LectrError
 from lectr.common.jobsettings import SmtpSettings
 from lectr.jobs import alerts, anomaly
 from lectr.jobs.recommend import Recommendation, recommend_all
-from lectr.store import open_store, utc_now
+from lectr.store import Store, open_store, utc_now
 
 log = logging.getLogger(__name__)
 
 RECOMMEND_DAYS = 30  # traffic considered by the recommendation engine
 
 
-def run_aggregate(db: str | Path, now: datetime | None = None) -> int:
+class JobBusy(LectrError, RuntimeError):
+    """A job asked for by hand is running on another host right now."""
+
+
+@contextmanager
+def turn(store: Store, job: str, every: float | None) -> Iterator[bool]:
+    """Whether this process runs `job` now (Store.job_turn); by hand (`every` None), JobBusy instead of False."""
+    with store.job_turn(job, every) as mine:
+        if not mine and every is None:
+            raise JobBusy(
+                f"{job} is running on another host of {store.display} right now; run it again once that run is done"
+            )
+        if not mine:  # the normal case with several hosts: once per interval per host, so not above debug
+            log.debug("%s: not this host's turn (another host is running it, or ran it within this interval)", job)
+        yield mine
+
+
+def run_aggregate(db: str | Path, now: datetime | None = None, every: float | None = None) -> int | None:
+    """Summary rows written; None: not this host's turn."""
     faults.check("aggregate.run")
-    return open_store(db).aggregate(now)
+    store = open_store(db)
+    with turn(store, "aggregate", every) as mine:
+        return store.aggregate(now) if mine else None
 
 
 @dataclass
@@ -40,10 +70,16 @@ def run_anomalies(
     smtp: SmtpSettings | None = None,
     now: datetime | None = None,
     settings: anomaly.Settings = anomaly.Settings(),
-) -> AnomalyRun:
+    every: float | None = None,
+) -> AnomalyRun | None:
+    """Detect, mail and store anomalies; None: not this host's turn (nothing detected, nothing mailed)."""
     faults.check("anomalies.run")
-    now = now or utc_now()
     store = open_store(db)
+    with turn(store, "anomalies", every) as mine:
+        return _anomalies(store, smtp, now or utc_now(), settings) if mine else None
+
+
+def _anomalies(store: Store, smtp: SmtpSettings | None, now: datetime, settings: anomaly.Settings) -> AnomalyRun:
     findings = anomaly.detect(store.hourly_metrics(now), settings)
     open_by_key = {anomaly.anomaly_key(a["org_id"], a["feature"], a["metric"]): a for a in store.open_anomalies()}
     upserts, to_mail, new, ongoing = [], [], [], []
@@ -93,17 +129,22 @@ def run_anomalies(
 
 
 def run_recommend(
-    db: str | Path, now: datetime | None = None, prices_file: str = "", tiers: str = ""
-) -> list[Recommendation]:
+    db: str | Path, now: datetime | None = None, prices_file: str = "", tiers: str = "", every: float | None = None
+) -> list[Recommendation] | None:
     """Recommendations priced as the writer prices rows: `prices_file` (the user's), then what
-    `lectr prices update` fetched next to `db`, then the bundled data; `tiers` extends lectr/prices/tiers.yaml."""
+    `lectr prices update` fetched for `db` (priceupdate.data_path), then the bundled data; `tiers` extends
+    lectr/prices/tiers.yaml. None: not this host's turn."""
+    faults.check("recommend.run")
+    store = open_store(db)
+    with turn(store, "recommend", every) as mine:
+        return _recommend(store, now or utc_now(), prices_file, tiers) if mine else None
+
+
+def _recommend(store: Store, now: datetime, prices_file: str, tiers: str) -> list[Recommendation]:
     from lectr.prices import families, priceupdate  # in the jobs process only: the proxy never fetches prices
 
-    faults.check("recommend.run")
-    now = now or utc_now()
-    priceupdate.use_saved(str(db), prices_file)
+    priceupdate.use_saved(store.location, prices_file)
     catalog = families.catalog(tiers or None)
-    store = open_store(db)
     since = now - timedelta(days=RECOMMEND_DAYS)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     found = recommend_all(store.traffic_profiles(since), catalog, store.experiment_results(since, today))

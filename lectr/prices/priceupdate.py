@@ -3,9 +3,10 @@ and the writer's reload of it and of the user's price file.
 
 The one place pricing touches the network. The data is fetched from the URL genai-prices'
 own updater uses (or another: a mirror, a file of one's own), validated with the parser
-that updater uses, and saved next to the database (`<db>.prices.json`), replacing the
-last file in one rename. The writer process watches that file and prices with it from
-its next batch, so a hand-run update and a scheduled one reach it the same way.
+that updater uses, and saved next to the database (`<db>.prices.json`; for a PostgreSQL
+store, `lectr.prices.json` in the working directory), replacing the last file in one rename.
+The writer process watches that file and prices with it from its next batch, so a hand-run
+update and a scheduled one reach it the same way.
 
 Why not `genai_prices.UpdatePrices` itself: it keeps the fetched data in the memory of
 the process that fetched it (a hand-run update would never reach the writer), sets it
@@ -54,8 +55,17 @@ class Fetched(NamedTuple):
     models: int
 
 
+# Where a host keeps fetched price data when its store is PostgreSQL (no file to put it beside):
+# the working directory, where `lectr.duckdb` would be. The data is genai-prices', the same for
+# every database, and each host's writer prices with its own copy.
+PG_DATA_FILE = "lectr.prices.json"
+
+
 def data_path(db: str | Path) -> str:
-    """Where fetched price data is kept for the database `db`."""
+    """Where fetched price data is kept for the store `db`: beside a DuckDB file (`<db>.prices.json`);
+    for a PostgreSQL URL, `lectr.prices.json` in the working directory (an absolute path)."""
+    if "://" in str(db):  # a URL, not a file (lectr.store takes no URL but PostgreSQL's)
+        return os.path.abspath(PG_DATA_FILE)
     return f"{db}.prices.json"
 
 

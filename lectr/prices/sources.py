@@ -16,7 +16,7 @@ PRICES_URL = "https://raw.githubusercontent.com/pydantic/genai-prices/refs/heads
 class PriceSettings(NamedTuple):
     """Where the writer's prices come from, besides the data genai-prices bundles."""
 
-    data_file: str = ""  # fetched genai-prices data; "": next to the database (<db>.prices.json)
+    data_file: str = ""  # fetched genai-prices data; "": priceupdate.data_path (<db>.prices.json)
     user_file: str = ""  # the user's price file (prices.yaml); "": none
     url: str = PRICES_URL  # where the schedule fetches from
     refresh_hours: int = 0  # fetch every this many hours; 0: never

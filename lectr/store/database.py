@@ -61,6 +61,8 @@ def sql_list(values) -> str:
 class Session(Protocol):
     """One open connection: reads, and for a write session one transaction, committed at its end."""
 
+    dialect: str  # duckdb or postgresql: for the rare statement only one of them needs (an index)
+
     def rows(self, sql: str, params: dict | None = None) -> list[tuple]: ...
     def dicts(self, sql: str, params: dict | None = None) -> list[dict]: ...
     def frame(self, sql: str, params: dict | None = None) -> "pd.DataFrame": ...
@@ -70,6 +72,9 @@ class Session(Protocol):
     def has_table(self, name: str) -> bool: ...
     def transaction(self) -> AbstractContextManager[None]:
         """A transaction (nested in a write session's own: a savepoint where the database has them)."""
+
+    def append(self, table: str, rows: list[dict]) -> None:
+        """Rows (dicts keyed by column) in one bulk load: the writer's batches."""
 
 
 class Database(Protocol):

@@ -79,6 +79,8 @@ def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 class DuckSession:
     """A `Session` on an open DuckDB connection: the shared SQL runs as written."""
 
+    dialect = "duckdb"
+
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
 

@@ -59,6 +59,8 @@ def translate(sql: str) -> str:
 class PgSession:
     """A `Session` on a pooled connection (autocommit; `transaction` for what must be one)."""
 
+    dialect = "postgresql"
+
     def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn
 
@@ -103,6 +105,12 @@ class PgSession:
 
 def _configure(conn: psycopg.Connection) -> None:
     conn.adapters.register_loader("numeric", FloatLoader)
+    # The dashboard's exact percentiles sort a period's latencies: in memory, not in temporary files
+    # (the server's default is 4 MB). Per connection, only while a query needs it.
+    conn.execute("SET work_mem = '64MB'")
+    # JIT compiling pays off for queries of minutes; the dashboard's take a fraction of a second, and
+    # compiling them cost more than it saved (measured: scripts/bench_dashboard.py --postgres).
+    conn.execute("SET jit = off")
 
 
 _pools: dict[tuple[int, str], ConnectionPool] = {}

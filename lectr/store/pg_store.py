@@ -30,9 +30,10 @@ from lectr.store.summaries import Summaries
 
 log = logging.getLogger(__name__)
 
-# A job skips its turn when another host ran it less than this share of its interval ago: hosts'
-# schedules drift apart, and each interval should see one run, not one per host.
-SKIP_SHARE = 0.5
+# A job skips its turn when any host ran it less than this share of its interval ago: each interval
+# sees one run, not one per host, whatever the hosts' schedules (one host's own runs are a whole
+# interval apart; the share leaves room for a late one).
+SKIP_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class PgStore(
     @contextmanager
     def job_turn(self, job: str, every: float | None) -> Iterator[bool]:
         """Whether this host runs `job` now: it holds the job's advisory lock (no other host is running it)
-        and, for a scheduled run (`every` seconds), no host ran it in the last half interval.
+        and, for a scheduled run (`every` seconds), no host ran it in the last SKIP_SHARE of an interval.
 
         The lock belongs to a connection kept for the job's run: if this host dies mid-job, the server
         drops the connection and the lock with it, and the job's writes, one transaction, were never

@@ -207,20 +207,38 @@ class Workers:
             stop(proc)
 
 
-def start_workers(n: int, work: Path, options: dict, env: dict, keys_db: Path, prefix: str = "worker") -> Workers:
+def start_workers(
+    n: int,
+    work: Path,
+    options: dict,
+    env: dict | list[dict],
+    keys_db: Path | None = None,
+    prefix: str = "worker",
+    store: str = "",
+) -> Workers:
     """n workers with these `--set` options (and their own file, keys from keys_db, no jobs), HAProxy in front.
 
-    Files and logs in `work`; everything started is stopped again if one of them does not start.
+    With `store` (a postgresql:// URL) they are hosts instead: each in a directory of its own
+    (<prefix>-<i>/, sharing no file with the others), all writing the store, reading keys and rules
+    from it and running the jobs, which the store lets one of them run at a time.
+
+    `env`: the environment of all of them, or one for each. Files and logs in `work`; everything started
+    is stopped again if one of them does not start.
     """
     port = free_port()
     addresses = haproxy.worker_addresses(port, n)
+    envs = env if isinstance(env, list) else [env] * n
     dbs = [work / f"{prefix}-{i}.duckdb" for i in range(1, n + 1)]
     logs = [db.with_suffix(".log") for db in dbs]
     procs: list[subprocess.Popen] = []
     try:
-        for address, db, log in zip(addresses, dbs, logs):
+        for address, db, log, env in zip(addresses, dbs, logs, envs):
             worker = {**options, "lectr_db": db, "lectr_keys_db": keys_db, **JOBS_OFF}
-            procs.append(start_lectr(port, worker, env, log, cwd=work, host=address.rsplit(":", 1)[0]))
+            cwd = work
+            if store:
+                worker, cwd = {**options, "lectr_db": store}, db.with_suffix("")
+                cwd.mkdir(exist_ok=True)
+            procs.append(start_lectr(port, worker, env, log, cwd=cwd, host=address.rsplit(":", 1)[0]))
         with open(work / f"{prefix}-haproxy.log", "w") as log:
             front = start_haproxy(port, addresses, work / f"{prefix}-haproxy", log)
     except BaseException:

@@ -1,9 +1,11 @@
 """Auth: every request Lectr handles must carry a valid X-Lectr-Key.
 
-Keys are checked against hashes held in memory; the key store (DuckDB) is re-read in
-the background when a key is created or revoked (`lectr keys` touches a stamp file
-beside it), so both take effect within seconds without a restart, and no request waits
-on the database.
+Keys are checked against hashes held in memory; the key store is re-read in the background
+when a key is created or revoked, so both take effect within a second without a restart, and
+no request waits on the database. What tells that keys changed costs no query
+(Store.keys_version): for a DuckDB file, a stamp file beside it that `lectr keys` touches; for
+PostgreSQL, the NOTIFY every host's listener hears. While the store cannot be read (a lock, a
+server down), the keys loaded last stay in force.
 """
 
 from __future__ import annotations
@@ -11,18 +13,20 @@ from __future__ import annotations
 import logging
 import math
 
-from mitmproxy import ctx, http
+from mitmproxy import ctx, exceptions, http
 
 from lectr.common.errors import LectrError
 from lectr.common.keys import KeyRing
 from lectr.common.watch import Poller, WatchedFile
 from lectr.proxy.addons import PRESENTED_KEY, at_least, pending_record, respond_error, timed
 from lectr.proxy.ratelimit import FailureLimiter
-from lectr.store import StorageError, default_db_path, open_store
+from lectr.store import StorageError, Store, default_db_path, open_store
 
 log = logging.getLogger(__name__)
 
-REFRESH_SECONDS = 2.0
+# How often the key store's version is compared (in memory, or one stat): a key created or revoked
+# on any host takes effect within a second.
+REFRESH_SECONDS = 0.5
 FAILURE_WINDOW_SECONDS = 60.0
 FAIL_LIMIT = 30  # the lectr_auth_fail_limit default
 
@@ -38,15 +42,17 @@ class Auth:
             "lectr_db",
             str,
             default_db_path(),
-            "Lectr's DuckDB file: request logs and, unless lectr_keys_db names another file, org keys. "
-            "Default: $LECTR_DB, else lectr.duckdb in the working directory.",
+            "Where Lectr keeps its data: a DuckDB file (one machine), or a postgresql://user:password@host:port/db "
+            "URL shared by several proxy hosts. Request logs and, unless lectr_keys_db names another store, org "
+            "keys. Default: $LECTR_DB, else lectr.duckdb in the working directory.",
         )
         loader.add_option(
             "lectr_keys_db",
             str,
             "",
-            "DuckDB file the org keys are read from (read-only); empty: lectr_db. For several Lectr processes "
-            "behind one address (scripts/workers.sh): each writes its own lectr_db, all read keys from the main file.",
+            "The store the org keys are read from (read-only), a DuckDB file or a postgresql:// URL; empty: lectr_db. "
+            "For several Lectr processes on one machine (scripts/workers.sh): each writes its own lectr_db, all "
+            "read keys from the main file.",
         )
         loader.add_option(
             "lectr_auth_fail_limit",
@@ -62,29 +68,38 @@ class Auth:
             limit = at_least("lectr_auth_fail_limit", 0, "requests", "set it to 0 to turn the limit off")
             self.failures = FailureLimiter(limit, FAILURE_WINDOW_SECONDS)
         if "lectr_db" in updated or "lectr_keys_db" in updated:
-            path = ctx.options.lectr_keys_db or ctx.options.lectr_db
-            # Failing to read the store (a writer's lock) is passing: read it again at the next poll.
+            try:
+                open_store(ctx.options.lectr_db)
+                store = open_store(ctx.options.lectr_keys_db or ctx.options.lectr_db)
+            except StorageError as e:  # a URL of another database: its message says what Lectr takes
+                raise exceptions.OptionsError(str(e)) from e
+            # The watched "path" is the store's name for messages (a URL without its password).
+            # Failing to read the store (a writer's lock, a server down) is passing: read it again at the next poll.
             self.keys = WatchedFile(
-                path, self._load_keys, KeyRing(), log.warning, retry_on=_PASSING, signature=_keys_signature
+                store.display,
+                lambda _: self._load_keys(store),
+                KeyRing(),
+                log.warning,
+                retry_on=_PASSING,
+                signature=lambda _: store.keys_version(),
             )
             self.keys.poll()
-            if not len(self.keys.value):
+            if not len(self.keys.value) and self.keys.error is None:  # (an error was logged as such)
                 log.warning(
-                    "No Lectr keys in %s yet: every request will get 401. "
-                    "Create one with: lectr keys create ORG --db %s",
-                    path,
-                    path,
+                    "No Lectr keys in %s yet: every request will get 401. Create one with: %s",
+                    store.display,
+                    _create_key(store),
                 )
 
-    def _load_keys(self, path: str) -> KeyRing:
-        ring = KeyRing(open_store(path).active_keys())
+    def _load_keys(self, store: Store) -> KeyRing:
+        ring = KeyRing(store.active_keys())
         loaded = len(self.keys.value)
-        if not len(ring) and loaded and not open_store(path).has_keys():
-            # Revoking the last key is a wish; a file without a single key (deleted, and created
+        if not len(ring) and loaded and not store.has_keys():
+            # Revoking the last key is a wish; a store without a single key (deleted, and created
             # anew by the event writer, or replaced) is not: org traffic goes on meanwhile.
             raise NoKeys(
-                f"{path} holds no keys at all (was it deleted or replaced?); keeping the {loaded} keys loaded "
-                f"before. Create keys there with: lectr keys create ORG --db {path}"
+                f"{store.display} holds no keys at all (was it deleted or replaced?); keeping the {loaded} keys "
+                f"loaded before. Create keys there with: {_create_key(store)}"
             )
         return ring
 
@@ -138,7 +153,6 @@ class NoKeys(LectrError, LookupError):
 _PASSING = (OSError, StorageError)
 
 
-def _keys_signature(path: str) -> object:
-    """Changes when keys are created or revoked or the file is replaced (Store.keys_version). It opens
-    no database: the event writer changes the file every second."""
-    return open_store(path).keys_version()
+def _create_key(store: Store) -> str:
+    """The command that creates a key in `store` (a URL with *** for its password, which no message shows)."""
+    return f"lectr keys create ORG --db {store.display}"

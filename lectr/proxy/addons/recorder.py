@@ -47,7 +47,7 @@ class Recorder:
             "lectr_batch_size",
             int,
             BATCH_SIZE,
-            "Events written to DuckDB per batch (also written every lectr_flush_ms).",
+            "Events written to the database per batch (also written every lectr_flush_ms).",
         )
         loader.add_option("lectr_flush_ms", int, FLUSH_MS, "Longest time, in ms, an event waits before being written.")
         loader.add_option(
@@ -63,7 +63,8 @@ class Recorder:
             int,
             PRICES.refresh_hours,
             "Fetch newer price data from lectr_prices_url every this many hours (e.g. 24), in the background, "
-            "into <lectr_db>.prices.json; 0: never (the bundled data, and what 'lectr prices update' fetched).",
+            "into <lectr_db>.prices.json (a PostgreSQL lectr_db: lectr.prices.json in the working directory, one "
+            "per host); 0: never (the bundled data, and what 'lectr prices update' fetched).",
         )
         loader.add_option(
             "lectr_prices_url", str, PRICES.url, "Where newer price data (genai-prices' data.json) is fetched from."

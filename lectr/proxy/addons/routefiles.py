@@ -1,8 +1,9 @@
 """RouteFiles: what Router routes with, compiled off the hot path and swapped in whole.
 
-The rules file and the secrets file, reloaded within a second of a save (an invalid file is
-rejected and the last good one stays in force), and every provider's base URL. A request
-only reads what is in force. Router nests this addon (`Router.files`).
+The rules (a file, or with `lectr_rules=db` the rules document in the store: lectr.proxy.yamlsource)
+and the secrets file, reloaded within a second of a save (an invalid one is rejected and the last
+good one stays in force), and every provider's base URL. A request only reads what is in force.
+Router nests this addon (`Router.files`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import os
 from mitmproxy import ctx
 
 from lectr.common import providers
-from lectr.common.rules import RULES_FILE, RuleError, RuleSet, parse_rules, read_rules_text, summary
+from lectr.common.rules import IN_DB, RULES_FILE, RuleError, RuleSet, parse_rules, read_rules_text, summary
 from lectr.common.watch import Poller, WatchedFile
 from lectr.prices import priceupdate
-from lectr.proxy import rulecheck
+from lectr.proxy import rulecheck, yamlsource
 from lectr.proxy.addons import option_error
 from lectr.proxy.credentials import (
     DEFAULT_AZURE_API_VERSION,
@@ -31,7 +32,9 @@ from lectr.proxy.endpoints import split_url
 
 log = logging.getLogger(__name__)
 
-RELOAD_SECONDS = 0.25  # a saved rules file applies to the next request within a second
+# A saved rules file or document applies to the next request within a second. A poll is a stat, or
+# (the rules in the database) a look at a counter in memory: cheap at this rate.
+RELOAD_SECONDS = 0.25
 BASE_URL_OPTIONS = {name: f"lectr_{name}_base_url" for name in providers.PROVIDERS}
 AZURE_OPTIONS = {"LECTR_AZURE_BASE_URL": "lectr_azure_base_url", "LECTR_AZURE_API_VERSION": "lectr_azure_api_version"}
 
@@ -48,8 +51,10 @@ class RouteFiles:
             "lectr_rules",
             str,
             RULES_FILE,
-            "Routing rules file (YAML; see rules.example.yaml). Reloaded within a second of a save; "
-            "an invalid file is rejected and the last good rules stay in force.",
+            "Routing rules file (YAML; see rules.example.yaml), or db: the rules document in lectr_db's "
+            "database, shared by every proxy on it (fill it with 'lectr rules import FILE'). Reloaded within a "
+            "second of a save; invalid rules are rejected and the last good rules stay in force, as they do "
+            "while the database cannot be read.",
         )
         loader.add_option(
             "lectr_secrets",
@@ -76,10 +81,15 @@ class RouteFiles:
         )
 
     def configure(self, updated: set[str]) -> None:
-        if "lectr_rules" in updated:
-            self.rules = WatchedFile(ctx.options.lectr_rules, self._load_rules, RuleSet(), log.error, _rules_loaded)
+        where = ctx.options.lectr_rules
+        if "lectr_rules" in updated or (updated & yamlsource.STORE_OPTIONS and where == IN_DB):
+            # The keys' store: several DuckDB workers each write a file of their own and share the main one.
+            db = (ctx.options.lectr_keys_db or ctx.options.lectr_db) if where == IN_DB else ""
+            self.rules = yamlsource.watch(
+                where, db, "rules", self._load_rules, parse_rules, RuleSet(), log, _rules_loaded
+            )
             self.rules.poll()
-            if not os.path.exists(ctx.options.lectr_rules):
+            if where != IN_DB and not os.path.exists(where):
                 log.info("No rules file at %s: every request passes through unrouted.", ctx.options.lectr_rules)
         if updated & set(BASE_URL_OPTIONS.values()):
             self.base_urls = {provider: _base_url(option) for provider, option in BASE_URL_OPTIONS.items()}

@@ -4,8 +4,9 @@ Each job runs on stored data only, in a process of its own (one, kept for all jo
 DuckDB and pandas hold the GIL for milliseconds at a time, which in a thread of the
 proxy would stall requests in flight. The proxy sends that process small calls on plain
 values (lectr/proxy/jobcalls.py), which import the jobs there: the proxy never loads them.
-A failing job logs and tries again at its next turn. The same jobs run once from the
-command line: `lectr aggregate|anomalies|recommend`.
+A failing job logs and tries again at its next turn. With several hosts on one PostgreSQL
+store, every host's schedule runs, and each job runs on one host per interval (lectr/jobs/runs.py).
+The same jobs run once from the command line: `lectr aggregate|anomalies|recommend`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,13 @@ class Schedule:
     def load(self, loader) -> None:
         env = env_settings()
         for job, seconds in EVERY.items():
-            loader.add_option(f"lectr_{job}_every", int, seconds, f"Seconds between {job} runs; 0: never.")
+            loader.add_option(
+                f"lectr_{job}_every",
+                int,
+                seconds,
+                f"Seconds between {job} runs; 0: never. With several hosts on one PostgreSQL lectr_db, one host "
+                "runs it per interval.",
+            )
         loader.add_option(
             "lectr_tiers",
             str,
@@ -74,7 +81,7 @@ class Schedule:
         loop = asyncio.get_running_loop()
         o = ctx.options
         for every, job in (
-            (o.lectr_aggregate_every, lambda: functools.partial(jobcalls.aggregate, o.lectr_db, faults.armed())),
+            (o.lectr_aggregate_every, lambda: self.aggregate(o)),
             (o.lectr_anomalies_every, lambda: self.anomalies(o)),
             (o.lectr_recommend_every, lambda: self.recommend(o)),
         ):
@@ -107,12 +114,22 @@ class Schedule:
             self._pool = None
             raise
 
+    # Each call carries its interval: with several hosts on one PostgreSQL store, a host that finds
+    # the job run elsewhere within the interval skips its turn (lectr/jobs/runs.py).
+
+    @staticmethod
+    def aggregate(o) -> Callable[[], object]:
+        return functools.partial(jobcalls.aggregate, o.lectr_db, o.lectr_aggregate_every, faults.armed())
+
     def anomalies(self, o) -> Callable[[], object]:
-        return functools.partial(jobcalls.anomalies, o.lectr_db, self.smtp, faults.armed())
+        return functools.partial(jobcalls.anomalies, o.lectr_db, self.smtp, o.lectr_anomalies_every, faults.armed())
 
     @staticmethod
     def recommend(o) -> Callable[[], object]:
-        return functools.partial(jobcalls.recommend, o.lectr_db, o.lectr_prices_file, o.lectr_tiers, faults.armed())
+        every = o.lectr_recommend_every
+        return functools.partial(
+            jobcalls.recommend, o.lectr_db, o.lectr_prices_file, o.lectr_tiers, every, faults.armed()
+        )
 
 
 def smtp_settings(o) -> SmtpSettings:

@@ -9,7 +9,8 @@ process sends it once the event has crossed over and been metered (lectr.shadow.
 on the request's time, and never changing it.
 
 The experiments file (lectr.common.experiments) sits beside the rules file and is reloaded the
-same way; its lectr_shadow_* options size the writer process's sender.
+same way (with the rules in the database, the experiments document is there too:
+lectr.proxy.yamlsource); its lectr_shadow_* options size the writer process's sender.
 """
 
 from __future__ import annotations
@@ -19,8 +20,16 @@ import random
 
 from mitmproxy import ctx, http
 
-from lectr.common.experiments import Experiments, ShadowSettings, experiments_path, load_experiments_file
+from lectr.common.experiments import (
+    Experiments,
+    ShadowSettings,
+    experiments_path,
+    load_experiments_file,
+    parse_experiments,
+)
+from lectr.common.rules import IN_DB
 from lectr.common.watch import Poller, WatchedFile
+from lectr.proxy import yamlsource
 from lectr.proxy.addons import at_least, record_of, timed
 from lectr.proxy.addons.routefiles import RELOAD_SECONDS, RouteFiles
 from lectr.proxy.flowrecord import FlowRecord
@@ -43,8 +52,9 @@ class Shadow:
             "lectr_experiments",
             str,
             "",
-            "Shadow experiments file (YAML; see lectr/common/experiments.py). Default: experiments.yaml beside "
-            "lectr_rules. Reloaded within a second of a save, like the rules.",
+            "Shadow experiments file (YAML; see lectr/common/experiments.py), or db: the experiments document in "
+            "lectr_db's database (fill it with 'lectr experiments import FILE'). Default: experiments.yaml beside "
+            "lectr_rules, or db when lectr_rules is db. Reloaded within a second of a save, like the rules.",
         )
         loader.add_option(
             "lectr_shadow_queue",
@@ -59,9 +69,13 @@ class Shadow:
             at_least("lectr_shadow_queue", 1, "samples", f"e.g. {SETTINGS.queue_size}")
         if "lectr_shadow_concurrency" in updated:
             at_least("lectr_shadow_concurrency", 1, "requests", f"e.g. {SETTINGS.concurrency}")
-        if updated & {"lectr_experiments", "lectr_rules"}:
-            path = experiments_path(ctx.options.lectr_rules, ctx.options.lectr_experiments)
-            self.experiments = WatchedFile(path, load_experiments_file, Experiments(), log.error, self._loaded)
+        where = experiments_path(ctx.options.lectr_rules, ctx.options.lectr_experiments)
+        if updated & {"lectr_experiments", "lectr_rules"} or (updated & yamlsource.STORE_OPTIONS and where == IN_DB):
+            # The keys' store: several DuckDB workers each write a file of their own and share the main one.
+            db = (ctx.options.lectr_keys_db or ctx.options.lectr_db) if where == IN_DB else ""
+            self.experiments = yamlsource.watch(
+                where, db, "experiments", load_experiments_file, parse_experiments, Experiments(), log, self._loaded
+            )
             self.experiments.poll()
 
     def status(self) -> dict[str, int]:

@@ -1,6 +1,6 @@
 """Cold-path benchmark: writer throughput, the cost of a full queue, tokenising a finished stream.
 
-    python scripts/bench_coldpath.py [--events 100000]
+    python scripts/bench_coldpath.py [--events 100000] [--db postgresql://... | --postgres]
 
 Numbers are printed, not asserted: they are benchmark figures for the README.
 """
@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -117,9 +118,25 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--db", default="", help="a postgresql:// URL to write to instead of a new DuckDB file")
+    parser.add_argument(
+        "--postgres", action="store_true", help="write to a temporary PostgreSQL server (scripts/harness/postgres.py)"
+    )
     args = parser.parse_args()
-    rate = writer_throughput(args.events, args.batch, args.db)
-    print(f"writer: {rate:,.0f} events/s ({args.events:,} events, batches of {args.batch}, metering included)")
+    server = None
+    if args.postgres:
+        from harness.postgres import start_postgres
+
+        server = start_postgres(Path(tempfile.mkdtemp(prefix="bench-coldpath-")))
+        args.db = server.create_database("coldpath")
+    try:
+        rate = writer_throughput(args.events, args.batch, args.db)
+    finally:
+        if server:
+            server.destroy()
+    into = "PostgreSQL" if args.db else "DuckDB"
+    print(
+        f"writer into {into}: {rate:,.0f} events/s ({args.events:,} events, batches of {args.batch}, metering included)"
+    )
     with_room, dropped = full_queue_offer_ns()
     print(f"queue offer: {with_room:.0f} ns with room, {dropped:.0f} ns when full (dropped and counted)")
     count, ms = tokenise_stream_ms()

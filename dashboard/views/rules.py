@@ -177,7 +177,7 @@ for r in ordered:
 if ordered and not any(r.get("enabled", True) for r in ordered):
     st.info(
         "No rule is enabled: every request passes through unchanged. Enable one below (or set `enabled: true` in "
-        "the file) when you want Lectr to route.",
+        "the rules) when you want Lectr to route.",
         icon=":material/info:",
     )
 if ordered:

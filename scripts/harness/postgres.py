@@ -155,6 +155,7 @@ class Postgres:
 def start_postgres(workdir: Path) -> Postgres:
     """initdb a new cluster and start it; the log is workdir/postgres.log. The caller stops it
     (destroy(), which also removes a directory made under /tmp)."""
+    workdir.mkdir(parents=True, exist_ok=True)
     bindir, prefix = pg_bin(), as_server_user()
     if prefix:  # the `postgres` user cannot reach pytest's directories (0700, root's)
         home = Path(tempfile.mkdtemp(prefix="lectr-pg-", dir="/tmp"))

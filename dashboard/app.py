@@ -55,8 +55,10 @@ with st.sidebar:  # where the files are: set once, so out of the way (collapsed)
         "Database",
         value=common.default_db(),
         key="db",
+        # A URL with a password in it is masked: anyone who opens the dashboard sees this box.
+        type="password" if common.holds_password(st.session_state.get("db", common.default_db())) else "default",
         help="The DuckDB file or the postgresql:// URL the proxy writes (lectr_db). Keep a PostgreSQL password in "
-        "PGPASSWORD or ~/.pgpass rather than in the URL: this box shows it",
+        "PGPASSWORD or ~/.pgpass rather than in the URL",
     )
     st.text_input(
         "Rules file",

@@ -18,7 +18,7 @@ import streamlit as st
 from lectr.admin import yamlfile
 from lectr.common.experiments import experiments_path
 from lectr.prices import priceupdate
-from lectr.store import StorageError, Store, default_db_path, open_store, utc_now
+from lectr.store import StorageError, Store, default_db_path, is_postgres, open_store, utc_now
 
 REFRESH_SECONDS = 15  # live pages re-read the database this often
 CACHE_SECONDS = 5
@@ -100,6 +100,14 @@ class Context:
     def window(self) -> str:
         """The window in words, for a page's caption."""
         return f"{self.period.lower()}: since {self.since:%b %d %H:%M} UTC"
+
+
+def holds_password(location: str) -> bool:
+    """A postgresql:// URL with a password in it (the sidebar masks it)."""
+    try:
+        return is_postgres(location) and ":***@" in open_store(location).display
+    except StorageError:
+        return is_postgres(location)  # unreadable: mask it all the same
 
 
 def default_db() -> str:

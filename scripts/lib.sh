@@ -72,9 +72,9 @@ prepare_store() {
         echo "Created $rules from rules.example.yaml: ${summary#"$rules: "}."
     fi
     # `keys list` prints nothing on stdout when there is no key (its note goes to stderr).
-    if [ -z "$(.venv/bin/lectr keys list --db "$1" 2>/dev/null)" ]; then
+    if [ -z "$(LECTR_DB="$1" .venv/bin/lectr keys list 2>/dev/null)" ]; then
         echo "No org keys yet; creating one for org 'default':"
-        .venv/bin/lectr keys create default --db "$1"
+        LECTR_DB="$1" .venv/bin/lectr keys create default
     fi
 }
 

@@ -13,7 +13,7 @@ import sys
 
 from lectr.admin import document_commands, secretsfile
 from lectr.common import keys, rules
-from lectr.store import is_postgres, open_store
+from lectr.store import db_argument, is_postgres, open_store
 
 
 def keys_create(org: str, db: str) -> int:
@@ -36,7 +36,7 @@ def keys_list(db: str) -> int:
     if not found:
         # On stderr: stdout is the table alone, empty when there is no key (scripts/lib.sh relies on it).
         print(
-            f"No org keys in {store.display}. Create one with: lectr keys create ORG --db {store.display}",
+            f"No org keys in {store.display}. Create one with: lectr keys create ORG --db {db_argument(store)}",
             file=sys.stderr,
         )
         return 0
@@ -64,7 +64,7 @@ def keys_revoke(key_id: str, db: str) -> int:
         return 0
     where = store.display
     print(
-        f"lectr: no active key with id {key_id!r} in {where} ('lectr keys list --db {where}' shows them)",
+        f"lectr: no active key with id {key_id!r} in {where} ('lectr keys list --db {db_argument(store)}' shows them)",
         file=sys.stderr,
     )
     return 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Generic, Sequence, TypeVar
 
 T = TypeVar("T")
@@ -73,7 +74,9 @@ class WatchedFile(Generic[T]):
 
 
 class Poller:
-    """Polls watched files every `interval` seconds in a background task, each poll in a thread.
+    """Polls watched files every `interval` seconds in a background task, each poll in a thread of its
+    own (not asyncio's shared pool: a poll that waits on an unreachable database must not hold the
+    threads mitmproxy resolves upstream hostnames with).
 
     `files` is asked afresh each round, because an addon replaces its WatchedFile when
     an option changes. An addon lists its Poller in its `addons` attribute, and mitmproxy
@@ -86,6 +89,7 @@ class Poller:
         self.interval = interval
         self._files = files
         self._task: asyncio.Task | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"lectr-{owner or 'files'}-poller")
 
     def running(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -93,9 +97,11 @@ class Poller:
     def done(self) -> None:
         if self._task:
             self._task.cancel()
+        self._thread.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.interval)
             for watched in self._files():
-                await asyncio.to_thread(watched.poll)
+                await loop.run_in_executor(self._thread, watched.poll)

@@ -4,9 +4,9 @@ They read and write stored data only, never anything on the hot path.
 
 Each runs inside its turn (`Store.job_turn`): with several hosts on one PostgreSQL store, one host
 at a time runs a job, and a scheduled run (`every`, its interval in seconds) is skipped when another
-host ran the job less than half an interval ago; the skipped call returns None. Asked by hand
-(`every` None) a job always runs, unless another host is running it at that moment: then
-`JobBusy` says so. A job's writes are one transaction (each store write is), so a host that dies
+host ran the job less than most of an interval ago (lectr.store.pg_store.SKIP_SHARE); the skipped
+call returns None. Asked by hand (`every` None) a job always runs, unless another host is running
+it at that moment: then `JobBusy` says so. A job's writes are one transaction (each store write is), so a host that dies
 mid-job leaves nothing half-written, and its turn (an advisory lock on its connection) goes with it.
 """
 

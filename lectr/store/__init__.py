@@ -28,19 +28,27 @@ __all__ = [
     "Store",
     "collect",
     "default_db_path",
+    "db_argument",
     "is_postgres",
     "open_store",
     "utc_now",
 ]
 
 
+def db_argument(store: Store) -> str:
+    """What a message suggests after `--db`: the file, the URL when it holds no password, else
+    "$LECTR_DB" (a shown URL has *** for its password, which would not log in when pasted)."""
+    return '"$LECTR_DB"' if ":***@" in store.display else store.display
+
+
 def open_store(location: str | Path) -> Store:
     """The store at `location`: a `postgresql://` URL, or a DuckDB file's path."""
     location = str(location)
     if is_postgres(location):
+        from lectr.store.pg_connection import checked
         from lectr.store.pg_store import PgStore  # psycopg only where PostgreSQL is used
 
-        return PgStore(location)
+        return PgStore(checked(location))
     if "://" in location:
         raise StorageError(
             f"cannot open {location.split('://')[0]}://...: Lectr keeps its data in a DuckDB file (give its path) "

@@ -67,7 +67,8 @@ class FindingsReads:
             self.db,
             f"""
             SELECT * FROM recommendations WHERE {in_org(org)}
-            ORDER BY CASE confidence WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END, monthly_saving_usd DESC
+            ORDER BY CASE confidence WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END,
+                     monthly_saving_usd DESC NULLS LAST  -- PostgreSQL would put NULL first, DuckDB last
             """,
             org_param(org),
         )

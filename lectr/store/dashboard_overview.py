@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from lectr.store.dashboard_common import FAILED_AUTH, frame, in_org, org_param, served, summarised
 from lectr.store.database import Database, sql_list
 from lectr.store.logs import STORED_DEGRADED
-from lectr.store.percentiles import BIN, needed_bins, percentiles
+from lectr.store.percentiles import BIN, TIMED, needed_bins, percentiles
 from lectr.store.summaries import LATENCY_COLUMNS, latency_select
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class OverviewReads:
         params = {"since": since} | org_param(org)
         with self.db.read() as s:
             binned = s.rows(
-                f"""SELECT model_actual, CASE WHEN latency_ms IS NOT NULL THEN {BIN} END AS bin,
+                f"""SELECT model_actual, CASE WHEN {TIMED} THEN {BIN} END AS bin,
                            count(*), count(error_category)
                     FROM request_logs WHERE {where} GROUP BY 1, 2""",
                 params,
@@ -102,7 +102,7 @@ class OverviewReads:
             wanted = sorted({b for found in needed_bins(counts, PS).values() for b in found})
             values = s.rows(
                 f"SELECT model_actual, {BIN}, latency_ms FROM request_logs "
-                f"WHERE {where} AND latency_ms IS NOT NULL AND {BIN} IN ({', '.join(map(str, wanted))})",
+                f"WHERE {where} AND {TIMED} AND {BIN} IN ({', '.join(map(str, wanted))})",
                 params,
             ) if wanted else []  # fmt: skip
         exact = percentiles(counts, values, PS)

@@ -11,7 +11,7 @@ A proxy rereads a document when the store announces it changed (`document_versio
 from __future__ import annotations
 
 from lectr.common.errors import LectrError
-from lectr.store.database import Database, utc_now
+from lectr.store.database import Database, Session, utc_now
 
 DOCUMENTS = ("rules", "experiments")
 
@@ -25,7 +25,7 @@ class Documents:
 
     db: Database
 
-    def announce(self, topic: str) -> None: ...
+    def announce(self, s: Session, topic: str) -> None: ...
 
     def document(self, name: str) -> tuple[str, int] | None:
         """The document's text and version; None when it was never saved."""
@@ -37,23 +37,39 @@ class Documents:
 
     def save_document(self, name: str, body: str, edited: int | None) -> int:
         """Store a new text; `edited`: the version it was made from (None: the document is new, or its
-        text replaces whatever is there, as an import does). Returns the new version."""
+        text replaces whatever is there, as an import does). Returns the new version.
+
+        The version is checked by the write itself (`WHERE version = $edited`), not read first: of two
+        saves of one version at the same moment, one is stored and the other refused."""
+        params = {"name": _checked(name), "body": body, "now": utc_now()}
         with self.db.write() as s:
-            found = s.rows("SELECT version FROM documents WHERE name = $name", {"name": _checked(name)})
-            current = int(found[0][0]) if found else 0
-            if edited is not None and edited != current:
-                raise DocumentConflict(
-                    f"the {name} changed since you opened them (version {current}, you edited {edited}); "
-                    "reload and make your change again"
+            if edited is None:
+                found = s.rows(
+                    "INSERT INTO documents (name, body, version, updated_at) VALUES ($name, $body, 1, $now) "
+                    "ON CONFLICT (name) DO UPDATE SET body = excluded.body, version = documents.version + 1, "
+                    "updated_at = excluded.updated_at RETURNING version",
+                    params,
                 )
-            s.execute(
-                "INSERT INTO documents (name, body, version, updated_at) VALUES ($name, $body, $version, $now) "
-                "ON CONFLICT (name) DO UPDATE SET body = excluded.body, version = excluded.version, "
-                "updated_at = excluded.updated_at",
-                {"name": name, "body": body, "version": current + 1, "now": utc_now()},
-            )
-        self.announce(name)
-        return current + 1
+            elif edited == 0:  # the page showed no document yet
+                found = s.rows(
+                    "INSERT INTO documents (name, body, version, updated_at) VALUES ($name, $body, 1, $now) "
+                    "ON CONFLICT (name) DO NOTHING RETURNING version",
+                    params,
+                )
+            else:
+                found = s.rows(
+                    "UPDATE documents SET body = $body, version = version + 1, updated_at = $now "
+                    "WHERE name = $name AND version = $edited RETURNING version",
+                    params | {"edited": edited},
+                )
+            if not found:
+                current = s.rows("SELECT version FROM documents WHERE name = $name", {"name": name})
+                raise DocumentConflict(
+                    f"the {name} changed since you opened them (version {current[0][0] if current else 0}, "
+                    f"you edited {edited}); reload and make your change again"
+                )
+            self.announce(s, name)
+        return int(found[0][0])
 
 
 def _checked(name: str) -> str:

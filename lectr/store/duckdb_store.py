@@ -18,6 +18,7 @@ from lectr.common.watch import file_signature
 from lectr.store.dashboard_findings import FindingsReads
 from lectr.store.dashboard_overview import OverviewReads
 from lectr.store.dashboard_requests import RequestLogReads
+from lectr.store.database import Session
 from lectr.store.documents import Documents
 from lectr.store.duckdb_connection import DuckDatabase
 from lectr.store.jobs import JobTables
@@ -66,7 +67,9 @@ class DuckStore(
         with self.db.read() as s:
             return schema_state(s)
 
-    def announce(self, topic: str) -> None:
+    def announce(self, s: Session, topic: str) -> None:
+        # Inside the write: no other process can open the file until it is committed and closed, so a
+        # proxy that sees the stamp change reads the change itself.
         stamp(self.path, topic).touch()
 
     def keys_version(self) -> object:

@@ -2,13 +2,11 @@
 
 The proxy reads keys, the writer appends the request log, the jobs aggregate and keep their
 findings, the CLI manages keys, the dashboard reads. They all go through a `Store` that
-`lectr.store.open_store(location)` returns, never through SQL of their own. Today that is
-`DuckStore`, one DuckDB file; a store shared by several proxy hosts (PostgreSQL, say) would
-be another class with these methods, and one more branch in `open_store`.
+`lectr.store.open_store(location)` returns, never through SQL of their own: `DuckStore`, one
+DuckDB file, or `PgStore`, a PostgreSQL database shared by several proxy hosts.
 
-What only a DuckDB file has (a connection for raw SQL, the migrations run on it, collecting
-the workers' files, the keys stamp file) is in lectr/store/connection.py, migrations.py,
-collect.py and keys.py, outside this interface.
+What only a DuckDB file has (a connection for raw SQL, collecting the workers' files) is in
+lectr/store/duckdb_connection.py and duckdb_collect.py, outside this interface.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 A running proxy checks keys against the hashes it holds in memory and rereads them when the
 store's `keys_version` changes; each store says how it tells (a stamp file beside a DuckDB
-file, a notification from PostgreSQL), so creating or revoking a key here `announce`s it.
+file, a notification from PostgreSQL), so creating or revoking a key here `announce`s it, in the
+same transaction: a revoke that is committed is announced, and one that is not, is not.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from lectr.common.keys import NewKey, StoredKey
-from lectr.store.database import Database, utc_now
+from lectr.store.database import Database, Session, utc_now
 
 KEYS = "keys"  # what `announce` names when keys change
 
@@ -20,7 +21,7 @@ class Keys:
 
     db: Database
 
-    def announce(self, topic: str) -> None: ...
+    def announce(self, s: Session, topic: str) -> None: ...
 
     def insert_key(self, org_id: str, new_key: NewKey) -> None:
         with self.db.write() as s:
@@ -28,7 +29,7 @@ class Keys:
                 "INSERT INTO org_keys (key_id, org_id, key_hash, created_at) VALUES ($id, $org, $hash, $now)",
                 {"id": new_key.key_id, "org": org_id, "hash": new_key.key_hash, "now": utc_now()},
             )
-        self.announce(KEYS)
+            self.announce(s, KEYS)
 
     def revoke_key(self, key_id: str) -> bool:
         with self.db.write() as s:
@@ -36,7 +37,7 @@ class Keys:
                 "UPDATE org_keys SET revoked_at = $now WHERE key_id = $id AND revoked_at IS NULL RETURNING key_id",
                 {"now": utc_now(), "id": key_id},
             )
-        self.announce(KEYS)
+            self.announce(s, KEYS)
         return bool(found)
 
     def list_keys(self) -> list[tuple[str, str, datetime, datetime | None]]:

@@ -10,6 +10,7 @@ not confirmed (the connection broke at that moment) is sent again, and its id, a
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from lectr.store.database import Database, Session, utc_now
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 STORED_DEGRADED = ("pricing_error", "counting_error")
 
 BATCH_IDS_KEPT = timedelta(days=2)  # a writer retries a batch for minutes, never for days
+PRUNE_EVERY = 3600.0  # seconds between two clean-ups of old batch ids by one writer
+_pruned_at = -PRUNE_EVERY  # this process's last clean-up (time.monotonic)
 
 
 class RequestLog:
@@ -56,6 +59,7 @@ class RequestLog:
                         {"now": now, "reason": reason, "count": count},
                     )
             note_run(s, "writer", now)
+            _forget_old_batches(s, now)
 
 
 def _claim(s: Session, batch_id: str, now) -> bool:
@@ -64,6 +68,11 @@ def _claim(s: Session, batch_id: str, now) -> bool:
     return s.execute(sql, {"id": batch_id, "now": now}) > 0
 
 
-def forget_old_batches(s: Session, now) -> None:
-    """Batch ids old enough that no writer retries their batch any more (the aggregator calls it)."""
+def _forget_old_batches(s: Session, now) -> None:
+    """Batch ids old enough that no writer retries their batch any more, once an hour per writer (in the
+    writer's own path: a DuckDB worker runs no aggregator)."""
+    global _pruned_at
+    if time.monotonic() - _pruned_at < PRUNE_EVERY:
+        return
     s.execute("DELETE FROM written_batches WHERE written_at < $cut", {"cut": now - BATCH_IDS_KEPT})
+    _pruned_at = time.monotonic()

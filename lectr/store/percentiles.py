@@ -13,7 +13,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-BIN = "CAST(floor(ln(latency_ms + 1) * 100) AS INTEGER)"  # latency_ms >= 0; ~1% wide
+BIN = "CAST(floor(ln(latency_ms + 1) * 100) AS INTEGER)"  # ~1% wide
+# The latencies that have a bin: none, negative, infinite or NaN ones (no Lectr row has them; an imported
+# one might) would break the expression; both databases order NaN above every number.
+TIMED = "latency_ms BETWEEN 0 AND 1e12"
 
 
 def ranks(n: int, p: float) -> tuple[int, int, float]:

@@ -23,9 +23,9 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.numeric import FloatLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -37,16 +37,48 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0  # seconds a session waits for a connection before giving up
+
+# How a connection notices a server that went away without closing it (a failover, a host lost):
+# TCP keepalives and a send timeout, on our side (libpq) and on the server's (per session, below),
+# within about 30 s instead of the operating system's two hours. A listener would otherwise hear
+# nothing for hours, and a dead host's job lock would be held as long.
+CONNECTION = {
+    "autocommit": True,
+    "connect_timeout": int(CONNECT_TIMEOUT),
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # milliseconds unacknowledged data may wait
+}
 MIGRATION_LOCK = 0x4C454354  # "LECT": the advisory lock the first session of each process migrates under
 
 
 def redacted(url: str) -> str:
-    """The URL without its password: for every message and log line."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL as a message may show it: parsed as libpq parses it, without the password (in the
+    user part or in the query), whatever characters it holds."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "postgresql://(a URL that cannot be read)"
+    hidden = ":***" if parts.pop("password", None) is not None else ""  # there is one, and it is not shown
+    where = parts.pop("host", "") + (f":{parts.pop('port')}" if "port" in parts else "")
+    user = f"{parts.pop('user', '')}{hidden}@" if "user" in parts or hidden else ""
+    query = "&".join(f"{k}={v}" for k, v in parts.items() if k != "dbname")
+    return f"postgresql://{user}{where}/{parts.get('dbname', '')}" + (f"?{query}" if query else "")
+
+
+def checked(url: str) -> str:
+    """The URL, once libpq can read it: a StorageError that does not repeat it (it holds a password) otherwise."""
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError as e:
+        reason = "a bad percent-escape" if "percent" in str(e) else "not a connection URL"
+        raise StorageError(
+            f"the PostgreSQL URL cannot be read ({reason}): percent-encode the password's special characters "
+            "(% as %25, @ as %40), or leave the password out of the URL and set PGPASSWORD"
+        ) from None
+    return url
 
 
 @functools.lru_cache(maxsize=512)
@@ -100,7 +132,15 @@ class PgSession:
         with self.conn.cursor() as cursor:
             with cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
                 for row in rows:
-                    copy.write_row([row[n] for n in names])
+                    copy.write_row([_text(row[n]) for n in names])
+
+
+def _text(value):
+    """A value PostgreSQL's text can hold: it refuses NUL, which a client can put in a model name, and
+    one such row would keep the writer's whole batch out for good. DuckDB stores it as it is."""
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "\ufffd")
+    return value
 
 
 def _configure(conn: psycopg.Connection) -> None:
@@ -108,6 +148,10 @@ def _configure(conn: psycopg.Connection) -> None:
     # The dashboard's exact percentiles sort a period's latencies: in memory, not in temporary files
     # (the server's default is 4 MB). Per connection, only while a query needs it.
     conn.execute("SET work_mem = '64MB'")
+    # The server's side of the keepalives above: a host that dies holding a job's lock loses it in ~30 s.
+    conn.execute("SET tcp_keepalives_idle = 10")
+    conn.execute("SET tcp_keepalives_interval = 5")
+    conn.execute("SET tcp_keepalives_count = 3")
     # JIT compiling pays off for queries of minutes; the dashboard's take a fraction of a second, and
     # compiling them cost more than it saved (measured: scripts/bench_dashboard.py --postgres).
     conn.execute("SET jit = off")
@@ -127,15 +171,36 @@ def pool(url: str) -> ConnectionPool:
                 url,
                 min_size=1,
                 max_size=4,
-                kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT)},
+                kwargs=CONNECTION,
                 configure=_configure,
                 check=ConnectionPool.check_connection,  # one left broken by a server restart is replaced, not used
                 timeout=CONNECT_TIMEOUT,
-                reconnect_timeout=0,  # never give up on the server: it may be back in an hour
+                # The pool's own attempts in the background, 1, 2, 4 ... s apart, for a minute; after
+                # that each session asks for a connection again (the writer's, the listener's and the
+                # pollers' own backoff), so Lectr reconnects without a restart however long it was down.
+                reconnect_timeout=60,
                 name=f"lectr {redacted(url)}",
                 open=True,
             )
         return _pools[key]
+
+
+def _hint(e: Exception) -> str:
+    """What went wrong, and for the usual causes what to do."""
+    if isinstance(e, psycopg.errors.InsufficientPrivilege):
+        return f"{e} (Lectr creates its tables on first use: GRANT CREATE ON SCHEMA public TO its user)"
+    if isinstance(e, psycopg.errors.ReadOnlySqlTransaction):
+        return f"{e} (is this a standby? point LECTR_DB at the primary)"
+    return str(e)
+
+
+def close(url: str) -> None:
+    """Close this process's pool for `url` (a test's database, before it is dropped)."""
+    with _lock:
+        found = _pools.pop((os.getpid(), url), None)
+        _migrated.discard((os.getpid(), url))
+    if found is not None:
+        found.close(timeout=1)
 
 
 @atexit.register
@@ -145,11 +210,14 @@ def _close_pools() -> None:
         p.close(timeout=0.5)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # the repr would show the URL, password and all
 class PgDatabase:
     """The PostgreSQL database at `url` as a `Database`."""
 
     url: str
+
+    def __repr__(self) -> str:
+        return f"PgDatabase({redacted(self.url)!r})"
 
     @property
     def location(self) -> str:
@@ -173,8 +241,8 @@ class PgDatabase:
             with pool(self.url).connection() as conn:
                 self._migrate_once(conn)
                 yield conn
-        except (psycopg.OperationalError, PoolTimeout) as e:
-            raise StorageError(f"cannot use PostgreSQL at {redacted(self.url)}: {e}") from e
+        except (psycopg.Error, PoolTimeout) as e:  # down, refused, no privilege, a standby: said, not a traceback
+            raise StorageError(f"cannot use PostgreSQL at {redacted(self.url)}: {_hint(e)}") from e
 
     def _migrate_once(self, conn: psycopg.Connection) -> None:
         from lectr.store.migrations import migrate  # written on a Session, for both databases

@@ -17,7 +17,7 @@ from typing import Iterator
 from lectr.store.dashboard_findings import FindingsReads
 from lectr.store.dashboard_overview import OverviewReads
 from lectr.store.dashboard_requests import RequestLogReads
-from lectr.store.database import StorageError, utc_now
+from lectr.store.database import Session, utc_now
 from lectr.store.documents import Documents
 from lectr.store.jobs import JobTables, last_run
 from lectr.store.keys import KEYS, Keys
@@ -36,13 +36,16 @@ log = logging.getLogger(__name__)
 SKIP_SHARE = 0.8
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # the repr would show the URL, password and all
 class PgStore(
     Keys, RequestLog, ShadowCalls, Summaries, JobTables, Documents, OverviewReads, RequestLogReads, FindingsReads
 ):
     """Lectr's data in the PostgreSQL database at `url` (postgresql://user:password@host:port/db)."""
 
     url: str
+
+    def __repr__(self) -> str:
+        return f"PgStore({self.display!r})"
 
     @property
     def location(self) -> str:
@@ -62,12 +65,9 @@ class PgStore(
         with self.db.read() as s:
             return schema_state(s)
 
-    def announce(self, topic: str) -> None:
-        try:
-            with self.db.read() as s:
-                announce(s.conn, topic)
-        except StorageError:  # committed all the same; every proxy rereads all once it hears the server again
-            log.warning("saved, but could not announce %s to the proxies at %s", topic, self.display)
+    def announce(self, s: Session, topic: str) -> None:
+        """NOTIFY in the write's own transaction: PostgreSQL delivers it when, and only if, it commits."""
+        announce(s.conn, topic)
 
     def keys_version(self) -> object:
         return listener(self.url).version(KEYS)

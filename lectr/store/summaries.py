@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 
 from lectr.store.database import Database, Session, scalar, utc_now
 from lectr.store.jobs import last_run, note_run
-from lectr.store.logs import forget_old_batches
 
 
 def _percentile(p: float, column: str) -> str:
@@ -71,7 +70,6 @@ class Summaries:
                     """,
                     params,
                 )
-            forget_old_batches(s, now)
             note_run(s, "aggregate", now)
         return written
 

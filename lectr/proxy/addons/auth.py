@@ -20,7 +20,7 @@ from lectr.common.keys import KeyRing
 from lectr.common.watch import Poller, WatchedFile
 from lectr.proxy.addons import PRESENTED_KEY, at_least, pending_record, respond_error, timed
 from lectr.proxy.ratelimit import FailureLimiter
-from lectr.store import StorageError, Store, default_db_path, open_store
+from lectr.store import StorageError, Store, db_argument, default_db_path, open_store
 
 log = logging.getLogger(__name__)
 
@@ -155,4 +155,4 @@ _PASSING = (OSError, StorageError)
 
 def _create_key(store: Store) -> str:
     """The command that creates a key in `store` (a URL with *** for its password, which no message shows)."""
-    return f"lectr keys create ORG --db {store.display}"
+    return f"lectr keys create ORG --db {db_argument(store)}"

@@ -16,7 +16,8 @@ from typing import Callable, TypeVar
 
 from lectr.common.rules import IN_DB
 from lectr.common.watch import WatchedFile
-from lectr.store import StorageError, open_store
+from lectr.proxy import lastgood
+from lectr.store import StorageError, is_postgres, open_store
 
 T = TypeVar("T")
 
@@ -32,13 +33,23 @@ def watch(
     missing: T,
     log: logging.Logger,
     on_load: Callable[[WatchedFile[T]], None] | None = None,
+    *,
+    confdir: str = "",
 ) -> WatchedFile[T]:
     """`where`: a file's path (read with `load_file`), or IN_DB: the document `name` in the store at
-    `db`, its text parsed as the file's (`parse(text, source)`). A missing file or document is `missing`."""
+    `db`, its text parsed as the file's (`parse(text, source)`). A missing file or document is `missing`.
+
+    Returned read once already, holding what is in force; but a PostgreSQL store's document is first
+    taken from the last good copy in `confdir` (lectr.proxy.lastgood) when there is one, and read
+    from the database at the next poll, so a proxy starting while the server is away neither waits
+    for it nor starts without its rules."""
     if where != IN_DB:
-        return WatchedFile(where, load_file, missing, log.error, on_load)
+        watched = WatchedFile(where, load_file, missing, log.error, on_load)
+        watched.poll()
+        return watched
     store = open_store(db)
     source = f"the {name} document in {store.display}"  # never the location: a URL may hold a password
+    copy = lastgood.cache_file(confdir, store.display, name) if confdir and is_postgres(db) else None
     said_missing = False  # the store is read again at each reconnection: say it once
 
     def load(_: str) -> T:
@@ -53,14 +64,30 @@ def watch(
                 "every request passes through unrouted" if name == "rules" else "none running",
                 name,
             )
-        return missing if found is None else parse(found[0], source)
+        value = missing if found is None else parse(found[0], source)
+        if copy is not None:
+            lastgood.remember(copy, {"text": None if found is None else found[0]})
+        return value
 
-    return WatchedFile(
+    watched = WatchedFile(
         source,
         load,
         missing,
-        log.error,
+        log.warning,  # not an error: mitmproxy ends a proxy that logs one while starting, and the last good stays
         on_load,
         retry_on=(StorageError,),
         signature=lambda _: store.document_version(name),
     )
+    kept = lastgood.recall(copy) if copy is not None else None
+    if isinstance(kept, dict) and "text" in kept:
+        try:
+            text = kept["text"]
+            watched.value = missing if text is None else parse(text, f"{source} (the copy kept in {copy.parent})")
+            log.info("%s: the copy kept in %s, until the database can be read", source, copy.parent)
+            if on_load:
+                on_load(watched)
+            return watched  # the database at the next poll, in the background
+        except Exception as e:  # a damaged copy: the database decides, as without one
+            log.warning("the copy of %s kept in %s is unreadable (%s); reading the database", source, copy.parent, e)
+    watched.poll()
+    return watched

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
 from lectr.common.errors import LectrError
-from lectr.common.keys import KeyRing
+from lectr.common.keys import KeyRing, StoredKey
 from lectr.common.watch import Poller, WatchedFile
+from lectr.proxy import lastgood
 from lectr.proxy.addons import PRESENTED_KEY, at_least, pending_record, respond_error, timed
 from lectr.proxy.ratelimit import FailureLimiter
-from lectr.store import StorageError, Store, db_argument, default_db_path, open_store
+from lectr.store import StorageError, Store, db_argument, default_db_path, is_postgres, open_store
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +77,19 @@ class Auth:
                 raise exceptions.OptionsError(str(e)) from e
             # The watched "path" is the store's name for messages (a URL without its password).
             # Failing to read the store (a writer's lock, a server down) is passing: read it again at the next poll.
+            copy = (
+                lastgood.cache_file(ctx.options.confdir, store.display, "keys") if is_postgres(store.location) else None
+            )
             self.keys = WatchedFile(
                 store.display,
-                lambda _: self._load_keys(store),
+                lambda _: self._load_keys(store, copy),
                 KeyRing(),
                 log.warning,
                 retry_on=_PASSING,
                 signature=lambda _: store.keys_version(),
             )
+            if self._recall_keys(copy, store):
+                return  # the database at the next poll, in the background: a server away is not waited for
             self.keys.poll()
             if not len(self.keys.value) and self.keys.error is None:  # (an error was logged as such)
                 log.warning(
@@ -91,8 +98,23 @@ class Auth:
                     _create_key(store),
                 )
 
-    def _load_keys(self, store: Store) -> KeyRing:
-        ring = KeyRing(store.active_keys())
+    def _recall_keys(self, copy: Path | None, store: Store) -> bool:
+        """Start from the keys last read from a PostgreSQL store (lectr.proxy.lastgood), if any were kept."""
+        kept = lastgood.recall(copy) if copy is not None else None
+        if not isinstance(kept, list) or not kept:
+            return False
+        try:
+            self.keys.value = KeyRing(StoredKey(*k) for k in kept)
+        except TypeError:
+            return False  # a damaged copy: the database decides, as without one
+        log.info(
+            "%d keys of %s: the copy kept in %s, until the database can be read", len(kept), store.display, copy.parent
+        )
+        return True
+
+    def _load_keys(self, store: Store, copy: Path | None = None) -> KeyRing:
+        stored = store.active_keys()
+        ring = KeyRing(stored)
         loaded = len(self.keys.value)
         if not len(ring) and loaded and not store.has_keys():
             # Revoking the last key is a wish; a store without a single key (deleted, and created
@@ -101,6 +123,8 @@ class Auth:
                 f"{store.display} holds no keys at all (was it deleted or replaced?); keeping the {loaded} keys "
                 f"loaded before. Create keys there with: {_create_key(store)}"
             )
+        if copy is not None:
+            lastgood.remember(copy, [[k.key_id, k.org_id, k.key_hash] for k in stored])
         return ring
 
     @timed

@@ -86,9 +86,16 @@ class RouteFiles:
             # The keys' store: several DuckDB workers each write a file of their own and share the main one.
             db = (ctx.options.lectr_keys_db or ctx.options.lectr_db) if where == IN_DB else ""
             self.rules = yamlsource.watch(
-                where, db, "rules", self._load_rules, parse_rules, RuleSet(), log, _rules_loaded
+                where,
+                db,
+                "rules",
+                self._load_rules,
+                parse_rules,
+                RuleSet(),
+                log,
+                _rules_loaded,
+                confdir=ctx.options.confdir,
             )
-            self.rules.poll()
             if where != IN_DB and not os.path.exists(where):
                 log.info("No rules file at %s: every request passes through unrouted.", ctx.options.lectr_rules)
         if updated & set(BASE_URL_OPTIONS.values()):

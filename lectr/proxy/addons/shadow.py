@@ -74,9 +74,16 @@ class Shadow:
             # The keys' store: several DuckDB workers each write a file of their own and share the main one.
             db = (ctx.options.lectr_keys_db or ctx.options.lectr_db) if where == IN_DB else ""
             self.experiments = yamlsource.watch(
-                where, db, "experiments", load_experiments_file, parse_experiments, Experiments(), log, self._loaded
+                where,
+                db,
+                "experiments",
+                load_experiments_file,
+                parse_experiments,
+                Experiments(),
+                log,
+                self._loaded,
+                confdir=ctx.options.confdir,
             )
-            self.experiments.poll()
 
     def status(self) -> dict[str, int]:
         return {"shadow_sampled": self.sampled, "experiments_running": len(self.experiments.value.running)}

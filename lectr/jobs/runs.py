@@ -110,8 +110,17 @@ def _anomalies(store: Store, smtp: SmtpSettings | None, now: datetime, settings:
             if escalated or never_mailed:
                 to_mail.append((f, row))
         upserts.append(row)
+    mailing = bool(to_mail) and smtp is not None and smtp.enabled
+    if to_mail and not mailing:  # no failure (mail_error stays None), but the dashboard says why no alert went out
+        reason = alerts.not_configured(smtp or SmtpSettings())
+        for _, row in to_mail:
+            row.update(notify_error=reason)
+    # Stored before the mail goes out, then marked mailed: a run that fails or a host that dies in between
+    # leaves them "never mailed", and the next run (on any host) mails them then, once. The other order
+    # would mail anomalies that were never stored, and the next run would find and mail them as new.
+    store.save_anomalies(upserts, [a["anomaly_id"] for a in open_by_key.values()], now)
     mailed, error = False, None
-    if to_mail and smtp is not None and smtp.enabled:
+    if mailing:
         try:
             alerts.send(smtp, alerts.compose([f for f, _ in to_mail], smtp.sender, smtp.recipients))
             mailed = True
@@ -120,11 +129,7 @@ def _anomalies(store: Store, smtp: SmtpSettings | None, now: datetime, settings:
             log.warning("could not send the anomaly alert via %s:%s: %s", smtp.host, smtp.port, error)
         for _, row in to_mail:
             row.update(notified_at=now if mailed else row.get("notified_at"), notify_error=error)
-    elif to_mail:  # no failure (mail_error stays None), but the dashboard says why no alert went out
-        reason = alerts.not_configured(smtp or SmtpSettings())
-        for _, row in to_mail:
-            row.update(notify_error=reason)
-    store.save_anomalies(upserts, [a["anomaly_id"] for a in open_by_key.values()], now)
+        store.save_anomalies([row for _, row in to_mail], [], now)
     return AnomalyRun(new, ongoing, len(open_by_key), mailed, error)
 
 

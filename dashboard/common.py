@@ -224,6 +224,16 @@ def fit(values, header: str = "") -> int:
     return math.ceil(max([text_px(header), *(text_px(str(v)) for v in values)]) + CELL_PADDING_PX)
 
 
+def quiet_hosts(runs: dict, now: datetime) -> list[tuple[str, datetime]]:
+    """Hosts whose writer's heartbeat ('writer <host>' in worker_runs) is stale, and when it last beat; a
+    host quiet for more than a day is taken as gone for good, not warned about for ever."""
+    return sorted(
+        (worker.removeprefix("writer "), last)
+        for worker, last in runs.items()
+        if worker.startswith("writer ") and STALE_AFTER < now - last < timedelta(days=1)
+    )
+
+
 def ago(ts: datetime | None) -> str:
     if ts is None:
         return "never"

@@ -139,6 +139,16 @@ def test_degradation_banners_for_dropped_events_and_a_silent_proxy(app, monkeypa
     assert any("last write to this database was 2 h ago" in w.value for w in app.warning)
 
 
+def test_a_host_whose_writer_went_quiet_is_named_while_the_others_write(app):
+    with duckdb.connect(str(app.db)) as con:  # as PostgreSQL holds them for several hosts
+        con.execute("INSERT INTO worker_runs VALUES ('writer host-b', ?)", [utc_now() - timedelta(minutes=12)])
+        con.execute("INSERT INTO worker_runs VALUES ('writer host-gone', ?)", [utc_now() - timedelta(days=3)])
+    st.cache_data.clear()
+    app.run()
+    quiet = [w.value for w in app.warning if "while other hosts write" in w.value]
+    assert len(quiet) == 1 and "`host-b` last wrote 12 min ago" in quiet[0]  # not host-gone, three days away
+
+
 def test_request_log_filters_and_pages_in_sql(app):
     app.selectbox(key="org").set_value("acme")
     app.switch_page("views/requests.py").run()

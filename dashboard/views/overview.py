@@ -81,6 +81,12 @@ def degradation_banners(ctx: common.Context, runs: dict, dropped: int) -> None:
             f"⚠ The proxy's last write to this database was {common.ago(last_write)}: "
             "is Lectr running with this `lectr_db`? (It writes at least once a minute while up.)"
         )
+        return
+    for host, last in common.quiet_hosts(runs, ctx.now):  # others write: one host went quiet
+        st.warning(
+            f"⚠ Lectr on host `{host}` last wrote {common.ago(last)}, while other hosts write: is it still "
+            "running, and can it reach the database? (Each writes at least once a minute while up.)"
+        )
 
 
 def headline(ctx: common.Context, series: pd.DataFrame, before: pd.DataFrame) -> None:

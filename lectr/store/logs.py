@@ -10,6 +10,7 @@ not confirmed (the connection broke at that moment) is sent again, and its id, a
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from datetime import timedelta
 
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 # tokens (lectr/record/metering.py): counted there so they can be found, but not lost events.
 STORED_DEGRADED = ("pricing_error", "counting_error")
 
+# Each host's own heartbeat beside the shared one ('writer'): with several hosts on one database, the
+# dashboard tells which one went quiet. A host is its name; its proxies share one heartbeat.
+HOST_WRITER = f"writer {socket.gethostname()}"
 BATCH_IDS_KEPT = timedelta(days=2)  # a writer retries a batch for minutes, never for days
 PRUNE_EVERY = 3600.0  # seconds between two clean-ups of old batch ids by one writer
 _pruned_at = -PRUNE_EVERY  # this process's last clean-up (time.monotonic)
@@ -59,6 +63,7 @@ class RequestLog:
                         {"now": now, "reason": reason, "count": count},
                     )
             note_run(s, "writer", now)
+            note_run(s, HOST_WRITER, now)
             _forget_old_batches(s, now)
 
 

@@ -13,7 +13,11 @@ import subprocess
 import sys
 import uuid
 
+import psycopg
 import pytest
+from psycopg import sql as pgsql
+
+from lectr.store import pg_connection, pg_listen
 
 from helpers import ROOT, Postgres, Simulator, free_port, start_lectr, start_postgres, start_simulator, stop
 
@@ -57,7 +61,8 @@ def lectr(simulator_process, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory) -> Postgres:
-    """One real PostgreSQL server for the session (tests/postgres.py); about a second to start."""
+    """One real PostgreSQL server for the session (scripts/harness/postgres.py); about a second to start.
+    A test that stops its server takes `own_postgres` instead."""
     server = start_postgres(tmp_path_factory.mktemp("postgres"))
     try:
         yield server
@@ -66,9 +71,49 @@ def postgres_server(tmp_path_factory) -> Postgres:
 
 
 @pytest.fixture
+def own_postgres(tmp_path) -> Postgres:
+    """A PostgreSQL server of this test's own, for a test that stops and starts it: should it not come
+    back, this test fails, not every later one on the session's server. About a second to start."""
+    server = start_postgres(tmp_path / "own-postgres")
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def new_database(server: Postgres, prefix: str = "test"):
+    """A new, empty database on `server` (its URL, yielded), dropped afterwards with what this process
+    holds open to it (its pool, its listener), so that connections do not pile up over a session."""
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    url = server.create_database(name)
+    try:
+        yield url
+    finally:
+        pg_connection.close(url)
+        pg_listen.forget(url)
+        try:  # FORCE: a child process's connection the test left open does not keep it
+            server.sql(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))
+        except psycopg.OperationalError:
+            pass  # the server is stopped (a test that stopped it failed): the database goes with it
+
+
+@pytest.fixture
 def pg_url(postgres_server) -> str:
-    """The URL of a new, empty database of its own for this test (postgresql://lectr:...@127.0.0.1:PORT/NAME)."""
-    return postgres_server.create_database(f"test_{uuid.uuid4().hex[:16]}")
+    """The URL of a new, empty database of its own for this test (postgresql://lectr:...@127.0.0.1:PORT/NAME)
+    on the session's server, dropped after it."""
+    yield from new_database(postgres_server)
+
+
+@pytest.fixture(scope="module")
+def pg_module_url(postgres_server) -> str:
+    """`pg_url` for the tests of one module together (rows loaded once), dropped after the last."""
+    yield from new_database(postgres_server, "module")
+
+
+@pytest.fixture
+def own_pg_url(own_postgres) -> str:
+    """`pg_url`, on this test's own server (`own_postgres`)."""
+    yield from new_database(own_postgres)
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +150,7 @@ def demo(tmp_path_factory):
 
 # Fixtures that start real processes; a test using one (directly or through another fixture)
 # is slow. Tests that start processes themselves carry @pytest.mark.slow (or a module's pytestmark).
-PROCESS_FIXTURES = {"simulator_process", "demo", "postgres_server"}
+PROCESS_FIXTURES = {"simulator_process", "demo", "postgres_server", "own_postgres"}
 
 
 def pytest_collection_modifyitems(items):

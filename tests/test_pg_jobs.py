@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import timedelta
 
 import psycopg
@@ -57,6 +56,14 @@ def _one(url: str, sql: str) -> object:
         return conn.execute(sql).fetchone()[0]
 
 
+def _ran_earlier(url: str, job: str, seconds: float) -> None:
+    """Move the job's last run `seconds` back, as if that much time had passed since (no sleeping, which
+    would race the job's own duration)."""
+    with psycopg.connect(url) as conn:
+        sql = "UPDATE worker_runs SET last_run = last_run - make_interval(secs => %s) WHERE worker = %s"
+        assert conn.execute(sql, [seconds, job]).rowcount == 1
+
+
 def test_two_hosts_asking_for_a_job_at_once_get_one_turn_between_them(pg_url):
     stores = [PgStore(pg_url), PgStore(pg_url)]
     stores[0].has_keys()  # the schema, before the race
@@ -89,9 +96,10 @@ def test_a_scheduled_run_right_after_another_hosts_is_skipped_and_a_run_by_hand_
     assert runs.run_recommend(pg_url, every=86400) == []  # another job: its own turn
     assert runs.run_recommend(pg_url, every=86400) is None
     assert runs.run_aggregate(pg_url) == 2  # by hand (`lectr aggregate`): runs whenever nobody else is running it
-    assert runs.run_aggregate(pg_url, every=1) is None  # most of an interval (SKIP_SHARE) not gone yet...
-    time.sleep(SKIP_SHARE + 0.05)
-    assert runs.run_aggregate(pg_url, every=1) == 2  # ...now it has
+    _ran_earlier(pg_url, "aggregate", 60 * SKIP_SHARE - 5)  # most of an interval (SKIP_SHARE) not gone yet...
+    assert runs.run_aggregate(pg_url, every=60) is None
+    _ran_earlier(pg_url, "aggregate", 10)  # ...now it has
+    assert runs.run_aggregate(pg_url, every=60) == 2
 
 
 @pytest.fixture
@@ -189,9 +197,9 @@ def test_a_host_killed_mid_job_leaves_its_turn_and_nothing_half_written(pg_url, 
         with store.job_turn("aggregate", 60) as mine:
             return mine
 
-    started = time.monotonic()
+    # Its connection went with it, and the lock with the connection: at once, not after the ~30 s in
+    # which keepalives would find a host that went away without closing its connections.
     wait_until(free, timeout=10, what="the killed host's turn to be released")
-    assert time.monotonic() - started < 2  # its connection went with it, and the lock with the connection
     assert _one(pg_url, "SELECT count(*) FROM dashboard_summaries") == 0
     assert _one(pg_url, "SELECT count(*) FROM worker_runs WHERE worker = 'aggregate'") == 0  # never ran, it says
     assert runs.run_aggregate(pg_url, every=60) == 2  # so the next host's scheduled turn runs it
@@ -201,18 +209,29 @@ def test_lectr_jobs_on_postgresql_runs_the_jobs_and_has_nothing_to_collect(pg_ur
     open_store(pg_url).append_request_logs(_rows(10))
     out = tmp_path / "jobs.log"
     every = ["--aggregate-every", "1", "--anomalies-every", "0", "--recommend-every", "0"]
+    # In a directory of its own: the --collect glob and the fetched price data are relative to it.
+    work = tmp_path / "jobs"
+    work.mkdir()
     with open(out, "w") as log:
         jobs = subprocess.Popen(
             [sys.executable, "-m", "lectr.admin.cli", "jobs", "--db", pg_url, "--collect", "*.duckdb", *every],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            stdout=log, stderr=subprocess.STDOUT, cwd=work,
         )  # fmt: skip
     try:
         wait_until(lambda: out.read_text().count("aggregate: 2 summary rows") >= 2, timeout=30, what="two runs")
-        with open_store(pg_url).job_turn("aggregate", 60) as mine:
-            assert not mine  # it just ran: another host on a minute's schedule skips its turn
     finally:
         jobs.send_signal(signal.SIGTERM)
-        assert jobs.wait(15) == 0
+        try:
+            jobs.wait(15)
+        except subprocess.TimeoutExpired:
+            jobs.kill()  # not left running; the assertion below says it did not stop
+            jobs.wait(5)
+    assert jobs.returncode == 0, out.read_text()
+    store = open_store(pg_url)
+    with store.job_turn("aggregate", None) as mine:
+        assert mine  # the process is gone and holds no turn: by hand, the job would run
+    with store.job_turn("aggregate", 60) as mine:
+        assert not mine  # it ran a moment ago: another host on a minute's schedule skips its turn
     text = out.read_text()
     assert "postgresql://lectr:***@" in text and "--collect has nothing to do" in text and "stopped" in text
     assert postgres_server.password not in text and "Traceback" not in text

@@ -1,13 +1,14 @@
-"""The PostgreSQL harness itself (tests/postgres.py): what the store's tests will rely on."""
+"""The PostgreSQL harness itself (scripts/harness/postgres.py): what the store's tests rely on."""
 
 from __future__ import annotations
 
 import socket
+import uuid
 
 import psycopg
 import pytest
 
-from helpers import start_postgres
+from helpers import Postgres, start_postgres
 
 pytestmark = pytest.mark.slow  # starts PostgreSQL
 
@@ -21,9 +22,13 @@ def test_a_fresh_database_is_empty_and_writable(postgres_server, pg_url):
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT id, note FROM t").fetchall() == [(1, "one")]
     # and each test's database is its own
-    other = postgres_server.create_database("harness_other")
-    assert postgres_server.sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", "harness_other") == [(0,)]
-    assert other.endswith("/harness_other") and other.startswith("postgresql://lectr:")
+    name = f"harness_{uuid.uuid4().hex[:16]}"
+    other = postgres_server.create_database(name)
+    try:
+        assert postgres_server.sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", name) == [(0,)]
+        assert other.endswith(f"/{name}") and other.startswith("postgresql://lectr:")
+    finally:
+        postgres_server.sql(f'DROP DATABASE "{name}"')
 
 
 def test_committed_rows_survive_a_crash(tmp_path):
@@ -47,6 +52,20 @@ def test_committed_rows_survive_a_crash(tmp_path):
     finally:
         pg.destroy()
     assert not (pg.datadir / "postmaster.pid").exists()  # stopped (as root: its directory removed too)
+
+
+def test_a_server_that_does_not_stop_keeps_its_directory(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    pg = Postgres(0, home, tmp_path / "postgres.log", "secret", tmp_path, temporary_home=True)
+    pg.datadir.mkdir(parents=True)
+
+    def refuses(*args, **kwargs):
+        raise RuntimeError("PostgreSQL did not stop")
+
+    monkeypatch.setattr(pg, "stop", refuses)
+    with pytest.raises(RuntimeError, match="did not stop"):
+        pg.destroy()
+    assert pg.datadir.exists()  # a running server's data is not deleted under it
 
 
 def test_the_server_listens_on_127_0_0_1_only(postgres_server):

@@ -133,12 +133,12 @@ class Postgres:
         self.start()
 
     def destroy(self) -> None:
-        """Stop the server and remove its directory when it was made under /tmp (the log stays)."""
-        try:
-            self.stop()
-        finally:
-            if self.temporary_home:
-                shutil.rmtree(self.home, ignore_errors=True)
+        """Stop the server and remove its directory when it was made under /tmp (the log stays).
+        A server that does not stop keeps its directory: stop()'s error is raised, and the data of a
+        running server is not deleted under it."""
+        self.stop()
+        if self.temporary_home:
+            shutil.rmtree(self.home, ignore_errors=True)
 
     def create_database(self, name: str) -> str:
         """A new empty database; its URL."""

@@ -215,12 +215,17 @@ def start_workers(
     keys_db: Path | None = None,
     prefix: str = "worker",
     store: str = "",
+    new_session: bool = False,
 ) -> Workers:
     """n workers with these `--set` options (and their own file, keys from keys_db, no jobs), HAProxy in front.
 
     With `store` (a postgresql:// URL) they are hosts instead: each in a directory of its own
-    (<prefix>-<i>/, sharing no file with the others), all writing the store, reading keys and rules
-    from it and running the jobs, which the store lets one of them run at a time.
+    (<prefix>-<i>/; what they share is what `options` name, such as a confdir), all writing the store,
+    reading keys and rules from it and running the jobs, which the store lets one of them run at a time.
+
+    new_session: each in a process group of its own with its children (its writer, its jobs), as on a
+    machine of its own: `os.killpg(proc.pid, signal.SIGKILL)` then ends one as the loss of its machine
+    would. The caller ends what is left of the groups (Workers.stop signals the workers only).
 
     `env`: the environment of all of them, or one for each. Files and logs in `work`; everything started
     is stopped again if one of them does not start.
@@ -238,7 +243,8 @@ def start_workers(
             if store:
                 worker, cwd = {**options, "lectr_db": store}, db.with_suffix("")
                 cwd.mkdir(exist_ok=True)
-            procs.append(start_lectr(port, worker, env, log, cwd=cwd, host=address.rsplit(":", 1)[0]))
+            host = address.rsplit(":", 1)[0]
+            procs.append(start_lectr(port, worker, env, log, cwd=cwd, host=host, new_session=new_session))
         with open(work / f"{prefix}-haproxy.log", "w") as log:
             front = start_haproxy(port, addresses, work / f"{prefix}-haproxy", log)
     except BaseException:

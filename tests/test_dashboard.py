@@ -20,6 +20,7 @@ import pytest
 import streamlit as st
 import yaml
 from openai import OpenAI
+from streamlit.proto.TextInput_pb2 import TextInput as TextInputProto
 from streamlit.testing.v1 import AppTest
 
 from lectr.admin import rulesfile, yamlfile
@@ -435,10 +436,13 @@ def test_a_missing_an_empty_and_an_old_database_get_a_message_not_a_traceback(mo
     at = _app(monkeypatch, "mysql://lectr@127.0.0.1/lectr", rules)  # neither a file nor PostgreSQL: said
     assert not at.exception and "give its path" in at.error[0].value and not at.warning
 
-    # PostgreSQL that does not answer (nothing listens on port 1): said, with the URL's password hidden
-    at = _app(monkeypatch, "postgresql://lectr:s3cret@127.0.0.1:1/lectr", rules)
+
+@pytest.mark.slow  # waits out the connection pool's timeout (5 s) twice
+def test_a_postgresql_that_does_not_answer_is_said_with_its_password_hidden(monkeypatch, tmp_path):
+    at = _app(monkeypatch, "postgresql://lectr:s3cret@127.0.0.1:1/lectr", tmp_path / "rules.yaml")  # port 1: no one
     shown = at.warning[0].value
     assert not at.exception and "PostgreSQL does not answer" in shown and "s3cret" not in shown and "***" in shown
+    assert at.text_input(key="db").proto.type == TextInputProto.PASSWORD  # the sidebar masks a URL with a password
 
 
 def test_a_database_locked_by_another_process_is_waited_out_with_a_notice(app):

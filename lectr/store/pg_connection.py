@@ -3,8 +3,9 @@ translated for it.
 
 psycopg 3 with psycopg_pool: a small pool per process and server, opened on first use. While the
 server is down or unreachable, a session waits at most `CONNECT_TIMEOUT` seconds and raises
-StorageError; the pool keeps reconnecting in the background, with backoff, so Lectr carries on
-without a restart once the server is back. The first session of a process migrates the schema,
+StorageError; the pool tries again in the background for a minute, and after that at the next
+session (the writer's, the listener's and the pollers' own backoff), so Lectr carries on without a
+restart once the server is back. The first session of a process migrates the schema,
 under an advisory lock, so hosts starting together migrate it once.
 
 The translation: `$name` parameters become psycopg's `%(name)s` (a literal % doubled), and DuckDB's
@@ -206,8 +207,9 @@ def close(url: str) -> None:
 @atexit.register
 def _close_pools() -> None:
     """Without this, a pool whose server is gone holds the interpreter's exit for seconds per thread."""
-    for p in list(_pools.values()):
-        p.close(timeout=0.5)
+    for (pid, _), p in list(_pools.items()):
+        if pid == os.getpid():  # a forked child's copy of its parent's pools is not its own to close
+            p.close(timeout=0.5)
 
 
 @dataclass(frozen=True, repr=False)  # the repr would show the URL, password and all

@@ -8,7 +8,6 @@ batch appended with COPY, and jobs that take turns across hosts under an advisor
 from __future__ import annotations
 
 import hashlib
-import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,8 +26,6 @@ from lectr.store.pg_connection import PgDatabase, redacted
 from lectr.store.pg_listen import announce, listener
 from lectr.store.shadow import ShadowCalls
 from lectr.store.summaries import Summaries
-
-log = logging.getLogger(__name__)
 
 # A job skips its turn when any host ran it less than this share of its interval ago: each interval
 # sees one run, not one per host, whatever the hosts' schedules (one host's own runs are a whole

@@ -7,7 +7,7 @@ import threading
 from datetime import datetime, timezone
 
 from lectr.common.events import ShadowOrder
-from lectr.shadow.caps import DailyCaps
+from lectr.shadow.caps import RESEED_EVERY, DailyCaps
 
 
 def order(**kw) -> ShadowOrder:
@@ -79,3 +79,16 @@ def test_while_the_days_usage_cannot_be_read_nothing_is_sent_and_it_is_read_agai
     yesterday = datetime(2026, 12, 3, 23, 59, tzinfo=timezone.utc)
     assert caps.over(order(count=4), yesterday).startswith("max_requests_per_day")  # a late caller: same day
     assert len(reads) == 2
+
+
+def test_other_proxies_sends_count_once_the_store_is_read_again():
+    stored = {"e": (0, 0.0)}
+    caps = DailyCaps(lambda day: dict(stored))  # what every proxy on the database has written
+    assert caps.reserve(order(count=8), NOW) == (None, 0.0)
+    caps.settle(order(), 0.0, 0.001, sent=True)  # this proxy: 1 sent, not written yet
+    stored["e"] = (7, 0.007)  # another host sent 7 meanwhile
+    assert caps.reserve(order(count=8), NOW)[0] is None  # read again only after RESEED_EVERY; this one in flight
+    later = NOW + RESEED_EVERY
+    assert caps.reserve(order(count=8), later)[0].startswith("max_requests_per_day reached: 8 sent")  # 7 + 1 in flight
+    stored["e"] = (3, 0.003)  # a smaller count (this proxy's own rows not written yet) takes nothing back
+    assert caps.over(order(count=8), later + RESEED_EVERY).startswith("max_requests_per_day reached: 8 sent")

@@ -9,9 +9,11 @@ whose answers have no cost (no price for it, or no usage reported) cannot be hel
 cap, so it is sent nothing more that day. The day's usage starts from what the store holds
 (`seed`), so a restart does not reset it; while the store cannot be read, nothing is sent.
 
-Several proxies behind HAProxy each keep their own count from the same start: together they may
-send up to their number times a cap in a day. Thread-safe: the writer thread checks (`over`),
-the sending threads reserve and settle.
+Several proxies on one database (several hosts on PostgreSQL) each count what they send, and read
+the store again every `RESEED_EVERY`: what the others sent since then counts here too, so together
+they overrun a cap by at most what they send in that time, not by their number of times the cap.
+(DuckDB workers on one machine each write a file of their own, so there they count alone.)
+Thread-safe: the writer thread checks (`over`), the sending threads reserve and settle.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from lectr.common.events import ShadowOrder
@@ -27,6 +29,7 @@ from lectr.common.events import ShadowOrder
 log = logging.getLogger(__name__)
 
 _RAISE = "raise it in the experiments file, or sending resumes at 00:00 UTC"
+RESEED_EVERY = timedelta(minutes=1)
 
 
 @dataclass
@@ -44,6 +47,7 @@ class DailyCaps:
     def __init__(self, seed: Callable[[datetime], dict[str, tuple[int, float]]]) -> None:
         self._seed = seed  # the day's (sent, spent) per experiment, from the store
         self._day: datetime | None = None  # the day `_usage` counts; None: not read yet
+        self._read_at: datetime | None = None  # when the store was last read
         self._usage: dict[str, _Usage] = {}
         self._settled = threading.Condition()
 
@@ -96,9 +100,25 @@ class DailyCaps:
             except Exception as e:  # locked, unreadable: send nothing rather than overrun a cap
                 log.warning("cannot read today's shadow usage (%s); sending no shadow request until it can", e)
                 return None
-            self._day = day
+            self._day, self._read_at = day, now
             self._usage = {k: _Usage(sent=n, spent=usd) for k, (n, usd) in seeded.items()}
+        elif now - self._read_at >= RESEED_EVERY:
+            self._read_at = now
+            self._take_others(day)
         return self._usage.setdefault(order.experiment_id, _Usage())
+
+    def _take_others(self, day: datetime) -> None:
+        """The store's count again: other proxies' sends show there. What this one has sent but not yet
+        written (in flight, or in the writer's next batch) is not, so the larger of the two counts."""
+        try:
+            stored = self._seed(day.replace(tzinfo=None))
+        except Exception as e:  # the day's first reading stands; a later one is only a refinement
+            log.info("cannot read today's shadow usage again (%s); counting this proxy's own", e)
+            return
+        for experiment, (sent, spent) in stored.items():
+            usage = self._usage.setdefault(experiment, _Usage())
+            usage.sent = max(usage.sent, sent + usage.in_flight)
+            usage.spent = max(usage.spent, spent)
 
 
 def _refusal(order: ShadowOrder, usage: _Usage, estimate: float) -> str | None:

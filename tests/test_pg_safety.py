@@ -19,6 +19,7 @@ from lectr.store.pg_connection import redacted
             "postgresql://lectr:***@db/lectr?sslmode=require",
         ),
         ("postgresql://lectr@db/lectr", "postgresql://lectr@db/lectr"),
+        ("postgresql://lectr@db/lectr?sslpassword=s3cret", "postgresql://lectr@db/lectr?sslpassword=***"),
         ("postgresql:///lectr", "postgresql:///lectr"),
     ],
 )
@@ -26,7 +27,7 @@ def test_a_url_is_shown_without_its_password_however_it_is_written(url, shown):
     assert redacted(url) == shown
     store = open_store(url)
     assert store.display == shown and "s3" not in repr(store) and "s3" not in repr(store.db)
-    assert db_argument(store) == ('"$LECTR_DB"' if ":***@" in shown else shown)
+    assert db_argument(store) == '"$LECTR_DB"'  # pasted from a message, a rebuilt URL might not log in
 
 
 def test_a_url_libpq_cannot_read_is_refused_without_repeating_it():

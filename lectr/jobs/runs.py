@@ -115,9 +115,13 @@ def _anomalies(store: Store, smtp: SmtpSettings | None, now: datetime, settings:
         reason = alerts.not_configured(smtp or SmtpSettings())
         for _, row in to_mail:
             row.update(notify_error=reason)
-    # Stored before the mail goes out, then marked mailed: a run that fails or a host that dies in between
-    # leaves them "never mailed", and the next run (on any host) mails them then, once. The other order
-    # would mail anomalies that were never stored, and the next run would find and mail them as new.
+    # Stored before the mail goes out, as not mailed (an escalation too), then marked mailed: a run that
+    # fails or a host that dies in between leaves them "never mailed", and the next run (on any host)
+    # mails them (a host dying just after the mail, before its mark, has it sent twice: at least once).
+    # The other order would mail anomalies that were never stored, and mail them again as new.
+    if mailing:
+        for _, row in to_mail:
+            row.update(notified_at=None)
     store.save_anomalies(upserts, [a["anomaly_id"] for a in open_by_key.values()], now)
     mailed, error = False, None
     if mailing:
@@ -128,7 +132,7 @@ def _anomalies(store: Store, smtp: SmtpSettings | None, now: datetime, settings:
             error = f"{type(e).__name__}: {e}"
             log.warning("could not send the anomaly alert via %s:%s: %s", smtp.host, smtp.port, error)
         for _, row in to_mail:
-            row.update(notified_at=now if mailed else row.get("notified_at"), notify_error=error)
+            row.update(notified_at=now if mailed else None, notify_error=error)
         store.save_anomalies([row for _, row in to_mail], [], now)
     return AnomalyRun(new, ongoing, len(open_by_key), mailed, error)
 

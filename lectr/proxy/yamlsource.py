@@ -66,7 +66,7 @@ def watch(
             )
         value = missing if found is None else parse(found[0], source)
         if copy is not None:
-            lastgood.remember(copy, {"text": None if found is None else found[0]})
+            lastgood.remember(copy, None if found is None else found[0])
         return value
 
     watched = WatchedFile(
@@ -79,9 +79,9 @@ def watch(
         signature=lambda _: store.document_version(name),
     )
     kept = lastgood.recall(copy) if copy is not None else None
-    if isinstance(kept, dict) and "text" in kept:
+    if kept is not None:
         try:
-            text = kept["text"]
+            text = kept["value"]
             watched.value = missing if text is None else parse(text, f"{source} (the copy kept in {copy.parent})")
             log.info("%s: the copy kept in %s, until the database can be read", source, copy.parent)
             if on_load:

@@ -53,6 +53,7 @@ class DailyCaps:
 
     def over(self, order: ShadowOrder, now: datetime) -> str | None:
         """Why the experiment can send nothing more today, or None (nothing reserved: `reserve` decides)."""
+        self._take_others(now)
         with self._settled:
             usage = self._of(order, now)
             return _refusal(order, usage, 0.0) if usage else "today's shadow usage cannot be read from the database"
@@ -60,6 +61,7 @@ class DailyCaps:
     def reserve(self, order: ShadowOrder, now: datetime, wait: float = 60.0) -> tuple[str | None, float]:
         """(why not, None to send; the cost reserved, to hand back to `settle`). Waits (up to `wait`
         seconds) while the day's first request for the experiment is still out."""
+        self._take_others(now)
         with self._settled:
             usage = self._of(order, now)
             if usage is not None and not usage.answered and usage.in_flight:
@@ -102,23 +104,31 @@ class DailyCaps:
                 return None
             self._day, self._read_at = day, now
             self._usage = {k: _Usage(sent=n, spent=usd) for k, (n, usd) in seeded.items()}
-        elif now - self._read_at >= RESEED_EVERY:
-            self._read_at = now
-            self._take_others(day)
         return self._usage.setdefault(order.experiment_id, _Usage())
 
-    def _take_others(self, day: datetime) -> None:
-        """The store's count again: other proxies' sends show there. What this one has sent but not yet
-        written (in flight, or in the writer's next batch) is not, so the larger of the two counts."""
+    def _take_others(self, now: datetime) -> None:
+        """Every RESEED_EVERY, the store's count again: other proxies' sends show there. What this one
+        sent but has not written yet does not, so the larger of the two counts (with this one's in
+        flight added to the store's). The store is read outside the lock: a slow database holds up
+        no sending thread."""
+        today = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        with self._settled:
+            due = self._day == today and self._read_at is not None and now - self._read_at >= RESEED_EVERY
+            if not due:
+                return  # (a new day is read whole, by the first caller of that day)
+            self._read_at, day = now, self._day
         try:
             stored = self._seed(day.replace(tzinfo=None))
         except Exception as e:  # the day's first reading stands; a later one is only a refinement
             log.info("cannot read today's shadow usage again (%s); counting this proxy's own", e)
             return
-        for experiment, (sent, spent) in stored.items():
-            usage = self._usage.setdefault(experiment, _Usage())
-            usage.sent = max(usage.sent, sent + usage.in_flight)
-            usage.spent = max(usage.spent, spent)
+        with self._settled:
+            if self._day != day:
+                return  # the day turned meanwhile: its own first reading counts
+            for experiment, (sent, spent) in stored.items():
+                usage = self._usage.setdefault(experiment, _Usage())
+                usage.sent = max(usage.sent, sent + usage.in_flight)
+                usage.spent = max(usage.spent, spent)
 
 
 def _refusal(order: ShadowOrder, usage: _Usage, estimate: float) -> str | None:

@@ -36,9 +36,9 @@ __all__ = [
 
 
 def db_argument(store: Store) -> str:
-    """What a message suggests after `--db`: the file, the URL when it holds no password, else
-    "$LECTR_DB" (a shown URL has *** for its password, which would not log in when pasted)."""
-    return '"$LECTR_DB"' if ":***@" in store.display else store.display
+    """What a message suggests after `--db`: the file, else "$LECTR_DB" (a shown URL has *** for a
+    password, which would not log in when pasted, and is rebuilt, not always as it was written)."""
+    return '"$LECTR_DB"' if is_postgres(store.location) else store.display
 
 
 def open_store(location: str | Path) -> Store:

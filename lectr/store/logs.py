@@ -10,6 +10,7 @@ not confirmed (the connection broke at that moment) is sent again, and its id, a
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from datetime import timedelta
@@ -24,8 +25,9 @@ log = logging.getLogger(__name__)
 STORED_DEGRADED = ("pricing_error", "counting_error")
 
 # Each host's own heartbeat beside the shared one ('writer'): with several hosts on one database, the
-# dashboard tells which one went quiet. A host is its name; its proxies share one heartbeat.
-HOST_WRITER = f"writer {socket.gethostname()}"
+# dashboard tells which one went quiet. A host is LECTR_HOST, else its name (set LECTR_HOST where the
+# name changes at each deployment, as a container's does); its proxies share one heartbeat.
+HOST_WRITER = f"writer {os.environ.get('LECTR_HOST') or socket.gethostname()}"
 BATCH_IDS_KEPT = timedelta(days=2)  # a writer retries a batch for minutes, never for days
 PRUNE_EVERY = 3600.0  # seconds between two clean-ups of old batch ids by one writer
 _pruned_at = -PRUNE_EVERY  # this process's last clean-up (time.monotonic)

@@ -63,6 +63,8 @@ def redacted(url: str) -> str:
     except psycopg.ProgrammingError:
         return "postgresql://(a URL that cannot be read)"
     hidden = ":***" if parts.pop("password", None) is not None else ""  # there is one, and it is not shown
+    if parts.pop("sslpassword", None) is not None:  # a client key's passphrase: no more shown
+        parts["sslpassword"] = "***"
     where = parts.pop("host", "") + (f":{parts.pop('port')}" if "port" in parts else "")
     user = f"{parts.pop('user', '')}{hidden}@" if "user" in parts or hidden else ""
     query = "&".join(f"{k}={v}" for k, v in parts.items() if k != "dbname")

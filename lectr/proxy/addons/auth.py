@@ -100,7 +100,8 @@ class Auth:
 
     def _recall_keys(self, copy: Path | None, store: Store) -> bool:
         """Start from the keys last read from a PostgreSQL store (lectr.proxy.lastgood), if any were kept."""
-        kept = lastgood.recall(copy) if copy is not None else None
+        found = lastgood.recall(copy) if copy is not None else None
+        kept = found["value"] if found else None
         if not isinstance(kept, list) or not kept:
             return False
         try:

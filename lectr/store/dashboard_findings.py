@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from lectr.common.events import SUSPENDED
 from lectr.store.dashboard_common import frame, in_org, org_param, summarised
-from lectr.store.database import Database
+from lectr.store.database import Database, latest
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,9 +80,3 @@ class FindingsReads:
             f"SELECT * FROM anomalies WHERE {in_org(org)} ORDER BY status = 'open' DESC, last_seen DESC LIMIT $limit",
             {"limit": limit} | org_param(org),
         )
-
-
-def latest(column: str, where: str) -> str:
-    """The column's value in the newest row that meets `where`, NULL included (DuckDB's arg_max, which
-    PostgreSQL lacks)."""
-    return f"(array_agg({column} ORDER BY ts DESC) FILTER (WHERE {where}))[1]"

@@ -90,3 +90,18 @@ class Database(Protocol):
 def scalar(session: Session, sql: str, params: dict | None = None):
     """The first column of the first row."""
     return session.rows(sql, params)[0][0]
+
+
+def latest(column: str, where: str) -> str:
+    """The column's value in the newest row that meets `where`, NULL included (DuckDB's arg_max, which
+    PostgreSQL lacks)."""
+    return f"(array_agg({column} ORDER BY ts DESC) FILTER (WHERE {where}))[1]"
+
+
+def counts_by(rows: list[tuple]) -> dict[tuple, dict[str, int]]:
+    """(*key, value, count) rows as {key: {value: count}}: a histogram per group, which the two
+    databases spell differently in SQL."""
+    found: dict[tuple, dict[str, int]] = {}
+    for *key, value, count in rows:
+        found.setdefault(tuple(key), {})[value] = int(count)
+    return found

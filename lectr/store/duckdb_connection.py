@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import duckdb
 
-from lectr.store.database import StorageError, utc_now  # noqa: F401 (utc_now: the scripts' import)
+from lectr.store.database import StorageError
 
 if TYPE_CHECKING:
     import pandas as pd

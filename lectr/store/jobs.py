@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from lectr.store.database import Database, Session
+from lectr.store.database import Database, Session, counts_by
 
 # Per hour-long window back from $now: 0 is the last 60 minutes.
 _HOURS_AGO = "CAST(floor(extract(epoch FROM ($now::TIMESTAMP - ts)) / 3600) AS INTEGER)"
@@ -138,12 +138,3 @@ class JobTables:
                     values,
                 )
             note_run(s, "recommend", now)
-
-
-def counts_by(rows: list[tuple]) -> dict[tuple, dict[str, int]]:
-    """(*key, value, count) rows as {key: {value: count}}: a histogram per group, which the two
-    databases spell differently in SQL."""
-    found: dict[tuple, dict[str, int]] = {}
-    for *key, value, count in rows:
-        found.setdefault(tuple(key), {})[value] = int(count)
-    return found

@@ -8,9 +8,7 @@ from datetime import datetime
 from lectr.common.experiments import SENT
 from lectr.common.rules import TASKS
 from lectr.store.dashboard_common import in_org, org_param
-from lectr.store.dashboard_findings import latest
-from lectr.store.database import Database, sql_list
-from lectr.store.jobs import counts_by
+from lectr.store.database import Database, counts_by, latest, sql_list
 
 _GROUP = "experiment_id, org_id, feature, live_provider, live_model, provider, model"
 
